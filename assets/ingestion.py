@@ -1,0 +1,238 @@
+"""Ingestion: raw_interactions (daily partitions), items, users, and the cleaned interactions."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from assets.checks import check_result, plain_check_result
+from assets.metadata import md, md_table
+from assets.partitions import DATASET_START, daily_partitions, window
+from recsys.sources import UNROUTABLE
+from resources import expectations
+from resources.datasets import DatasetSource
+from resources.gx import GreatExpectationsResource
+from resources.warehouse import Warehouse, load_sql, utcnow
+
+DUCKDB_POOL = "duckdb_writer"
+SEV_ERROR = dg.AssetCheckSeverity.ERROR
+SEV_WARN = dg.AssetCheckSeverity.WARN
+
+
+class IngestionConfig(dg.Config):
+    max_quarantine_share: float = 0.05  # above this a partition is considered corrupted (blocking)
+    max_duplicate_share: float = 0.01
+    volume_ratio: float = 25.0  # WARN when a day's volume leaves [median/ratio, median*ratio]
+    trailing_partitions: int = 7
+
+
+def _spec(name: str, asset: str, blocking: bool, description: str, partitioned: bool = True) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=asset,
+        blocking=blocking,
+        description=description,
+        partitions_def=daily_partitions if partitioned else None,
+    )
+
+
+RAW_CHECKS = [
+    _spec("contract", "raw_interactions", True, "ERROR: columns, types, non-null keys, event types, timestamps in the partition, rating range"),
+    _spec("quarantine_share", "raw_interactions", True, "ERROR: share of lines quarantined stays under the configured maximum"),
+    _spec("volume", "raw_interactions", False, "WARN: daily row volume against the trailing partitions' median"),
+    _spec("duplicates", "raw_interactions", False, "WARN: share of duplicate (user, item, ts, event) rows"),
+]
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    check_specs=RAW_CHECKS,
+    group_name="ingestion",
+    kinds={"duckdb", "polars"},
+    description="raw.interactions: one day-partition of the source's events; bad lines go to quality.quarantine.",
+)
+def raw_interactions(
+    context: dg.AssetExecutionContext,
+    config: IngestionConfig,
+    source: DatasetSource,
+    warehouse: Warehouse,
+    gx_validator: GreatExpectationsResource,
+):
+    start, end, keys = window(context)
+    batch = source.reader().read_window(start, end)
+    now = utcnow()
+    raw = batch.interactions.with_columns(pl.lit(now).alias("ingested_at"))
+    quarantine = batch.quarantine.with_columns(pl.lit(now).alias("ingested_at"))
+    per_day = _per_day_counts(batch, keys, now, context.run_id)
+
+    with warehouse.connect() as con:
+        con.begin()
+        warehouse.replace_window(con, "raw.interactions", raw, start, end)
+        cleared = keys + ([UNROUTABLE] if start <= DATASET_START else [])
+        con.execute('DELETE FROM quality.quarantine WHERE "partition" IN (SELECT unnest($k))', {"k": cleared})
+        warehouse.append("quality.quarantine", quarantine, con=con)
+        warehouse.append("quality.ingestion_log", per_day, con=con)
+        con.commit()
+
+    partition_label = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+    n_loaded, n_quarantined = raw.height, quarantine.height
+    context.log.info(f"{partition_label}: read {batch.n_read}, loaded {n_loaded}, quarantined {n_quarantined}")
+
+    contract = gx_validator.validate(batch.interactions, expectations.raw_interactions_contract(start, end))
+    share = n_quarantined / batch.n_read if batch.n_read else 0.0
+    bad_days = per_day.filter(pl.col("n_read") > 0).filter(
+        pl.col("n_quarantined") / pl.col("n_read") > config.max_quarantine_share
+    )["partition"].to_list()
+    volume = gx_validator.validate(
+        _volume_ratios(warehouse, per_day, config),
+        _volume_suite(config),
+    )
+    anomalies = gx_validator.validate(
+        batch.interactions, expectations.raw_interactions_anomalies(None, config.max_duplicate_share)
+    )
+    checks = [
+        check_result(context, warehouse, "raw_interactions", "contract", contract, SEV_ERROR, partition_label),
+        plain_check_result(
+            context, warehouse, "raw_interactions", "quarantine_share", not bad_days, SEV_ERROR, partition_label,
+            description=(
+                f"quarantined {n_quarantined}/{batch.n_read} lines ({share:.2%})"
+                + (f"; partitions over {config.max_quarantine_share:.0%}: {', '.join(bad_days)}" if bad_days else "")
+            ),
+            details={"n_read": batch.n_read, "n_quarantined": n_quarantined, "share": share, "bad_partitions": ",".join(bad_days)},
+        ),
+        check_result(context, warehouse, "raw_interactions", "volume", volume, SEV_WARN, partition_label),
+        check_result(context, warehouse, "raw_interactions", "duplicates", anomalies, SEV_WARN, partition_label),
+    ]
+    reasons = (
+        quarantine.group_by(pl.col("reason").str.split(":").list.first().alias("reason")).len().sort("len", descending=True)
+        if quarantine.height
+        else pl.DataFrame({"reason": [], "len": []})
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "partitions": partition_label,
+            "n_read": batch.n_read,
+            "n_loaded": n_loaded,
+            "n_quarantined": n_quarantined,
+            "loaded_plus_quarantined_equals_read": n_loaded + n_quarantined == batch.n_read,
+            "quarantine_reasons": dg.MetadataValue.md(md_table(reasons)),
+            "users": raw["user_id"].n_unique() if raw.height else 0,
+            "items": raw["item_id"].n_unique() if raw.height else 0,
+        },
+        check_results=checks,
+    )
+
+
+def _per_day_counts(batch, keys: list[str], now, run_id: str) -> pl.DataFrame:
+    loaded = batch.interactions.group_by(pl.col("event_date").cast(pl.Utf8).alias("partition")).agg(pl.len().alias("n_loaded"))
+    quarantined = batch.quarantine.group_by("partition").agg(pl.len().alias("n_quarantined"))
+    days = pl.DataFrame({"partition": sorted(set(keys) | set(quarantined["partition"].to_list()))})
+    return (
+        days.join(loaded, on="partition", how="left")
+        .join(quarantined, on="partition", how="left")
+        .with_columns(pl.col("n_loaded", "n_quarantined").fill_null(0).cast(pl.Int64))
+        .with_columns((pl.col("n_loaded") + pl.col("n_quarantined")).alias("n_read"))
+        .select("partition", "n_read", "n_loaded", "n_quarantined", pl.lit(run_id).alias("run_id"), pl.lit(now).alias("ingested_at"))
+    )
+
+
+def _volume_ratios(warehouse: Warehouse, per_day: pl.DataFrame, config: IngestionConfig) -> pl.DataFrame:
+    """Each day's loaded rows divided by the median of its trailing partitions (stored + this run)."""
+    days = per_day.filter(pl.col("partition") != UNROUTABLE).sort("partition")
+    if days.is_empty():
+        return pl.DataFrame({"partition": [], "ratio": []}, schema={"partition": pl.Utf8, "ratio": pl.Float64})
+    first = days["partition"][0]
+    from_key = (pl.Series([first]).str.to_date() - timedelta(days=config.trailing_partitions)).dt.to_string("%Y-%m-%d")[0]
+    history = warehouse.query_file("analytics/trailing_volume", {"start_key": first, "from_key": from_key})
+    series = pl.concat([history.select("partition", "n_loaded"), days.select("partition", "n_loaded")]).sort("partition")
+    trailing = series.with_columns(
+        pl.col("n_loaded").shift(1).rolling_median(config.trailing_partitions, min_samples=3).alias("baseline")
+    )
+    return (
+        trailing.join(days.select("partition"), on="partition", how="semi")
+        .with_columns((pl.col("n_loaded") / pl.col("baseline")).alias("ratio"))
+        .select("partition", "n_loaded", "baseline", "ratio")
+    )
+
+
+def _volume_suite(config: IngestionConfig):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name="raw_interactions_volume")
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(column="ratio", min_value=1.0 / config.volume_ratio, max_value=config.volume_ratio)
+    )
+    return suite
+
+
+CATALOG_CHECKS = {
+    "items": dg.AssetCheckSpec("contract", asset="items", blocking=True, description="ERROR: item_id present, non-null, unique"),
+    "users": dg.AssetCheckSpec("contract", asset="users", blocking=True, description="ERROR: user_id present, non-null, unique"),
+}
+
+
+def _catalog_asset(name: str, key: str, loader: str):
+    @dg.asset(
+        name=name,
+        pool=DUCKDB_POOL,
+        check_specs=[CATALOG_CHECKS[name]],
+        group_name="ingestion",
+        kinds={"duckdb", "polars"},
+        description=f"raw.{name}: the dataset's {name} with their attributes.",
+    )
+    def _asset(context: dg.AssetExecutionContext, source: DatasetSource, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
+        frame = getattr(source.reader(), loader)()
+        warehouse.write_table(f"raw.{name}", frame)
+        outcome = gx_validator.validate(frame, expectations.catalog_contract(name, key))
+        return dg.MaterializeResult(
+            metadata={"rows": frame.height, "columns": ", ".join(frame.columns), "preview": md(frame.head(10))},
+            check_results=[check_result(context, warehouse, name, "contract", outcome, SEV_ERROR, None)],
+        )
+
+    return _asset
+
+
+items = _catalog_asset("items", "item_id", "items")
+users = _catalog_asset("users", "user_id", "users")
+
+CLEAN_CHECKS = [
+    _spec("contract", "interactions", True, "ERROR: unique (user, item, ts, event); referenced items and users exist"),
+]
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    deps=[raw_interactions, items, users],
+    check_specs=CLEAN_CHECKS,
+    group_name="ingestion",
+    kinds={"duckdb"},
+    description="staging.interactions: typed, bounded, de-duplicated events of the partition (sql/staging/interactions.sql).",
+)
+def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
+    start, end, keys = window(context)
+    params = {"start": start, "end": end}
+    with warehouse.connect() as con:
+        con.begin()
+        clean = con.execute(load_sql("staging/interactions"), params).pl()
+        warehouse.replace_window(con, "staging.interactions", clean, start, end)
+        n_raw = con.execute("SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN $start AND $end", params).fetchone()[0]
+        known_items = con.execute("SELECT item_id FROM raw.items").pl()["item_id"].to_list()
+        known_users = con.execute("SELECT user_id FROM raw.users").pl()["user_id"].to_list()
+        con.commit()
+    partition_label = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
+    outcome = gx_validator.validate(clean, expectations.interactions_contract(known_items, known_users))
+    return dg.MaterializeResult(
+        metadata={
+            "partitions": partition_label,
+            "rows": clean.height,
+            "duplicates_removed": n_raw - clean.height,
+            "event_types": md(clean.group_by("event_type").len().sort("len", descending=True)),
+        },
+        check_results=[check_result(context, warehouse, "interactions", "contract", outcome, SEV_ERROR, partition_label)],
+    )

@@ -1,0 +1,1 @@
+"""Dagster wiring: Definitions, jobs, partitions, schedules, sensors, pools."""

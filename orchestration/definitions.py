@@ -1,0 +1,36 @@
+"""The recdag code location (loaded by workspace.yaml and `dagster dev`)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import ingestion
+from orchestration.jobs import JOBS
+from resources.compute import ComputeResource
+from resources.datasets import DatasetSource
+from resources.gx import GreatExpectationsResource
+from resources.model_store import ModelStore
+from resources.warehouse import Warehouse
+
+ASSET_MODULES = [ingestion]
+
+
+def build_resources() -> dict:
+    return {
+        "warehouse": Warehouse(),
+        "source": DatasetSource(),
+        "gx_validator": GreatExpectationsResource(),
+        "compute": ComputeResource(),
+        "model_store": ModelStore(),
+    }
+
+
+all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=JOBS,
+    resources=build_resources(),
+)

@@ -1,0 +1,1 @@
+"""Candidate channels: each fits on a history frame and recommends top-K items per user."""

@@ -1,0 +1,509 @@
+"""Item-to-item channels: windowed co-occurrence and Swing, truncated to a uniform depth.
+
+API::
+
+    index = build_cooc_index(history, depth=50, window_hours=24.0, max_items_per_user=200,
+                             user_weighting="log", normalize="cosine")          # -> ItemIndex
+    index = build_swing_index(history, depth=50, alpha=1.0, max_items_per_user=200,
+                              max_users_per_item=300)                            # -> ItemIndex
+    index.neighbours(item_ids=None, depth=None)  # item_id, neighbour_id, score, count, rank (1-based)
+    index.lookup(trig_pos, tgt_pos)              # score, count, rank (0-based; depth when absent)
+
+    channel = ItemCFChannel(depth=50, method="cooc" | "swing").fit(history, items=None, runtime=None)
+    channel.recommend(user_ids, k=100, exclude_seen=True)   # user_id, item_id, score, rank
+
+``ItemIndex`` holds, for every item (dense int32 position of ``ItemIndex.items``), its top-D
+targets: ``targets[n_items, D]`` (int32, -1 = empty), ``scores[n_items, D]`` (float32) and
+``counts[n_items, D]`` (float32 raw support: baskets holding both items for co-occurrence, user
+pairs holding both for Swing).
+
+Co-occurrence. Baskets are (user, session) when ``session_id`` is present, else per-user
+pseudo-sessions cut wherever two consecutive events are more than ``window_hours`` apart
+(``window_hours=None``: the whole capped user history is one basket). Each (basket, item) cell
+carries the strongest behaviour weight (EVENT_WEIGHTS) seen in it; a heavy user is capped to his
+last ``max_items_per_user`` distinct items and each of his baskets is weighted by 1/log(1 + n_u)
+(n_u = his distinct items after the cap). With B the weighted basket × item matrix and D_u the
+user weights, C = Bᵀ D_u B and N_i = C_ii; ``normalize="cosine"`` gives C_ij / sqrt(N_i N_j)
+(cosine of the weighted basket vectors), ``"conditional"`` C_ij / N_i (for binary weights exactly
+P(j in basket | i in basket)), ``"none"`` C_ij.
+
+Swing (Yang et al., "Large Scale Product Graph Construction for Recommendation in E-commerce",
+2020): swing(i, j) = Σ_{u<v ∈ U_i ∩ U_j} w_u w_v / (alpha + |I_u ∩ I_v|), w_u = (|I_u| + 5)^-0.35,
+on users capped to their last ``max_items_per_user`` items and items capped to their
+``max_users_per_item`` most recent users. It is computed as Pᵀ diag(K) P where P is the
+(user pair × item) incidence of common items: no loop over pairs.
+
+Both products run in item blocks sized by their expected output, so memory stays bounded by the
+block budget and the D-deep result, not by the full item × item matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.channels.base import EVENT_WEIGHTS, IdIndex, event_weight_expr, recs_frame
+
+_BLOCK_NNZ = 20_000_000  # expected product entries per item block (≈ 250 MB of scipy temporaries)
+
+
+# ----------------------------------------------------------------------------------------------
+# The index
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemIndex:
+    """Top-D item → item lists on dense int32 positions of ``items``."""
+
+    items: IdIndex
+    targets: np.ndarray  # int32 [n_items, D], -1 = empty slot
+    scores: np.ndarray  # float32 [n_items, D], 0 in empty slots
+    counts: np.ndarray  # float32 [n_items, D], raw support of the pair
+    method: str = "cooc"
+    _keys: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _order: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def depth(self) -> int:
+        return int(self.targets.shape[1])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.targets.shape[0])
+
+    def truncate(self, depth: int) -> "ItemIndex":
+        d = min(depth, self.depth)
+        return ItemIndex(self.items, self.targets[:, :d].copy(), self.scores[:, :d].copy(),
+                         self.counts[:, :d].copy(), self.method)
+
+    def list_lengths(self) -> np.ndarray:
+        return (self.targets >= 0).sum(axis=1).astype(np.int32)
+
+    def to_csr(self, depth: int | None = None, values: str = "scores") -> sp.csr_matrix:
+        """items × items sparse matrix of the first ``depth`` slots (values: scores|counts|ones)."""
+        d = self.depth if depth is None else min(depth, self.depth)
+        tg = self.targets[:, :d]
+        keep = tg >= 0
+        rows = np.repeat(np.arange(self.n_items, dtype=np.int32), keep.sum(axis=1))
+        if values == "ones":
+            data = np.ones(int(keep.sum()), np.float32)
+        else:
+            data = (self.scores if values == "scores" else self.counts)[:, :d][keep]
+        m = sp.csr_matrix((data, (rows, tg[keep])), shape=(self.n_items, self.n_items), dtype=np.float32)
+        return m
+
+    def _lookup_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._keys is None:
+            keep = self.targets >= 0
+            flat = np.flatnonzero(keep.reshape(-1))
+            rows = flat // self.depth
+            keys = rows.astype(np.int64) * self.n_items + self.targets.reshape(-1)[flat]
+            order = np.argsort(keys, kind="stable")
+            self._keys, self._order = keys[order], flat[order]
+        return self._keys, self._order
+
+    def lookup(self, trig: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score, count and 0-based rank of ``tgt`` in ``trig``'s list (0, 0, depth when absent)."""
+        keys, order = self._lookup_tables()
+        q = np.asarray(trig, np.int64) * self.n_items + np.asarray(tgt, np.int64)
+        if len(keys) == 0:
+            n = len(q)
+            return np.zeros(n, np.float32), np.zeros(n, np.float32), np.full(n, self.depth, np.int32)
+        pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+        found = keys[pos] == q
+        flat = order[pos]
+        score = np.where(found, self.scores.reshape(-1)[flat], 0.0).astype(np.float32)
+        count = np.where(found, self.counts.reshape(-1)[flat], 0.0).astype(np.float32)
+        rank = np.where(found, flat % self.depth, self.depth).astype(np.int32)
+        return score, count, rank
+
+    def neighbours(self, item_ids=None, depth: int | None = None) -> pl.DataFrame:
+        """Long frame item_id, neighbour_id, score, count, rank (1-based) for ``item_ids`` (all if None)."""
+        d = self.depth if depth is None else min(depth, self.depth)
+        rows = (np.arange(self.n_items, dtype=np.int32) if item_ids is None
+                else self.items.positions(item_ids))
+        rows = rows[rows >= 0]
+        tg = self.targets[rows, :d]
+        keep = tg >= 0
+        return pl.DataFrame(
+            {
+                "item_id": np.repeat(self.items.ids[rows], keep.sum(axis=1)),
+                "neighbour_id": self.items.ids[tg[keep]],
+                "score": self.scores[rows, :d][keep].astype(np.float64),
+                "count": self.counts[rows, :d][keep].astype(np.float64),
+                "rank": (np.nonzero(keep)[1] + 1).astype(np.int32),
+            }
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def topk_sparse(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, k: int):
+    """Per-row top-k of a coordinate list (no duplicate (row, col)), best first, ties by column.
+
+    Returns (idx int32 [n_rows, k], val float32 [n_rows, k], pos int64 [nnz kept]) with -1 / 0 padding;
+    ``pos`` indexes the input entries that were kept, in output order.
+    """
+    idx = np.full((n_rows, k), -1, np.int32)
+    out = np.zeros((n_rows, k), np.float32)
+    if len(rows) == 0 or k == 0:
+        return idx, out, np.empty(0, np.int64)
+    order = np.lexsort((cols, -vals, rows))
+    r = rows[order]
+    starts = np.searchsorted(r, np.arange(n_rows), side="left")
+    slot = np.arange(len(r)) - starts[r]
+    keep = slot < k
+    sel = order[keep]
+    idx[r[keep], slot[keep]] = cols[sel]
+    out[r[keep], slot[keep]] = vals[sel]
+    return idx, out, sel
+
+
+def _item_blocks(work: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Split rows into contiguous blocks whose summed ``work`` stays near ``budget``."""
+    n = len(work)
+    if n == 0:
+        return []
+    cum = np.cumsum(work, dtype=np.float64)
+    bounds = [0]
+    while bounds[-1] < n:
+        base = cum[bounds[-1] - 1] if bounds[-1] > 0 else 0.0
+        nxt = int(np.searchsorted(cum, base + budget, side="right"))
+        bounds.append(min(n, max(nxt, bounds[-1] + 1)))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _blocked_topk(left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.csr_matrix | None,
+                  depth: int, normalize, block_nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``depth`` of each row of left_t @ right without the diagonal, in item blocks.
+
+    ``right_ones`` (same pattern as ``right``) gives the raw-support product; ``normalize(block_rows,
+    block_cols, values)`` maps raw scores to final ones.
+    """
+    n = left_t.shape[0]
+    # Expected output entries of a row: Σ over its baskets of the basket size.
+    sizes = np.diff(right.indptr).astype(np.float64)
+    work = left_t @ sizes if left_t.nnz else np.zeros(n)
+    targets = np.full((n, depth), -1, np.int32)
+    scores = np.zeros((n, depth), np.float32)
+    counts = np.zeros((n, depth), np.float32)
+    ones_left = left_t.copy()
+    ones_left.data[:] = 1.0
+    for a, b in _item_blocks(np.asarray(work).ravel() + 1.0, block_nnz):
+        prod = (left_t[a:b] @ right).tocoo()
+        raw = (ones_left[a:b] @ right_ones).tocoo() if right_ones is not None else None
+        r, c, v = prod.row.astype(np.int64), prod.col.astype(np.int64), prod.data.astype(np.float32)
+        if raw is not None:
+            # Same sparsity pattern (positive data); align by key to be safe.
+            k1 = r * n + c
+            k2 = raw.row.astype(np.int64) * n + raw.col
+            o2 = np.argsort(k2)
+            cnt = raw.data[o2][np.searchsorted(k2[o2], k1)].astype(np.float32)
+        else:
+            cnt = v.copy()
+        off = r + a != c
+        r, c, v, cnt = r[off], c[off], v[off], cnt[off]
+        v = normalize(r + a, c, v)
+        idx, val, sel = topk_sparse(r, c, v, b - a, depth)
+        targets[a:b], scores[a:b] = idx, val
+        filled = idx >= 0
+        counts[a:b][filled] = cnt[sel]
+    return targets, scores, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparing the events
+# ----------------------------------------------------------------------------------------------
+
+
+def _events(history: pl.DataFrame, items: IdIndex | None, weights: dict[str, float] | None):
+    """(frame with dense u, i, w, t in µs; users IdIndex; items IdIndex)."""
+    users = IdIndex.from_values(history["user_id"])
+    items = items or IdIndex.from_values(history["item_id"])
+    cols = ["user_id", "item_id", "event_type", "ts"] + (["session_id"] if "session_id" in history.columns else [])
+    frame = history.select(cols).with_columns(
+        event_weight_expr(weights or EVENT_WEIGHTS).alias("w"),
+        pl.col("ts").dt.epoch("us").alias("t"),
+    )
+    frame = frame.with_columns(
+        pl.Series("u", users.positions(frame["user_id"])),
+        pl.Series("i", items.positions(frame["item_id"])),
+    ).filter(pl.col("i") >= 0)
+    if "session_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Int64).alias("session_id"))
+    return frame, users, items
+
+
+def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFrame:
+    """Keep each user's ``max_items_per_user`` most recently touched distinct items."""
+    if not max_items_per_user:
+        return frame
+    last = frame.group_by("u", "i").agg(pl.col("t").max().alias("t_last"))
+    last = last.with_columns(
+        pl.col("t_last").rank("ordinal", descending=True).over("u").alias("recency")
+    ).filter(pl.col("recency") <= max_items_per_user)
+    return frame.join(last.select("u", "i"), on=["u", "i"], how="semi")
+
+
+def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
+    """Add a dense ``basket`` id: (user, session) or per-user pseudo-session cut at long gaps."""
+    frame = frame.sort("u", "t")
+    gap = int(window_hours * 3600e6) if window_hours is not None else None
+    new_user = pl.col("u") != pl.col("u").shift(1)
+    has_sid = pl.col("session_id").is_not_null()
+    new_sid = has_sid & (pl.col("session_id") != pl.col("session_id").shift(1)).fill_null(True)
+    new_kind = has_sid != has_sid.shift(1)
+    if gap is None:
+        new_gap = pl.lit(False)
+    else:
+        new_gap = ~has_sid & ((pl.col("t") - pl.col("t").shift(1)) > gap)
+    start = (new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False))
+    if frame["session_id"].null_count() < frame.height:
+        # Sessions may interleave in time: order by session first so each is one contiguous run.
+        frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "t")
+    return frame.with_columns((start.cast(pl.Int64).cum_sum() - 1).alias("basket"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders
+# ----------------------------------------------------------------------------------------------
+
+
+def build_cooc_index(
+    history: pl.DataFrame,
+    depth: int = 50,
+    *,
+    items: IdIndex | None = None,
+    weights: dict[str, float] | None = None,
+    window_hours: float | None = 24.0,
+    max_items_per_user: int | None = 200,
+    user_weighting: str = "log",
+    normalize: str = "cosine",
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """Session/time-windowed, behaviour-weighted co-occurrence index (see module docstring)."""
+    if normalize not in ("cosine", "conditional", "none"):
+        raise ValueError(f"normalize must be cosine|conditional|none, got {normalize!r}")
+    if user_weighting not in ("log", "none"):
+        raise ValueError(f"user_weighting must be log|none, got {user_weighting!r}")
+    frame, users, items = _events(history, items, weights)
+    frame = _baskets(_cap_users(frame, max_items_per_user), window_hours)
+    cells = frame.group_by("basket", "i").agg(pl.col("w").max(), pl.col("u").first())
+    basket = cells["basket"].to_numpy()
+    n_baskets = int(basket.max()) + 1 if len(basket) else 0
+    n_items = len(items)
+    ii = cells["i"].to_numpy().astype(np.int32)
+    w = cells["w"].to_numpy().astype(np.float32)
+    b_w = sp.csr_matrix((w, (basket, ii)), shape=(n_baskets, n_items), dtype=np.float32)
+    b_1 = sp.csr_matrix((np.ones_like(w), (basket, ii)), shape=(n_baskets, n_items), dtype=np.float32)
+    if user_weighting == "log":
+        n_u = np.bincount(frame.unique(["u", "i"])["u"].to_numpy(), minlength=len(users)).astype(np.float64)
+        basket_user = np.zeros(n_baskets, np.int64)
+        basket_user[basket] = cells["u"].to_numpy()
+        uw = (1.0 / np.log1p(np.maximum(n_u[basket_user], 1.0))).astype(np.float32)
+    else:
+        uw = np.ones(n_baskets, np.float32)
+    right = sp.diags(uw) @ b_w
+    right = right.tocsr()
+    left_t = b_w.T.tocsr()
+    self_mass = np.asarray(b_w.multiply(b_w).T @ uw).ravel().astype(np.float64)
+    self_mass[self_mass <= 0] = 1.0
+
+    def norm(r, c, v):
+        if normalize == "cosine":
+            return (v / np.sqrt(self_mass[r] * self_mass[c])).astype(np.float32)
+        if normalize == "conditional":
+            return (v / self_mass[r]).astype(np.float32)
+        return v
+
+    targets, scores, counts = _blocked_topk(left_t, right, b_1, depth, norm, block_nnz)
+    return ItemIndex(items, targets, scores, counts, method="cooc")
+
+
+def swing_user_weights(n_items_per_user: np.ndarray) -> np.ndarray:
+    """Alibaba's Swing user weight (|I_u| + 5)^-0.35: heavy users count less."""
+    return np.power(n_items_per_user.astype(np.float64) + 5.0, -0.35)
+
+
+def _pairs_within_groups(indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (p, q), p < q, of element positions sharing a group of a CSR/CSC ``indptr``."""
+    sizes = np.diff(indptr)
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(indptr[-1]) - indptr[group]
+    n_partners = (sizes[group] - 1 - local).astype(np.int64)
+    left = np.repeat(np.arange(indptr[-1], dtype=np.int64), n_partners)
+    starts = np.cumsum(n_partners) - n_partners
+    right = left + 1 + (np.arange(len(left), dtype=np.int64) - np.repeat(starts, n_partners))
+    return left, right
+
+
+def build_swing_index(
+    history: pl.DataFrame,
+    depth: int = 50,
+    *,
+    items: IdIndex | None = None,
+    alpha: float = 1.0,
+    max_items_per_user: int | None = 200,
+    max_users_per_item: int | None = 300,
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """Swing index (see module docstring); ``counts`` = number of supporting user pairs."""
+    frame, users, items = _events(history, items, None)
+    frame = _cap_users(frame, max_items_per_user)
+    ui = frame.group_by("u", "i").agg(pl.col("t").max())
+    if max_users_per_item:
+        ui = ui.filter(pl.col("t").rank("ordinal", descending=True).over("i") <= max_users_per_item)
+    n_users, n_items = len(users), len(items)
+    u = ui["u"].to_numpy().astype(np.int64)
+    i = ui["i"].to_numpy().astype(np.int64)
+    a_csc = sp.csc_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
+    a_csc.sort_indices()
+    w_u = swing_user_weights(np.bincount(u, minlength=n_users))
+    # Triples (u, v, item) with u < v both holding item: the user pairs' common items.
+    p, q = _pairs_within_groups(a_csc.indptr)
+    pu, pv = a_csc.indices[p].astype(np.int64), a_csc.indices[q].astype(np.int64)
+    p_item = np.repeat(np.arange(n_items, dtype=np.int64), np.diff(a_csc.indptr))[p]
+    del p, q
+    pair_key, pair_row, overlap = np.unique(pu * n_users + pv, return_inverse=True, return_counts=True)
+    # Only user pairs sharing ≥ 2 items contribute to an i ≠ j pair.
+    useful = overlap >= 2
+    remap = np.cumsum(useful) - 1
+    keep_triple = useful[pair_row]
+    rows = remap[pair_row[keep_triple]]
+    cols = p_item[keep_triple]
+    pk = pair_key[useful]
+    k_weight = (w_u[pk // n_users] * w_u[pk % n_users] / (alpha + overlap[useful])).astype(np.float32)
+    n_pairs = int(useful.sum())
+    incidence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_pairs, n_items))
+    right = (sp.diags(k_weight) @ incidence).tocsr()
+    left_t = incidence.T.tocsr()
+    targets, scores, counts = _blocked_topk(left_t, right, incidence, depth, lambda r, c, v: v, block_nnz)
+    return ItemIndex(items, targets, scores, counts, method="swing")
+
+
+def build_item_index(history: pl.DataFrame, depth: int = 50, method: str = "cooc", **params) -> ItemIndex:
+    if method == "cooc":
+        return build_cooc_index(history, depth, **params)
+    if method == "swing":
+        return build_swing_index(history, depth, **params)
+    raise ValueError(f"method must be cooc|swing, got {method!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# User triggers and the channel
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UserTriggers:
+    """Each user's last ``n`` distinct items (most recent first) with last-touch time."""
+
+    users: IdIndex
+    user_pos: np.ndarray  # int32 [m]
+    item_pos: np.ndarray  # int32 [m]
+    recency: np.ndarray  # int32 [m], 0 = most recent
+    t_last: np.ndarray  # int64 [m], µs since epoch
+    user_t_last: np.ndarray  # int64 [n_users], the user's latest event time
+
+
+def user_triggers(history: pl.DataFrame, users: IdIndex, items: IdIndex, n_triggers: int) -> UserTriggers:
+    frame = history.select(
+        pl.Series("u", users.positions(history["user_id"])),
+        pl.Series("i", items.positions(history["item_id"])),
+        pl.col("ts").dt.epoch("us").alias("t"),
+    ).filter((pl.col("u") >= 0) & (pl.col("i") >= 0))
+    last = frame.group_by("u", "i").agg(pl.col("t").max())
+    last = last.with_columns(
+        (pl.struct("t", "i").rank("ordinal", descending=True).over("u") - 1).alias("recency")
+    ).filter(pl.col("recency") < n_triggers).sort("u", "recency")
+    user_t = np.zeros(len(users), np.int64)
+    agg = frame.group_by("u").agg(pl.col("t").max())
+    user_t[agg["u"].to_numpy()] = agg["t"].to_numpy()
+    return UserTriggers(users, last["u"].to_numpy().astype(np.int32), last["i"].to_numpy().astype(np.int32),
+                        last["recency"].to_numpy().astype(np.int32), last["t"].to_numpy().astype(np.int64), user_t)
+
+
+def seen_keys(history: pl.DataFrame, users: IdIndex, items: IdIndex) -> np.ndarray:
+    """Sorted int64 keys u * n_items + i of every (user, item) in ``history``."""
+    u = users.positions(history["user_id"]).astype(np.int64)
+    i = items.positions(history["item_id"]).astype(np.int64)
+    keep = (u >= 0) & (i >= 0)
+    return np.unique(u[keep] * len(items) + i[keep])
+
+
+def expand_lists(index: ItemIndex, trig_row: np.ndarray, trig_item: np.ndarray, depth: int | None = None):
+    """Flatten each trigger's list: (trigger entry, candidate position, 0-based rank) per slot."""
+    d = index.depth if depth is None else min(depth, index.depth)
+    tg = index.targets[trig_item, :d]
+    keep = tg >= 0
+    entry = np.repeat(np.arange(len(trig_row), dtype=np.int64), keep.sum(axis=1))
+    return entry, tg[keep].astype(np.int32), np.nonzero(keep)[1].astype(np.int32)
+
+
+def reduce_pairs(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_cols: int, how: str):
+    """Collapse duplicate (row, col) entries by sum or max; returns unique rows, cols, vals."""
+    keys = rows.astype(np.int64) * n_cols + cols
+    order = np.argsort(keys, kind="stable")
+    keys, vals = keys[order], vals[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.empty(0, np.int64)
+    red = (np.add if how == "sum" else np.maximum).reduceat(vals, starts) if len(keys) else vals
+    uk = keys[starts] if len(keys) else keys
+    return uk // n_cols, uk % n_cols, red
+
+
+class ItemCFChannel:
+    """Item CF over a uniform-depth co-occurrence or Swing index.
+
+    A user's last ``n_triggers`` distinct items are triggers with recency weight
+    ``recency_decay ** r`` (r = 0 for the most recent); a candidate's score is the sum (or max,
+    ``aggregate="max"``) over triggers of recency weight × index score.
+    """
+
+    def __init__(self, depth: int = 50, method: str = "cooc", n_triggers: int = 20,
+                 recency_decay: float = 0.8, aggregate: str = "sum", name: str | None = None, **index_params):
+        if aggregate not in ("sum", "max"):
+            raise ValueError(f"aggregate must be sum|max, got {aggregate!r}")
+        self.depth, self.method, self.n_triggers = depth, method, n_triggers
+        self.recency_decay, self.aggregate = recency_decay, aggregate
+        self.index_params = index_params
+        self.name = name or ("swing" if method == "swing" else "itemcf")
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "ItemCFChannel":
+        item_ids = history["item_id"] if items is None else pl.concat([history["item_id"], items["item_id"]])
+        self.items_ = IdIndex.from_values(item_ids)
+        self.users_ = IdIndex.from_values(history["user_id"])
+        self.index_ = build_item_index(history, self.depth, self.method, items=self.items_, **self.index_params)
+        self.triggers_ = user_triggers(history, self.users_, self.items_, self.n_triggers)
+        self.seen_ = seen_keys(history, self.users_, self.items_)
+        return self
+
+    def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
+        user_ids = np.asarray(user_ids.to_numpy() if isinstance(user_ids, pl.Series) else user_ids, np.int64)
+        upos = self.users_.positions(user_ids)
+        trig = self.triggers_
+        # Row of each requested user in the output block; triggers of unknown users are dropped.
+        row_of_user = np.full(len(self.users_), -1, np.int64)
+        known = upos >= 0
+        row_of_user[upos[known]] = np.flatnonzero(known)
+        t_row = row_of_user[trig.user_pos]
+        sel = t_row >= 0
+        t_row, t_item, t_rec = t_row[sel], trig.item_pos[sel], trig.recency[sel]
+        entry, cand, slot = expand_lists(self.index_, t_row, t_item)
+        rw = np.power(self.recency_decay, t_rec).astype(np.float32)
+        vals = rw[entry] * self.index_.scores[t_item[entry], slot]
+        rows = t_row[entry]
+        if exclude_seen:
+            keys = upos[rows].astype(np.int64) * len(self.items_) + cand
+            ok = ~np.isin(keys, self.seen_)
+            rows, cand, vals = rows[ok], cand[ok], vals[ok]
+        r, c, v = reduce_pairs(rows, cand, vals, len(self.items_), self.aggregate)
+        idx, val, _ = topk_sparse(r, c, v.astype(np.float32), len(user_ids), k)
+        return recs_frame(user_ids, idx, val, self.items_)
+

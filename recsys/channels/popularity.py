@@ -1,0 +1,224 @@
+"""Popularity channel (stage ``pop``) and the popularity fallback every other channel uses.
+
+API::
+
+    PopularityChannel(mode="blend", half_life_days=7.0, n_top_categories=3,
+                      blend_weights={"global": 0.2, "recent": 0.3, "category": 0.5},
+                      weights=None, batch_size=2048)
+        .fit(history, items=None, runtime=None) -> self
+        .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
+        .item_scores() -> pl.DataFrame(item_id, score)        # the non-personal part, best first
+
+Modes (every component is scaled to [0, 1] by its maximum):
+
+* ``global``   -- sum of behaviour weights (EVENT_WEIGHTS) per item.
+* ``recent``   -- the same sum with each event decayed by 0.5 ** (age_days / half_life_days), age
+  measured from the history's latest ts (not the wall clock, so refits are reproducible).
+* ``category`` -- needs ``items`` with ``category_id``: the user's behaviour share per category,
+  kept for their ``n_top_categories`` categories, times the item's recent popularity relative to the
+  most popular item of its category.  Items outside the user's top categories score 0.
+* ``blend``    -- weighted sum of the three (category dropped when there are no categories).
+
+Unknown users get the non-personal part (global / recent / their blend) with nothing excluded.
+
+Shared helpers for other channels: ``popularity_vector`` (weighted, optionally time-decayed item
+popularity over an IdIndex) and ``recommend_dense`` (batched scoring + top-k + popularity fallback
+for users the channel never saw).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.channels.base import IdIndex, batched, event_weight_expr, interaction_matrix, recs_frame, topk_rows
+
+_MODES = ("global", "recent", "category", "blend")
+_EMPTY = {"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float64, "rank": pl.Int32}
+
+
+def popularity_vector(
+    history: pl.DataFrame,
+    items: IdIndex,
+    half_life_days: float | None = None,
+    weights: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Behaviour-weighted interaction mass per item position (float32); decayed when half_life_days."""
+    w = event_weight_expr(weights)
+    if half_life_days is not None and history.height:
+        age_days = (pl.col("ts").max() - pl.col("ts")).dt.total_seconds() / 86400.0
+        w = w * (0.5 ** (age_days / float(half_life_days)))
+    per_item = history.select("item_id", w.alias("w")).group_by("item_id").agg(pl.col("w").sum())
+    pos = items.positions(per_item["item_id"])
+    keep = pos >= 0
+    out = np.zeros(len(items), np.float32)
+    np.add.at(out, pos[keep], per_item["w"].to_numpy()[keep].astype(np.float32))
+    return out
+
+
+def scaled(v: np.ndarray) -> np.ndarray:
+    m = float(v.max()) if v.size else 0.0
+    return v / m if m > 0 else v
+
+
+def as_id_array(user_ids) -> np.ndarray:
+    """Requested user ids as int64, de-duplicated in first-seen order."""
+    if isinstance(user_ids, pl.Series):
+        s = user_ids
+    else:
+        s = pl.Series("user_id", np.asarray(user_ids, dtype=np.int64).reshape(-1))
+    return s.cast(pl.Int64).unique(maintain_order=True).to_numpy()
+
+
+def recommend_dense(
+    user_ids,
+    k: int,
+    users: IdIndex,
+    items: IdIndex,
+    score_block: Callable[[np.ndarray], np.ndarray],
+    seen: sp.csr_matrix | None,
+    fallback: np.ndarray | None,
+    batch_size: int = 2048,
+) -> pl.DataFrame:
+    """Score known users in dense blocks (score_block(user_positions) -> rows × n_items), take
+    top-k with ``seen`` masked; users the channel does not know get top-k of ``fallback`` (or none)."""
+    uids = as_id_array(user_ids)
+    pos = users.positions(uids)
+    known = pos >= 0
+    frames = []
+    known_ids, known_pos = uids[known], pos[known]
+    for s, e in batched(len(known_pos), batch_size):
+        p = known_pos[s:e]
+        block = score_block(p)
+        idx, val = topk_rows(block, k, seen[p] if seen is not None else None)
+        frames.append(recs_frame(known_ids[s:e], idx, val, items))
+    cold_ids = uids[~known]
+    if fallback is not None and len(cold_ids) and len(items):
+        idx, val = topk_rows(fallback[None, :], k)
+        n = len(cold_ids)
+        frames.append(recs_frame(cold_ids, np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0), items))
+    if not frames:
+        return pl.DataFrame(schema=_EMPTY)
+    return pl.concat(frames)
+
+
+def category_codes(items_frame: pl.DataFrame | None, items: IdIndex) -> tuple[np.ndarray, int]:
+    """Dense category code per item position (-1 unknown) and the number of categories."""
+    codes = np.full(len(items), -1, np.int32)
+    if items_frame is None or "category_id" not in items_frame.columns:
+        return codes, 0
+    cats = items_frame.select(
+        pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8)
+    ).drop_nulls().unique("item_id", keep="first")
+    if cats.height == 0:
+        return codes, 0
+    dense = (cats["category_id"].rank("dense") - 1).cast(pl.Int32).to_numpy()
+    pos = items.positions(cats["item_id"])
+    keep = pos >= 0
+    codes[pos[keep]] = dense[keep]
+    return codes, int(dense.max()) + 1
+
+
+class PopularityChannel:
+    name = "pop"
+
+    def __init__(
+        self,
+        mode: str = "blend",
+        half_life_days: float = 7.0,
+        n_top_categories: int = 3,
+        blend_weights: dict[str, float] | None = None,
+        weights: dict[str, float] | None = None,
+        batch_size: int = 2048,
+    ):
+        if mode not in _MODES:
+            raise ValueError(f"PopularityChannel mode {mode!r} not in {_MODES}")
+        self.mode = mode
+        self.half_life_days = half_life_days
+        self.n_top_categories = n_top_categories
+        self.blend_weights = blend_weights or {"global": 0.2, "recent": 0.3, "category": 0.5}
+        self.weights = weights
+        self.batch_size = batch_size
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "PopularityChannel":
+        item_ids = history["item_id"]
+        if items is not None:
+            item_ids = pl.concat([item_ids, items["item_id"].cast(pl.Int64)])
+        self.items_ = IdIndex.from_values(item_ids)
+        self.users_ = IdIndex.from_values(history["user_id"])
+        self.seen_ = interaction_matrix(history, self.users_, self.items_, self.weights)
+        self.global_ = scaled(popularity_vector(history, self.items_, None, self.weights))
+        self.recent_ = scaled(popularity_vector(history, self.items_, self.half_life_days, self.weights))
+        self.cat_, self.n_cats_ = category_codes(items, self.items_)
+        if self.mode == "category" and self.n_cats_ == 0:
+            raise ValueError("PopularityChannel(mode='category') needs items with a category_id column")
+        if self.n_cats_:
+            # popularity relative to the best item of the same category
+            cat_max = np.zeros(self.n_cats_, np.float32)
+            has = self.cat_ >= 0
+            np.maximum.at(cat_max, self.cat_[has], self.recent_[has])
+            self.cat_pop_ = np.where(has, self.recent_ / np.maximum(cat_max[np.maximum(self.cat_, 0)], 1e-12), 0.0)
+            self.cat_pop_ = self.cat_pop_.astype(np.float32)
+            # user × category behaviour mass (users × n_cats), kept sparse
+            onehot = sp.csr_matrix(
+                (np.ones(has.sum(), np.float32), (np.flatnonzero(has), self.cat_[has])),
+                shape=(len(self.items_), self.n_cats_),
+            )
+            self.user_cat_ = (self.seen_ @ onehot).tocsr()
+        return self
+
+    def _weights(self) -> dict[str, float]:
+        if self.mode != "blend":
+            return {self.mode: 1.0}
+        w = dict(self.blend_weights)
+        if not self.n_cats_:
+            w.pop("category", None)
+        return w
+
+    def _static(self) -> np.ndarray:
+        w = self._weights()
+        return (w.get("global", 0.0) * self.global_ + w.get("recent", 0.0) * self.recent_).astype(np.float32)
+
+    def _category_block(self, user_pos: np.ndarray) -> np.ndarray:
+        aff = self.user_cat_[user_pos].toarray()
+        total = aff.sum(axis=1, keepdims=True)
+        aff = np.divide(aff, total, out=np.zeros_like(aff), where=total > 0)
+        if self.n_top_categories < self.n_cats_:
+            # zero all but each user's top categories
+            drop = np.argpartition(-aff, self.n_top_categories - 1, axis=1)[:, self.n_top_categories :]
+            np.put_along_axis(aff, drop, 0.0, axis=1)
+        aff = np.concatenate([aff, np.zeros((len(user_pos), 1), aff.dtype)], axis=1)  # column -1 = no category
+        return aff[:, self.cat_] * self.cat_pop_[None, :]
+
+    def _score_block(self, user_pos: np.ndarray) -> np.ndarray:
+        block = np.broadcast_to(self._static(), (len(user_pos), len(self.items_))).copy()
+        wc = self._weights().get("category", 0.0)
+        if wc:
+            block += wc * self._category_block(user_pos)
+        return block
+
+    def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
+        return recommend_dense(
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.seen_ if exclude_seen else None,
+            self.fallback_scores(),
+            self.batch_size,
+        )
+
+    def fallback_scores(self) -> np.ndarray:
+        """Non-personal score per item position (what unknown users get)."""
+        static = self._static()
+        return static if static.max(initial=0.0) > 0 else self.recent_
+
+    def item_scores(self) -> pl.DataFrame:
+        s = self.fallback_scores()
+        return pl.DataFrame({"item_id": self.items_.ids, "score": s.astype(np.float64)}).sort(
+            "score", "item_id", descending=[True, False]
+        )

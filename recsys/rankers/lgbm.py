@@ -1,0 +1,233 @@
+"""LightGBM LambdaRank over the ranker frame, grouped by user.
+
+API::
+
+    ranker = LGBMRanker(LGBMRankerParams(...)).fit(frame, feature_cols=None, categorical_cols=None, log=print)
+    ranker.predict(frame) -> np.ndarray                    # one score per row, frame order
+    ranker.recommend(frame, k) -> pl.DataFrame             # user_id, item_id, score, rank (1 = best)
+    ranker.feature_importance() -> pl.DataFrame            # feature, gain, split (by gain, descending)
+    ranker.best_iteration, ranker.valid_ndcg10             # early-stopping round and its NDCG@eval_at
+    ranker.to_bytes() / LGBMRanker.from_bytes(blob)        # model_to_string + metadata, as JSON
+
+``frame`` is ``build_ranker_frame``'s output (user_id, item_id, feature columns, ``label`` for fit).
+Feature columns default to every column but ids and label; ``cat__*`` columns are categorical.
+
+Training. Users without a positive label are dropped: every pair in their list has the same
+label, so LambdaRank's pairwise gradients are zero and they would only dilute the group count and
+the validation NDCG. The remaining users are split by a seeded hash of user_id
+(``valid_fraction``, default 20%) into training and early-stopping users; LightGBM stops when
+NDCG@``eval_at`` on the held-out users has not improved for ``early_stopping_rounds``. With fewer
+than ``min_valid_users`` held-out users it trains ``n_estimators`` rounds without early stopping
+and ``valid_ndcg10`` is NaN. Rows are sorted by user so groups are contiguous.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from recsys.rankers.features import LABEL, categorical_columns, feature_columns, holdout_users
+from recsys.schema import RECOMMENDATION_SCHEMA
+
+
+@dataclass(frozen=True)
+class LGBMRankerParams:
+    n_estimators: int = 500
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 20
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    # Only the head of each list matters for NDCG@10; truncating pairs speeds up long pools.
+    lambdarank_truncation_level: int = 30
+    eval_at: int = 10
+    early_stopping_rounds: int = 50
+    valid_fraction: float = 0.2
+    min_valid_users: int = 5
+    seed: int = 0
+    num_threads: int = 2
+    extra: dict = field(default_factory=dict)  # any other LightGBM parameter, passed through
+
+    def lgb_params(self) -> dict:
+        return {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [self.eval_at],
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "lambdarank_truncation_level": self.lambdarank_truncation_level,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.num_threads,
+            "verbosity": -1,
+            **self.extra,
+        }
+
+
+def _matrix(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
+    """Float64 matrix with nulls as NaN (LightGBM's missing value)."""
+    return frame.select([pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in cols]).to_numpy()
+
+
+def _group_sizes(user_ids: np.ndarray) -> np.ndarray:
+    _, counts = np.unique(user_ids, return_counts=True)
+    return counts
+
+
+def rank_frame(frame: pl.DataFrame, scores: np.ndarray, k: int) -> pl.DataFrame:
+    """Top-k per user by score (ties by item_id) as a recommendation frame."""
+    scored = frame.select("user_id", "item_id").with_columns(pl.Series("score", np.asarray(scores, dtype=np.float64)))
+    return (
+        scored.sort(["user_id", "score", "item_id"], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank"))
+        .filter(pl.col("rank") <= k)
+        .select([pl.col(c).cast(t) for c, t in RECOMMENDATION_SCHEMA.items()])
+    )
+
+
+class LGBMRanker:
+    def __init__(self, params: LGBMRankerParams | None = None):
+        self.params = params or LGBMRankerParams()
+        self.booster: lgb.Booster | None = None
+        self.feature_cols: list[str] = []
+        self.categorical_cols: list[str] = []
+        self.best_iteration: int = 0
+        self.valid_ndcg10: float = float("nan")
+        self.n_train_users: int = 0
+        self.n_valid_users: int = 0
+
+    def fit(
+        self,
+        frame: pl.DataFrame,
+        feature_cols: Sequence[str] | None = None,
+        categorical_cols: Sequence[str] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> "LGBMRanker":
+        if LABEL not in frame.columns:
+            raise ValueError("fit needs a 'label' column (build_ranker_frame(..., target=...))")
+        p = self.params
+        self.feature_cols = list(feature_cols) if feature_cols is not None else feature_columns(frame)
+        cats = categorical_cols if categorical_cols is not None else categorical_columns(frame)
+        self.categorical_cols = [c for c in cats if c in self.feature_cols]
+        missing = [c for c in self.feature_cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"frame lacks feature columns {missing}")
+
+        with_pos = frame.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
+        if with_pos.height == 0:
+            raise ValueError("no user in the frame has a positive label; nothing to learn")
+        users = with_pos["user_id"].unique().sort().to_numpy()
+        valid_users = users[holdout_users(users, p.valid_fraction, p.seed)]
+        use_valid = len(valid_users) >= p.min_valid_users and len(valid_users) < len(users)
+        is_valid = with_pos["user_id"].is_in(valid_users).to_numpy() if use_valid else np.zeros(with_pos.height, bool)
+        train, valid = with_pos.filter(~pl.Series(is_valid)), with_pos.filter(pl.Series(is_valid))
+        self.n_train_users, self.n_valid_users = train["user_id"].n_unique(), (valid["user_id"].n_unique() if use_valid else 0)
+
+        def dataset(part: pl.DataFrame, reference=None) -> lgb.Dataset:
+            return lgb.Dataset(
+                _matrix(part, self.feature_cols),
+                label=part[LABEL].to_numpy(),
+                group=_group_sizes(part["user_id"].to_numpy()),
+                feature_name=self.feature_cols,
+                categorical_feature=self.categorical_cols,
+                reference=reference,
+                free_raw_data=True,
+            )
+
+        dtrain = dataset(train)
+        callbacks, valid_sets, valid_names = [], [], []
+        if use_valid:
+            valid_sets, valid_names = [dataset(valid, reference=dtrain)], ["valid"]
+            callbacks.append(lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False))
+        if log is not None and use_valid:
+            callbacks.append(_log_every(log, 50))
+        self.booster = lgb.train(p.lgb_params(), dtrain, num_boost_round=p.n_estimators, valid_sets=valid_sets, valid_names=valid_names, callbacks=callbacks)
+        if use_valid:
+            self.best_iteration = int(self.booster.best_iteration) or self.booster.current_iteration()
+            self.valid_ndcg10 = float(self.booster.best_score["valid"][f"ndcg@{p.eval_at}"])
+        else:
+            self.best_iteration = self.booster.current_iteration()
+            self.valid_ndcg10 = float("nan")
+        if log is not None:
+            log(
+                f"lgbm_ranker: {self.n_train_users} train users, {self.n_valid_users} early-stopping users, "
+                f"best_iteration={self.best_iteration}, valid ndcg@{p.eval_at}={self.valid_ndcg10:.4f}"
+            )
+        return self
+
+    def _require(self) -> lgb.Booster:
+        if self.booster is None:
+            raise RuntimeError("LGBMRanker is not fitted")
+        return self.booster
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        booster = self._require()
+        missing = [c for c in self.feature_cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"frame lacks feature columns the model was trained on: {missing}")
+        if frame.height == 0:
+            return np.empty(0, dtype=np.float64)
+        return booster.predict(_matrix(frame, self.feature_cols), num_iteration=self.best_iteration)
+
+    def recommend(self, frame: pl.DataFrame, k: int) -> pl.DataFrame:
+        return rank_frame(frame, self.predict(frame), k)
+
+    def feature_importance(self) -> pl.DataFrame:
+        booster = self._require()
+        return pl.DataFrame(
+            {
+                "feature": booster.feature_name(),
+                "gain": booster.feature_importance("gain", iteration=self.best_iteration).astype(np.float64),
+                "split": booster.feature_importance("split", iteration=self.best_iteration).astype(np.int64),
+            }
+        ).sort(["gain", "feature"], descending=[True, False])
+
+    def to_bytes(self) -> bytes:
+        booster = self._require()
+        meta = {
+            "params": asdict(self.params),
+            "feature_cols": self.feature_cols,
+            "categorical_cols": self.categorical_cols,
+            "best_iteration": self.best_iteration,
+            "valid_ndcg10": None if np.isnan(self.valid_ndcg10) else self.valid_ndcg10,
+            "n_train_users": self.n_train_users,
+            "n_valid_users": self.n_valid_users,
+        }
+        return json.dumps({"meta": meta, "model": booster.model_to_string()}).encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "LGBMRanker":
+        payload = json.loads(blob.decode("utf-8"))
+        meta = payload["meta"]
+        ranker = cls(LGBMRankerParams(**meta["params"]))
+        ranker.booster = lgb.Booster(model_str=payload["model"])
+        ranker.feature_cols = meta["feature_cols"]
+        ranker.categorical_cols = meta["categorical_cols"]
+        ranker.best_iteration = meta["best_iteration"]
+        ranker.valid_ndcg10 = float("nan") if meta["valid_ndcg10"] is None else meta["valid_ndcg10"]
+        ranker.n_train_users = meta["n_train_users"]
+        ranker.n_valid_users = meta["n_valid_users"]
+        return ranker
+
+
+def _log_every(log: Callable[[str], None], period: int):
+    def callback(env) -> None:
+        if (env.iteration + 1) % period == 0 and env.evaluation_result_list:
+            _, metric, value, _ = env.evaluation_result_list[0]
+            log(f"lgbm_ranker: iteration {env.iteration + 1} valid {metric}={value:.4f}")
+
+    callback.order = 30
+    return callback

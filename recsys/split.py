@@ -1,0 +1,161 @@
+"""Evaluation protocols: split an interactions frame into train / valid / test.
+
+API (every frame is an interactions frame, recsys.schema.INTERACTION_SCHEMA)::
+
+    split = temporal_split(interactions, valid_frac=0.1, test_frac=0.1)
+    split = leave_last_out_split(interactions)
+    split = files_split(train, valid, test)          # e.g. RecBole *.train/valid/test.inter
+    history, target = split.fold("valid")            # (train, valid)
+    history, target = split.fold("test")             # (train + valid, test)
+    truth = relevant(target, pl.col("value") >= 4)   # user_id, item_id (deduplicated)
+    truth = drop_cold(truth, history)                # optional: users/items unseen in history
+
+``Split.params`` records the protocol, cut timestamps, fractions asked and obtained, and row /
+user / item counts, so an evaluation row can say exactly what it was measured on.
+
+Protocols
+- temporal: one global cut on time. t1, t2 are timestamps at quantiles 1 - valid_frac - test_frac
+  and 1 - test_frac of ts; train = ts < t1, valid = t1 <= ts < t2, test = ts >= t2. Rows sharing a
+  timestamp never straddle a cut, so obtained fractions can differ slightly from those asked.
+- leave_last_out: per user, ordered by (ts, original row order): the last interaction is test,
+  the second to last valid, the rest train; users with fewer than 3 interactions stay in train.
+- files: given splits, validated (schema, non-empty train) and wrapped unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from recsys.schema import INTERACTION_SCHEMA, conform
+
+FOLDS: tuple[str, ...] = ("valid", "test")
+
+
+@dataclass
+class Split:
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    params: dict = field(default_factory=dict)
+
+    def fold(self, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(history, target): "valid" -> (train, valid); "test" -> (train + valid, test)."""
+        if name == "valid":
+            return self.train, self.valid
+        if name == "test":
+            return pl.concat([self.train, self.valid], how="vertical"), self.test
+        raise ValueError(f"unknown fold {name!r}; expected one of {FOLDS}")
+
+
+def _counts(frame: pl.DataFrame) -> dict:
+    return {
+        "rows": frame.height,
+        "users": frame["user_id"].n_unique(),
+        "items": frame["item_id"].n_unique(),
+    }
+
+
+def _describe(protocol: str, train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, **extra) -> dict:
+    total = train.height + valid.height + test.height
+    params = {"protocol": protocol, **extra}
+    for name, frame in (("train", train), ("valid", valid), ("test", test)):
+        for key, value in _counts(frame).items():
+            params[f"n_{name}_{key}"] = value
+        params[f"{name}_frac_obtained"] = frame.height / total if total else 0.0
+    # cold users in a target cannot be personalized from history; report them instead of hiding them
+    seen_train = train.select("user_id").unique()
+    seen_hist = pl.concat([train.select("user_id"), valid.select("user_id")]).unique()
+    params["n_valid_users_cold"] = valid.select("user_id").unique().join(seen_train, on="user_id", how="anti").height
+    params["n_test_users_cold"] = test.select("user_id").unique().join(seen_hist, on="user_id", how="anti").height
+    return params
+
+
+def _check(interactions: pl.DataFrame, what: str) -> pl.DataFrame:
+    try:
+        return conform(interactions, INTERACTION_SCHEMA)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
+def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Global time cuts at the (1 - valid_frac - test_frac) and (1 - test_frac) quantiles of ts."""
+    if not (0.0 <= valid_frac and 0.0 <= test_frac and valid_frac + test_frac < 1.0):
+        raise ValueError(f"need 0 <= valid_frac, test_frac and their sum < 1; got {valid_frac}, {test_frac}")
+    frame = _check(interactions, "temporal_split")
+    if frame.is_empty():
+        raise ValueError("temporal_split: interactions frame is empty")
+    ts_sorted = frame["ts"].sort()
+    n = ts_sorted.len()
+
+    def cut(frac_after: float):
+        # first timestamp of the last `frac_after` share of rows; None means "after everything"
+        pos = int(round(n * (1.0 - frac_after)))
+        return None if pos >= n else ts_sorted[pos]
+
+    t1, t2 = cut(valid_frac + test_frac), cut(test_frac)
+    ts = pl.col("ts")
+    in_train = ts < t1 if t1 is not None else pl.lit(True)
+    in_test = ts >= t2 if t2 is not None else pl.lit(False)
+    train = frame.filter(in_train)
+    test = frame.filter(in_test)
+    valid = frame.filter(~in_train & ~in_test)
+    params = _describe(
+        "temporal",
+        train,
+        valid,
+        test,
+        valid_frac=valid_frac,
+        test_frac=test_frac,
+        t_valid_start=None if t1 is None else str(t1),
+        t_test_start=None if t2 is None else str(t2),
+    )
+    return Split(train, valid, test, params)
+
+
+def leave_last_out_split(interactions: pl.DataFrame, min_interactions: int = 3) -> Split:
+    """Per user: last interaction -> test, second to last -> valid; users below 3 stay in train."""
+    frame = _check(interactions, "leave_last_out_split")
+    # original row order breaks ts ties, so the split is deterministic for a given file
+    ordered = frame.with_row_index("_row").sort(["user_id", "ts", "_row"])
+    from_end = (pl.len().over("user_id") - 1 - pl.int_range(pl.len()).over("user_id")).alias("_from_end")
+    eligible = pl.len().over("user_id") >= min_interactions
+    ordered = ordered.with_columns(from_end, eligible.alias("_eligible"))
+    test = ordered.filter(pl.col("_eligible") & (pl.col("_from_end") == 0))
+    valid = ordered.filter(pl.col("_eligible") & (pl.col("_from_end") == 1))
+    train = ordered.filter(~pl.col("_eligible") | (pl.col("_from_end") >= 2))
+    # restore the input's row order inside each part
+    parts = [p.sort("_row").drop(["_row", "_from_end", "_eligible"]) for p in (train, valid, test)]
+    n_short = ordered.filter(~pl.col("_eligible"))["user_id"].n_unique()
+    params = _describe(
+        "leave_last_out", *parts, min_interactions=min_interactions, n_users_kept_in_train=n_short
+    )
+    return Split(*parts, params)
+
+
+def files_split(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, source: str | None = None) -> Split:
+    """Wrap a given train / valid / test split after checking each against the schema."""
+    parts = [_check(f, f"files_split {name}") for f, name in ((train, "train"), (valid, "valid"), (test, "test"))]
+    if parts[0].is_empty():
+        raise ValueError("files_split: train is empty")
+    if parts[2].is_empty():
+        raise ValueError("files_split: test is empty")
+    return Split(*parts, _describe("files", *parts, source=source))
+
+
+def relevant(target: pl.DataFrame, positive: pl.Expr | None = None) -> pl.DataFrame:
+    """Truth frame (user_id, item_id), deduplicated: target rows passing ``positive`` (default: all)."""
+    rows = target if positive is None else target.filter(positive)
+    return rows.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64)).unique().sort(
+        ["user_id", "item_id"]
+    )
+
+
+def drop_cold(truth: pl.DataFrame, history: pl.DataFrame, users: bool = True, items: bool = False) -> pl.DataFrame:
+    """Truth restricted to users (and optionally items) present in history."""
+    if users:
+        truth = truth.join(history.select("user_id").unique(), on="user_id", how="semi")
+    if items:
+        truth = truth.join(history.select("item_id").unique(), on="item_id", how="semi")
+    return truth

@@ -1,0 +1,81 @@
+"""Expectation suites: the data contracts of each asset, as Great Expectations 1.x suites.
+
+Contract suites are ERROR severity (blocking checks); anomaly suites are WARN.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from recsys.schema import EVENT_TYPES, INTERACTION_SCHEMA
+
+INTERACTION_COLUMNS = list(INTERACTION_SCHEMA)
+KEY = ["user_id", "item_id", "ts", "event_type"]
+
+
+def raw_interactions_contract(start: date, end: date, rating_range: tuple[float, float] = (0.5, 5.0)) -> gx.ExpectationSuite:
+    """Columns/types, non-null keys, event types, timestamps inside the window, rating range."""
+    suite = gx.ExpectationSuite(name="raw_interactions_contract")
+    suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS, exact_match=False))
+    for column, types in {
+        "user_id": ["int64", "Int64"],
+        "item_id": ["int64", "Int64"],
+        "value": ["float64", "Float64"],
+        "ts": ["datetime64[us]", "datetime64[ns]", "datetime64"],
+    }.items():
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=types))
+    for column in ("user_id", "item_id", "event_type", "ts", "event_date"):
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="user_id", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="item_id", min_value=0))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="ts",
+            min_value=datetime.combine(start, datetime.min.time()),
+            max_value=datetime.combine(end + timedelta(days=1), datetime.min.time()),
+            strict_max=True,
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="value",
+            min_value=rating_range[0],
+            max_value=rating_range[1],
+            row_condition='event_type=="rate"',
+            condition_parser="pandas",
+        )
+    )
+    return suite
+
+
+def raw_interactions_anomalies(volume_bounds: tuple[int, int] | None, max_duplicate_share: float) -> gx.ExpectationSuite:
+    """WARN: row volume against trailing partitions, duplicate share."""
+    suite = gx.ExpectationSuite(name="raw_interactions_anomalies")
+    if volume_bounds is not None:
+        suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=volume_bounds[0], max_value=volume_bounds[1]))
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=KEY, mostly=1.0 - max_duplicate_share))
+    return suite
+
+
+def interactions_contract(known_items: list[int] | None, known_users: list[int] | None) -> gx.ExpectationSuite:
+    """Cleaned interactions: unique events; every referenced item and user exists."""
+    suite = gx.ExpectationSuite(name="interactions_contract")
+    suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=KEY))
+    if known_items is not None:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=known_items))
+    if known_users is not None:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="user_id", value_set=known_users))
+    return suite
+
+
+def catalog_contract(name: str, key: str) -> gx.ExpectationSuite:
+    suite = gx.ExpectationSuite(name=f"{name}_contract")
+    suite.add_expectation(gxe.ExpectColumnToExist(column=key))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=key))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
+    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
+    return suite

@@ -1,0 +1,105 @@
+"""Great Expectations 1.x behind a Dagster resource (dagster-ge needs GX < 1.0, so not used).
+
+An ephemeral context per validation; suites come from ``resources/expectations.py``. GX validates
+pandas frames, so polars frames are converted here, at that boundary only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import polars as pl
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@dataclass
+class ExpectationOutcome:
+    expectation: str
+    column: str | None
+    success: bool
+    observed: Any
+    unexpected_count: int | None
+    unexpected_sample: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "expectation": self.expectation,
+            "column": self.column,
+            "success": self.success,
+            "observed": self.observed,
+            "unexpected_count": self.unexpected_count,
+            "unexpected_sample": self.unexpected_sample[:5],
+        }
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    success: bool
+    outcomes: list[ExpectationOutcome]
+
+    @property
+    def failed(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def markdown(self) -> str:
+        lines = ["| expectation | column | ok | observed | unexpected |", "|---|---|---|---|---|"]
+        for o in self.outcomes:
+            observed = o.observed if not isinstance(o.observed, float) else round(o.observed, 4)
+            lines.append(
+                f"| {o.expectation} | {o.column or ''} | {'✅' if o.success else '❌'} | {observed} | "
+                f"{o.unexpected_count if o.unexpected_count is not None else ''} |"
+            )
+        return "\n".join(lines)
+
+
+class GreatExpectationsResource(dg.ConfigurableResource):
+    """Runs an expectation suite on a frame with an ephemeral GX context."""
+
+    result_format: str = "SUMMARY"
+
+    def validate(self, frame: pl.DataFrame, suite) -> SuiteOutcome:
+        import great_expectations as gx
+
+        context = gx.get_context(mode="ephemeral")
+        source = context.data_sources.add_pandas(f"recdag_{suite.name}")
+        asset = source.add_dataframe_asset(name=suite.name)
+        batch_def = asset.add_batch_definition_whole_dataframe("whole")
+        suite = context.suites.add(suite)
+        batch = batch_def.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        result = batch.validate(suite, result_format=self.result_format)
+        outcomes = []
+        for r in result.results:
+            cfg = r.expectation_config
+            res = r.result or {}
+            outcomes.append(
+                ExpectationOutcome(
+                    expectation=cfg.type,
+                    column=cfg.kwargs.get("column") or (",".join(cfg.kwargs.get("column_list", [])) or None),
+                    success=bool(r.success),
+                    observed=_plain(res.get("observed_value", res.get("unexpected_percent"))),
+                    unexpected_count=res.get("unexpected_count"),
+                    unexpected_sample=[_plain(v) for v in (res.get("partial_unexpected_list") or [])],
+                    kwargs={k: _plain(v) for k, v in cfg.kwargs.items() if k != "value_set"},
+                )
+            )
+        return SuiteOutcome(suite=suite.name, success=bool(result.success), outcomes=outcomes)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,103 @@
+-- The warehouse contract (DESIGN.md section 3). Idempotent: run at the start of every writing asset.
+CREATE SCHEMA IF NOT EXISTS raw;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS quality;
+CREATE SCHEMA IF NOT EXISTS features;
+CREATE SCHEMA IF NOT EXISTS candidates;
+CREATE SCHEMA IF NOT EXISTS models;
+CREATE SCHEMA IF NOT EXISTS eval;
+CREATE SCHEMA IF NOT EXISTS serving;
+
+CREATE TABLE IF NOT EXISTS raw.interactions (
+    user_id BIGINT NOT NULL,
+    item_id BIGINT NOT NULL,
+    event_type VARCHAR NOT NULL,
+    value DOUBLE,
+    ts TIMESTAMP NOT NULL,
+    event_date DATE NOT NULL,
+    session_id BIGINT,
+    source VARCHAR,
+    ingested_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS staging.interactions (
+    user_id BIGINT NOT NULL,
+    item_id BIGINT NOT NULL,
+    event_type VARCHAR NOT NULL,
+    value DOUBLE,
+    ts TIMESTAMP NOT NULL,
+    event_date DATE NOT NULL,
+    session_id BIGINT,
+    source VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS quality.quarantine (
+    source VARCHAR,
+    "partition" VARCHAR,
+    line_no BIGINT,
+    raw_line VARCHAR,
+    reason VARCHAR,
+    ingested_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS quality.check_results (
+    asset VARCHAR,
+    "check" VARCHAR,
+    "partition" VARCHAR,
+    passed BOOLEAN,
+    severity VARCHAR,
+    details JSON,
+    run_id VARCHAR,
+    evaluated_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS quality.alerts (
+    alert_id VARCHAR PRIMARY KEY,
+    kind VARCHAR,
+    asset VARCHAR,
+    "check" VARCHAR,
+    "partition" VARCHAR,
+    run_id VARCHAR,
+    severity VARCHAR,
+    message VARCHAR,
+    created_at TIMESTAMP,
+    delivered_at TIMESTAMP,
+    attempts INTEGER DEFAULT 0,
+    last_error VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS quality.ingestion_log (
+    "partition" VARCHAR,
+    n_read BIGINT,
+    n_loaded BIGINT,
+    n_quarantined BIGINT,
+    run_id VARCHAR,
+    ingested_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS models.registry (
+    name VARCHAR,
+    version VARCHAR,
+    path VARCHAR,
+    params JSON,
+    metrics JSON,
+    run_id VARCHAR,
+    trained_at TIMESTAMP,
+    promoted BOOLEAN DEFAULT FALSE
+);
+
+CREATE TABLE IF NOT EXISTS eval.metrics (
+    run_id VARCHAR,
+    evaluated_at TIMESTAMP,
+    dataset VARCHAR,
+    protocol VARCHAR,
+    fold VARCHAR,
+    stage VARCHAR,
+    cohort VARCHAR,
+    metric VARCHAR,
+    k INTEGER,
+    value DOUBLE,
+    ci_low DOUBLE,
+    ci_high DOUBLE,
+    n_users BIGINT
+);
