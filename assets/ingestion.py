@@ -159,10 +159,9 @@ def _volume_ratios(warehouse: Warehouse, per_day: pl.DataFrame, config: Ingestio
 
 
 def _volume_suite(config: IngestionConfig):
-    import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    suite = gx.ExpectationSuite(name="raw_interactions_volume")
+    suite = expectations.SuiteSpec(name="raw_interactions_volume")
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeBetween(column="ratio", min_value=1.0 / config.volume_ratio, max_value=config.volume_ratio)
     )

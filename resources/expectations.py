@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import great_expectations as gx
+from dataclasses import dataclass, field
+
 import great_expectations.expectations as gxe
 
 from recsys.schema import EVENT_TYPES, INTERACTION_SCHEMA
@@ -16,9 +17,20 @@ INTERACTION_COLUMNS = list(INTERACTION_SCHEMA)
 KEY = ["user_id", "item_id", "ts", "event_type"]
 
 
-def raw_interactions_contract(start: date, end: date, rating_range: tuple[float, float] = (0.5, 5.0)) -> gx.ExpectationSuite:
+@dataclass
+class SuiteSpec:
+    """A named list of expectations; the GX resource turns it into a suite inside its context."""
+
+    name: str
+    expectations: list = field(default_factory=list)
+
+    def add_expectation(self, expectation) -> None:
+        self.expectations.append(expectation)
+
+
+def raw_interactions_contract(start: date, end: date, rating_range: tuple[float, float] = (0.5, 5.0)) -> SuiteSpec:
     """Columns/types, non-null keys, event types, timestamps inside the window, rating range."""
-    suite = gx.ExpectationSuite(name="raw_interactions_contract")
+    suite = SuiteSpec(name="raw_interactions_contract")
     suite.add_expectation(gxe.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS, exact_match=False))
     for column, types in {
         "user_id": ["int64", "Int64"],
@@ -52,18 +64,18 @@ def raw_interactions_contract(start: date, end: date, rating_range: tuple[float,
     return suite
 
 
-def raw_interactions_anomalies(volume_bounds: tuple[int, int] | None, max_duplicate_share: float) -> gx.ExpectationSuite:
+def raw_interactions_anomalies(volume_bounds: tuple[int, int] | None, max_duplicate_share: float) -> SuiteSpec:
     """WARN: row volume against trailing partitions, duplicate share."""
-    suite = gx.ExpectationSuite(name="raw_interactions_anomalies")
+    suite = SuiteSpec(name="raw_interactions_anomalies")
     if volume_bounds is not None:
         suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=volume_bounds[0], max_value=volume_bounds[1]))
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=KEY, mostly=1.0 - max_duplicate_share))
     return suite
 
 
-def interactions_contract(known_items: list[int] | None, known_users: list[int] | None) -> gx.ExpectationSuite:
+def interactions_contract(known_items: list[int] | None, known_users: list[int] | None) -> SuiteSpec:
     """Cleaned interactions: unique events; every referenced item and user exists."""
-    suite = gx.ExpectationSuite(name="interactions_contract")
+    suite = SuiteSpec(name="interactions_contract")
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=KEY))
     if known_items is not None:
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=known_items))
@@ -72,8 +84,8 @@ def interactions_contract(known_items: list[int] | None, known_users: list[int] 
     return suite
 
 
-def catalog_contract(name: str, key: str) -> gx.ExpectationSuite:
-    suite = gx.ExpectationSuite(name=f"{name}_contract")
+def catalog_contract(name: str, key: str) -> SuiteSpec:
+    suite = SuiteSpec(name=f"{name}_contract")
     suite.add_expectation(gxe.ExpectColumnToExist(column=key))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=key))
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))

@@ -71,7 +71,7 @@ class GreatExpectationsResource(dg.ConfigurableResource):
         source = context.data_sources.add_pandas(f"recdag_{suite.name}")
         asset = source.add_dataframe_asset(name=suite.name)
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
-        suite = context.suites.add(suite)
+        suite = context.suites.add(gx.ExpectationSuite(name=suite.name, expectations=list(suite.expectations)))
         batch = batch_def.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
         result = batch.validate(suite, result_format=self.result_format)
         outcomes = []

@@ -3,6 +3,7 @@
 API::
 
     recs = exclude_seen(recs, history, k=100)     # drop items seen in history, re-rank 1..n
+    ranked_positions(recs, max_k)                 # user_id, item_id, pos (1..n per user, <= max_k)
     evaluate(recs, truth, ks=(5, 10, 20, 50, 100),
              metrics=("hit_rate", "recall", "precision", "ndcg", "mrr", "map"),
              per_user=False)
@@ -52,7 +53,7 @@ def exclude_seen(recs: pl.DataFrame, history: pl.DataFrame, k: int | None = None
     return kept.sort(["user_id", "rank"])
 
 
-def _positions(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
+def ranked_positions(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
     """(user_id, item_id, pos) with pos = 1..n following rank, cut to max_k."""
     missing = [c for c in ("user_id", "item_id", "rank") if c not in recs.columns]
     if missing:
@@ -94,7 +95,7 @@ def per_user_metrics(
 
     # one row per hit: its position, discount, and precision at that position (cumulative hits / pos)
     hits = (
-        _positions(recs, max_k)
+        ranked_positions(recs, max_k)
         .join(truth, on=["user_id", "item_id"], how="inner")
         .sort(["user_id", "pos"])
         .with_columns(

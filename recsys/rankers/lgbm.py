@@ -52,7 +52,8 @@ class LGBMRankerParams:
     valid_fraction: float = 0.2
     min_valid_users: int = 5
     seed: int = 0
-    num_threads: int = 2
+    # OpenMP threads spin on busy shared cores (10x slower on a loaded 2-core box); raise on dedicated hosts.
+    num_threads: int = 1
     extra: dict = field(default_factory=dict)  # any other LightGBM parameter, passed through
 
     def lgb_params(self) -> dict:

@@ -1,0 +1,201 @@
+"""Training data and loop for the PRS model.
+
+API::
+
+    data = PRSData(cooc, swing, categories, user_codes, log, n_triggers, seq_len)
+    ex = training_examples(log, cooc, trigger_window=1)      # Examples (arrays, one row per pair)
+    batch = featurize(data, user, trig, slots, gap_us, recency, seq_end, device)   # dict of tensors
+    report = train_prs(model, data, ex, runtime, epochs=5, n_negatives=32, ...)    # dict
+
+Examples are (trigger → next item) pairs of consecutive events of a user (``trigger_window`` > 1
+also pairs an item with the ones up to that many steps earlier), kept when the next item is in
+the trigger's relaxed list: PRS never has to score what the index cannot reach. The loss is the
+softmax cross-entropy of the true target against ``n_negatives`` slots drawn uniformly from the
+same trigger's list, so the model learns exactly the choice it faces when serving. Uniform
+in-list sampling makes the sampled softmax's correction term a constant, so it is left out.
+
+Validation: a held-out random ``val_fraction`` of the examples; each is ranked against its
+trigger's whole list and ``hit@val_k`` is reported next to the same hit rate for the list's own
+co-occurrence order. The weights of the best validation epoch are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recsys.channels.itemcf import ItemIndex
+from recsys.pi2i.features import EventLog, cross_features, sequences
+from recsys.pi2i.model import PRSModel
+
+
+@dataclass
+class PRSData:
+    """Everything needed to featurize (user, trigger, target) pairs, at training and serving."""
+
+    cooc: ItemIndex
+    swing: ItemIndex | None
+    categories: np.ndarray  # int32 [n_items]
+    user_codes: np.ndarray  # int32 [n_users, F]
+    log: EventLog
+    n_triggers: int
+    seq_len: int
+
+
+@dataclass
+class Examples:
+    user: np.ndarray  # int32
+    trig: np.ndarray  # int32 item position
+    target: np.ndarray  # int32 item position
+    slot: np.ndarray  # int32, target's slot in the trigger's list
+    gap_us: np.ndarray  # int64, target time − trigger time
+    recency: np.ndarray  # int32, steps back − 1
+    end: np.ndarray  # int64, global event position of the target (sequence stops before it)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def take(self, idx: np.ndarray) -> "Examples":
+        return Examples(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+
+def training_examples(log: EventLog, cooc: ItemIndex, trigger_window: int = 1) -> Examples:
+    user = log.user_of()
+    start = log.indptr[user]
+    pos = np.arange(len(log.item_pos), dtype=np.int64)
+    lengths = cooc.list_lengths()
+    parts = []
+    for lag in range(1, trigger_window + 1):
+        p = pos[pos - lag >= start]
+        q = p - lag
+        trig, tgt = log.item_pos[q], log.item_pos[p]
+        _, _, slot = cooc.lookup(trig, tgt)
+        keep = (trig != tgt) & (slot < cooc.depth) & (lengths[trig] >= 2)
+        parts.append((user[p][keep], trig[keep], tgt[keep], slot[keep], (log.t[p] - log.t[q])[keep],
+                      np.full(int(keep.sum()), lag - 1, np.int32), p[keep]))
+    cols = [np.concatenate(c) for c in zip(*parts)]
+    order = np.argsort(cols[6], kind="stable")
+    dtypes = (np.int32, np.int32, np.int32, np.int32, np.int64, np.int32, np.int64)
+    return Examples(*(c[order].astype(d) for c, d in zip(cols, dtypes)))
+
+
+def featurize(data: PRSData, user, trig, slots, gap_us, recency, seq: np.ndarray, device) -> dict:
+    """Tensors for PRSModel.forward; ``slots`` [B, C] are positions in each trigger's cooc list."""
+    b, n_c = slots.shape
+    trig = np.asarray(trig, np.int64)
+    cands = data.cooc.targets[trig[:, None], slots]
+    valid = cands >= 0
+    cands_safe = np.where(valid, cands, 0)
+    cross = cross_features(
+        data.cooc, data.swing, data.categories,
+        np.repeat(trig, n_c), cands_safe.reshape(-1), slots.reshape(-1),
+        np.repeat(np.asarray(gap_us), n_c), np.repeat(np.asarray(recency), n_c), data.n_triggers,
+    ).reshape(b, n_c, -1)
+    as_t = lambda a, dt=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
+    return {
+        "user_codes": as_t(data.user_codes[np.asarray(user, np.int64)]),
+        "trig": as_t(trig + 1),
+        "cands": as_t(np.where(valid, cands + 1, 0)),
+        "cross": as_t(cross, torch.float32),
+        "seq": as_t(seq),
+        "valid": as_t(valid, torch.bool),
+    }
+
+
+def _forward(model: PRSModel, batch: dict) -> torch.Tensor:
+    logits = model(batch["user_codes"], batch["trig"], batch["cands"], batch["cross"], batch["seq"])
+    return logits.float().masked_fill(~batch["valid"], float("-inf"))
+
+
+def _sample_slots(rng: np.random.Generator, slot: np.ndarray, length: np.ndarray, n_neg: int) -> np.ndarray:
+    """True slot first, then ``n_neg`` other slots of the same list, uniform with replacement."""
+    draw = np.floor(rng.random((len(slot), n_neg)) * (length[:, None] - 1)).astype(np.int64)
+    draw += draw >= slot[:, None]
+    return np.concatenate([slot[:, None].astype(np.int64), draw], axis=1)
+
+
+def evaluate_full_list(model: PRSModel, data: PRSData, ex: Examples, k: int, device, runtime,
+                       batch_size: int = 256) -> float:
+    """hit@k of the true target when the trigger's whole list is ranked by the model."""
+    if len(ex) == 0:
+        return float("nan")
+    model.eval()
+    hits = []
+    d = data.cooc.depth
+    with torch.no_grad(), runtime.autocast():
+        for a in range(0, len(ex), batch_size):
+            part = ex.take(np.arange(a, min(len(ex), a + batch_size)))
+            slots = np.broadcast_to(np.arange(d), (len(part), d))
+            seq = sequences(data.log, part.user, part.end, data.seq_len)
+            batch = featurize(data, part.user, part.trig, slots, part.gap_us, part.recency, seq, device)
+            logits = _forward(model, batch)
+            true = logits[torch.arange(len(part)), torch.as_tensor(part.slot, dtype=torch.long, device=device)]
+            rank = (logits > true[:, None]).sum(dim=1)
+            hits.append((rank < k).cpu().numpy())
+    return float(np.concatenate(hits).mean())
+
+
+def train_prs(
+    model: PRSModel,
+    data: PRSData,
+    examples: Examples,
+    runtime,
+    *,
+    epochs: int = 5,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-5,
+    n_negatives: int = 32,
+    val_fraction: float = 0.1,
+    val_k: int = 10,
+    max_val: int = 5000,
+) -> dict:
+    """Train in place; returns {"epochs": [{epoch, loss, val_hit, cooc_hit}], "best_epoch", "n_train", "n_val"}."""
+    runtime.seed_everything()
+    device = runtime.torch_device()
+    model.to(device)
+    rng = np.random.default_rng(runtime.seed)
+    n = len(examples)
+    if n < 2:
+        raise ValueError(f"PRS needs training pairs inside the relaxed index; got {n}")
+    perm = rng.permutation(n)
+    n_val = min(max_val, int(round(n * val_fraction)))
+    val, train = examples.take(np.sort(perm[:n_val])), examples.take(perm[n_val:])
+    lengths = data.cooc.list_lengths()
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    cooc_hit = float(np.mean(val.slot < val_k)) if n_val else float("nan")
+    runtime.log(f"prs: {len(train)} training pairs, {n_val} validation pairs, list depth {data.cooc.depth}, "
+                f"cooc-order val hit@{val_k} {cooc_hit:.4f}")
+    history, best, best_state = [], -1.0, None
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = rng.permutation(len(train))
+        total, seen = 0.0, 0
+        for a in range(0, len(order), batch_size):
+            part = train.take(order[a:a + batch_size])
+            slots = _sample_slots(rng, part.slot, lengths[part.trig], n_negatives)
+            seq = sequences(data.log, part.user, part.end, data.seq_len)
+            batch = featurize(data, part.user, part.trig, slots, part.gap_us, part.recency, seq, device)
+            with runtime.autocast():
+                logits = _forward(model, batch)
+            loss = F.cross_entropy(logits, torch.zeros(len(part), dtype=torch.long, device=device))
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            total += float(loss.detach()) * len(part)
+            seen += len(part)
+        val_hit = evaluate_full_list(model, data, val, val_k, device, runtime) if n_val else float("nan")
+        history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_hit": val_hit, "cooc_hit": cooc_hit})
+        runtime.log(f"prs epoch {epoch}/{epochs} loss {total / max(seen, 1):.4f} "
+                    f"val hit@{val_k} {val_hit:.4f} (cooc order {cooc_hit:.4f})")
+        if not n_val or val_hit > best:
+            best, best_state = val_hit, copy.deepcopy(model.state_dict())
+            best_epoch = epoch
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {"epochs": history, "best_epoch": best_epoch, "n_train": len(train), "n_val": n_val}

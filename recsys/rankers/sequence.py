@@ -1,0 +1,410 @@
+"""Transformer sequence reranker (a small BERT encoder from ``transformers``), trained listwise.
+
+API::
+
+    ranker = SequenceRanker(SequenceRankerParams(...)).fit(frame, history, items=None, runtime=runtime)
+    ranker.predict(frame, history, runtime) -> np.ndarray        # one score per row, frame order
+    ranker.recommend(frame, history, k, runtime) -> pl.DataFrame  # user_id, item_id, score, rank
+    ranker.best_epoch, ranker.valid_ndcg10, ranker.train_losses   # early-stopping record
+    ranker.to_bytes() / SequenceRanker.from_bytes(blob)           # torch.save of weights + vocab
+
+``frame`` is a ranker frame (user_id, item_id, optional channel features, ``label`` for fit: see
+recsys.rankers.features); ``history`` an interactions frame, the same one the frame's features were
+built from (train for the ``valid`` fold, train + valid for ``test``). ``items`` (item_id,
+category_id) adds a category embedding to every item token and puts the whole catalog in the
+vocabulary; items unknown at fit time share one UNK token.
+
+Architecture (one encoder pass per user, not per candidate). The user's last ``max_len`` distinct
+items, ordered by their latest interaction (right-aligned, left-padded, so position ids encode
+recency), plus a final learned [USER] token go through ``transformers.BertModel`` (built from a
+``BertConfig``, random init, fed ``inputs_embeds`` = item + category embeddings; nothing
+downloaded). The [USER] hidden state is the user state u; the hidden states H are the memory.
+Each candidate embedding e then gets a target attention over H (query = W·e), giving a context c,
+and an MLP over [e, u, c, e*u, e*c, channel features] gives its score. So scoring M candidates
+costs one encoder pass plus M cheap attention reads.
+
+Channel features (``feature_cols``; default: every ``*__score``, ``*__rank``, ``*__hit`` column and
+``n_channels``): ranks become 1/rank, other values sign·log1p(|x|) standardized with training
+statistics; missing values become 0.
+
+Training is listwise: per user, softmax cross-entropy of the candidate scores against the label
+distribution (label / sum of labels) over a list of at most ``max_candidates`` candidates —
+all positives kept, negatives resampled every epoch. Users without a positive are dropped (no
+target). A seeded hash of user_id holds out ``valid_fraction`` of the users; every epoch logs
+loss and their NDCG@``eval_at`` over their full candidate lists, and the best epoch's weights are
+kept (early stopping after ``patience`` epochs without improvement).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from recsys.channels.base import IdIndex
+from recsys.rankers.features import LABEL, _last_items, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.lgbm import rank_frame
+from recsys.runtime import TorchRuntime
+
+PAD, USER, UNK = 0, 1, 2
+N_SPECIAL = 3
+
+
+@dataclass(frozen=True)
+class SequenceRankerParams:
+    max_len: int = 50
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.1
+    mlp_hidden: int = 128
+    max_candidates: int = 100
+    feature_cols: tuple[str, ...] | None = None  # None: the channel columns; () for none
+    epochs: int = 20
+    batch_users: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    valid_fraction: float = 0.2
+    min_valid_users: int = 5
+    patience: int = 3
+    eval_at: int = 10
+    predict_batch_users: int = 256
+
+
+def default_feature_cols(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.endswith(("__score", "__rank", "__hit")) or c == "n_channels"]
+
+
+class _Net(nn.Module):
+    def __init__(self, n_tokens: int, n_categories: int, n_features: int, p: SequenceRankerParams):
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        d = p.hidden
+        self.item_emb = nn.Embedding(n_tokens, d, padding_idx=PAD)
+        self.cat_emb = nn.Embedding(n_categories + 1, d, padding_idx=0)  # 0 = no category
+        self.register_buffer("token_cat", torch.zeros(n_tokens, dtype=torch.long))
+        config = BertConfig(
+            vocab_size=1,  # unused: tokens enter as inputs_embeds
+            hidden_size=d,
+            num_hidden_layers=p.layers,
+            num_attention_heads=p.heads,
+            intermediate_size=2 * d,
+            hidden_dropout_prob=p.dropout,
+            attention_probs_dropout_prob=p.dropout,
+            max_position_embeddings=p.max_len + 1,
+            type_vocab_size=1,
+        )
+        self.encoder = BertModel(config, add_pooling_layer=False)
+        self.query = nn.Linear(d, d, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(5 * d + n_features, p.mlp_hidden),
+            nn.GELU(),
+            nn.Dropout(p.dropout),
+            nn.Linear(p.mlp_hidden, p.mlp_hidden // 2),
+            nn.GELU(),
+            nn.Linear(p.mlp_hidden // 2, 1),
+        )
+        self.scale = 1.0 / math.sqrt(d)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.item_emb(tokens) + self.cat_emb(self.token_cat[tokens])
+
+    def forward(self, seq: torch.Tensor, cand: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """seq [B, L+1] tokens ending in USER; cand [B, M] tokens; feats [B, M, F] -> scores [B, M]."""
+        seq_mask = seq != PAD
+        hidden = self.encoder(inputs_embeds=self.embed(seq), attention_mask=seq_mask.long()).last_hidden_state
+        user = hidden[:, -1:, :]  # [B, 1, d]
+        e = self.embed(cand)  # [B, M, d]
+        att = torch.einsum("bmd,bld->bml", self.query(e), hidden) * self.scale
+        att = att.masked_fill(~seq_mask[:, None, :], float("-inf")).softmax(-1)
+        ctx = torch.einsum("bml,bld->bmd", att, hidden)
+        u = user.expand_as(e)
+        z = torch.cat([e, u, ctx, e * u, e * ctx, feats], dim=-1)
+        return self.mlp(z).squeeze(-1)
+
+
+@dataclass
+class _Lists:
+    """A frame as padded per-user candidate lists (users sorted, rows of the frame mapped in)."""
+
+    users: np.ndarray  # [U] external user ids
+    cand: np.ndarray  # [U, M] tokens, PAD where empty
+    feats: np.ndarray  # [U, M, F] float32
+    labels: np.ndarray  # [U, M] float32
+    row: np.ndarray  # [U, M] frame row index, -1 where empty
+
+
+def _pack(user_ids: np.ndarray, tokens: np.ndarray, feats: np.ndarray, labels: np.ndarray, rows: np.ndarray, width: int | None = None) -> _Lists:
+    """Scatter rows (already ordered with each user's rows contiguous and in slot order) into [U, M]."""
+    users, start, counts = np.unique(user_ids, return_index=True, return_counts=True)
+    g = np.repeat(np.arange(len(users)), counts)
+    order = np.argsort(user_ids, kind="stable")
+    pos = np.arange(len(user_ids)) - np.repeat(np.cumsum(counts) - counts, counts)
+    m = int(counts.max()) if width is None else width
+    keep = pos < m
+    g, pos, src = g[keep], pos[keep], order[keep]
+    cand = np.zeros((len(users), m), dtype=np.int64)
+    fx = np.zeros((len(users), m, feats.shape[1]), dtype=np.float32)
+    lab = np.zeros((len(users), m), dtype=np.float32)
+    rix = np.full((len(users), m), -1, dtype=np.int64)
+    cand[g, pos], fx[g, pos], lab[g, pos], rix[g, pos] = tokens[src], feats[src], labels[src], rows[src]
+    return _Lists(users, cand, fx, lab, rix)
+
+
+class SequenceRanker:
+    def __init__(self, params: SequenceRankerParams | None = None):
+        self.params = params or SequenceRankerParams()
+        self.net: _Net | None = None
+        self.items: IdIndex | None = None
+        self.feature_cols: list[str] = []
+        self.feat_mean = np.zeros(0, np.float32)
+        self.feat_std = np.ones(0, np.float32)
+        self.best_epoch = 0
+        self.valid_ndcg10 = float("nan")
+        self.train_losses: list[float] = []
+        self.valid_history: list[float] = []
+
+    # ----- data -------------------------------------------------------------------------------
+    def _tokens(self, item_ids) -> np.ndarray:
+        pos = self.items.positions(item_ids).astype(np.int64)
+        return np.where(pos >= 0, pos + N_SPECIAL, UNK)
+
+    def _raw_features(self, frame: pl.DataFrame) -> np.ndarray:
+        if not self.feature_cols:
+            return np.zeros((frame.height, 0), dtype=np.float32)
+        missing = [c for c in self.feature_cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"frame lacks feature columns {missing}")
+        exprs = []
+        for c in self.feature_cols:
+            x = pl.col(c).cast(pl.Float64)
+            exprs.append(((1.0 / x) if c.endswith("__rank") else x.sign() * x.abs().log1p()).alias(c))
+        return frame.select(exprs).fill_null(np.nan).to_numpy().astype(np.float32)
+
+    def _features(self, frame: pl.DataFrame) -> np.ndarray:
+        raw = self._raw_features(frame)
+        z = (raw - self.feat_mean) / self.feat_std
+        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+    def _sequences(self, history: pl.DataFrame, users: np.ndarray) -> np.ndarray:
+        """[U, max_len + 1] tokens: last distinct items, oldest first, right-aligned, then USER."""
+        L = self.params.max_len
+        seq = np.zeros((len(users), L + 1), dtype=np.int64)
+        seq[:, L] = USER
+        recent = _last_items(history.filter(pl.col("user_id").is_in(pl.Series(users).implode())), L)
+        if recent.height:
+            index = IdIndex(np.asarray(users, dtype=np.int64))
+            u = index.positions(recent["user_id"])
+            seq[u, L - recent["recency"].to_numpy()] = self._tokens(recent["item_id"])
+        return seq
+
+    def _lists(self, frame: pl.DataFrame, width: int | None = None) -> _Lists:
+        labels = frame[LABEL].cast(pl.Float32).to_numpy() if LABEL in frame.columns else np.zeros(frame.height, np.float32)
+        return _pack(
+            frame["user_id"].to_numpy(),
+            self._tokens(frame["item_id"]),
+            self._features(frame),
+            labels,
+            np.arange(frame.height),
+            width,
+        )
+
+    # ----- training ---------------------------------------------------------------------------
+    def _build_vocab(self, frame: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame | None) -> tuple[np.ndarray, int]:
+        parts = [frame["item_id"].cast(pl.Int64), history["item_id"].cast(pl.Int64)]
+        if items is not None:
+            parts.append(items["item_id"].cast(pl.Int64))
+        self.items = IdIndex.from_values(pl.concat(parts))
+        token_cat = np.zeros(len(self.items) + N_SPECIAL, dtype=np.int64)
+        n_categories = 0
+        if items is not None and "category_id" in items.columns:
+            cats = items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8)).unique("item_id", keep="first").drop_nulls()
+            vocab = cats["category_id"].unique().sort()
+            codes = cats.join(pl.DataFrame({"category_id": vocab, "code": np.arange(1, len(vocab) + 1)}), on="category_id")
+            token_cat[self._tokens(codes["item_id"])] = codes["code"].to_numpy()
+            n_categories = len(vocab)
+        return token_cat, n_categories
+
+    def _sample(self, lists: _Lists, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices [U, M'] choosing all positives then random negatives, PAD slots last."""
+        key = rng.random(lists.cand.shape)
+        key = np.where(lists.labels > 0, key - 2.0, key)  # positives first, in random order
+        key = np.where(lists.row < 0, 3.0, key)  # empty slots last
+        m = min(self.params.max_candidates, lists.cand.shape[1])
+        cols = np.argsort(key, axis=1, kind="stable")[:, :m]
+        return np.arange(len(lists.users))[:, None], cols
+
+    def fit(self, frame: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame | None = None, *, runtime: TorchRuntime) -> "SequenceRanker":
+        if LABEL not in frame.columns:
+            raise ValueError("fit needs a 'label' column (build_ranker_frame(..., target=...))")
+        p = self.params
+        runtime.seed_everything()
+        device = runtime.torch_device()
+        frame = frame.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
+        if frame.height == 0:
+            raise ValueError("no user in the frame has a positive label; nothing to learn")
+
+        token_cat, n_categories = self._build_vocab(frame, history, items)
+        self.feature_cols = list(p.feature_cols) if p.feature_cols is not None else default_feature_cols(frame)
+        raw = self._raw_features(frame)
+        self.feat_mean = np.nan_to_num(np.nanmean(raw, axis=0), nan=0.0).astype(np.float32) if raw.shape[1] else np.zeros(0, np.float32)
+        std = np.nanstd(raw, axis=0) if raw.shape[1] else np.ones(0)
+        self.feat_std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0).astype(np.float32)
+
+        users = frame["user_id"].unique().sort().to_numpy()
+        is_valid = holdout_users(users, p.valid_fraction, runtime.seed)
+        use_valid = p.min_valid_users <= is_valid.sum() < len(users)
+        if not use_valid:
+            is_valid[:] = False
+        train_frame = frame.filter(pl.col("user_id").is_in(pl.Series(users[~is_valid]).implode()))
+        valid_frame = frame.filter(pl.col("user_id").is_in(pl.Series(users[is_valid]).implode()))
+
+        self.net = _Net(len(token_cat), n_categories, len(self.feature_cols), p)
+        self.net.token_cat.copy_(torch.from_numpy(token_cat))
+        self.net.to(device)
+        train_lists = self._lists(train_frame)
+        train_seq = torch.from_numpy(self._sequences(history, train_lists.users))
+        valid_lists = self._lists(valid_frame) if use_valid else None
+        valid_seq = self._sequences(history, valid_lists.users) if use_valid else None
+
+        opt = torch.optim.AdamW(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        rng = np.random.default_rng(runtime.seed)
+        best_state, best_score, stale = None, -np.inf, 0
+        self.train_losses, self.valid_history = [], []
+        runtime.log(
+            f"sequence_ranker: {len(train_lists.users)} train users, {0 if valid_lists is None else len(valid_lists.users)} "
+            f"valid users, {len(token_cat)} tokens, {len(self.feature_cols)} features, device={device}"
+        )
+        for epoch in range(1, p.epochs + 1):
+            self.net.train()
+            ridx, cidx = self._sample(train_lists, rng)
+            cand = torch.from_numpy(train_lists.cand[ridx, cidx])
+            feats = torch.from_numpy(train_lists.feats[ridx, cidx])
+            labels = torch.from_numpy(train_lists.labels[ridx, cidx])
+            present = torch.from_numpy(train_lists.row[ridx, cidx] >= 0)
+            perm = torch.randperm(len(train_lists.users), generator=runtime.generator(epoch))
+            total, n = 0.0, 0
+            for s in range(0, len(perm), p.batch_users):
+                b = perm[s : s + p.batch_users]
+                with runtime.autocast():
+                    logits = self.net(train_seq[b].to(device), cand[b].to(device), feats[b].to(device)).float()
+                mask = present[b].to(device)
+                target = labels[b].to(device) * mask
+                target = target / target.sum(-1, keepdim=True)
+                logp = logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
+                loss = -(target * logp.masked_fill(~mask, 0.0)).sum(-1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+                opt.step()
+                total += float(loss) * len(b)
+                n += len(b)
+            self.train_losses.append(total / n)
+            msg = f"sequence_ranker: epoch {epoch} loss {total / n:.4f}"
+            if use_valid:
+                scores = self._score_lists(valid_lists, valid_seq, runtime)
+                ndcg = grouped_ndcg_at_k(np.repeat(np.arange(len(valid_lists.users)), valid_lists.cand.shape[1])[valid_lists.row.ravel() >= 0],
+                                         valid_lists.labels.ravel()[valid_lists.row.ravel() >= 0],
+                                         scores.ravel()[valid_lists.row.ravel() >= 0], p.eval_at)
+                self.valid_history.append(ndcg)
+                msg += f" valid ndcg@{p.eval_at} {ndcg:.4f}"
+                if ndcg > best_score:
+                    best_score, stale, self.best_epoch = ndcg, 0, epoch
+                    best_state = copy.deepcopy(self.net.state_dict())
+                else:
+                    stale += 1
+            runtime.log(msg)
+            if use_valid and stale >= p.patience:
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+            self.valid_ndcg10 = float(best_score)
+        else:
+            self.best_epoch, self.valid_ndcg10 = len(self.train_losses), float("nan")
+        self.net.eval()
+        return self
+
+    # ----- inference --------------------------------------------------------------------------
+    @torch.no_grad()
+    def _score_lists(self, lists: _Lists, seq: np.ndarray, runtime: TorchRuntime) -> np.ndarray:
+        device = runtime.torch_device()
+        self.net.eval()
+        out = np.zeros(lists.cand.shape, dtype=np.float64)
+        for s in range(0, len(lists.users), self.params.predict_batch_users):
+            sl = slice(s, s + self.params.predict_batch_users)
+            with runtime.autocast():
+                logits = self.net(
+                    torch.from_numpy(seq[sl]).to(device),
+                    torch.from_numpy(lists.cand[sl]).to(device),
+                    torch.from_numpy(lists.feats[sl]).to(device),
+                )
+            out[sl] = logits.float().cpu().numpy()
+        return out
+
+    def predict(self, frame: pl.DataFrame, history: pl.DataFrame, runtime: TorchRuntime) -> np.ndarray:
+        if self.net is None:
+            raise RuntimeError("SequenceRanker is not fitted")
+        if frame.height == 0:
+            return np.empty(0, dtype=np.float64)
+        self.net.to(runtime.torch_device())
+        lists = self._lists(frame)
+        scores = self._score_lists(lists, self._sequences(history, lists.users), runtime)
+        out = np.empty(frame.height, dtype=np.float64)
+        present = lists.row >= 0
+        out[lists.row[present]] = scores[present]
+        return out
+
+    def recommend(self, frame: pl.DataFrame, history: pl.DataFrame, k: int, runtime: TorchRuntime) -> pl.DataFrame:
+        return rank_frame(frame, self.predict(frame, history, runtime), k)
+
+    # ----- persistence ------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if self.net is None:
+            raise RuntimeError("SequenceRanker is not fitted")
+        params = asdict(self.params)
+        if params["feature_cols"] is not None:
+            params["feature_cols"] = list(params["feature_cols"])
+        payload = {
+            "params": params,
+            "state": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "item_ids": torch.from_numpy(self.items.ids.copy()),
+            "n_categories": int(self.net.cat_emb.num_embeddings - 1),
+            "feature_cols": list(self.feature_cols),
+            "feat_mean": torch.from_numpy(self.feat_mean.copy()),
+            "feat_std": torch.from_numpy(self.feat_std.copy()),
+            "best_epoch": self.best_epoch,
+            "valid_ndcg10": None if np.isnan(self.valid_ndcg10) else self.valid_ndcg10,
+            "train_losses": list(self.train_losses),
+            "valid_history": list(self.valid_history),
+        }
+        buf = io.BytesIO()
+        torch.save(payload, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "SequenceRanker":
+        payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        params = dict(payload["params"])
+        if params["feature_cols"] is not None:
+            params["feature_cols"] = tuple(params["feature_cols"])
+        ranker = cls(SequenceRankerParams(**params))
+        ranker.items = IdIndex(payload["item_ids"].numpy())
+        ranker.feature_cols = list(payload["feature_cols"])
+        ranker.feat_mean = payload["feat_mean"].numpy()
+        ranker.feat_std = payload["feat_std"].numpy()
+        ranker.net = _Net(len(ranker.items) + N_SPECIAL, payload["n_categories"], len(ranker.feature_cols), ranker.params)
+        ranker.net.load_state_dict(payload["state"])
+        ranker.net.eval()
+        ranker.best_epoch = payload["best_epoch"]
+        ranker.valid_ndcg10 = float("nan") if payload["valid_ndcg10"] is None else payload["valid_ndcg10"]
+        ranker.train_losses = list(payload["train_losses"])
+        ranker.valid_history = list(payload["valid_history"])
+        return ranker
