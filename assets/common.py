@@ -36,3 +36,45 @@ def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
         target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id", how="semi")
         .sort("user_id")["user_id"]
     )
+
+
+EVAL_COLUMNS = [
+    "run_id", "evaluated_at", "dataset", "protocol", "fold", "stage", "cohort",
+    "metric", "k", "value", "ci_low", "ci_high", "n_users",
+]
+
+
+def eval_rows(
+    metrics: pl.DataFrame, *, run_id: str, dataset: str, protocol: str, fold: str, stage: str, cohort: str = "all"
+) -> pl.DataFrame:
+    """Long eval.metrics rows from (metric, k, value, n_users[, ci_low, ci_high][, cohort]) rows."""
+    from resources.warehouse import utcnow
+
+    frame = metrics
+    for column in ("ci_low", "ci_high"):
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.Float64).alias(column))
+    if "cohort" not in frame.columns:
+        frame = frame.with_columns(pl.lit(cohort).alias("cohort"))
+    return frame.select(
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(utcnow()).alias("evaluated_at"),
+        pl.lit(dataset).alias("dataset"),
+        pl.lit(protocol).alias("protocol"),
+        pl.lit(fold).alias("fold"),
+        pl.lit(stage).alias("stage"),
+        pl.col("cohort").cast(pl.Utf8),
+        pl.col("metric").cast(pl.Utf8),
+        pl.col("k").cast(pl.Int32),
+        pl.col("value").cast(pl.Float64),
+        pl.col("ci_low").cast(pl.Float64),
+        pl.col("ci_high").cast(pl.Float64),
+        pl.col("n_users").cast(pl.Int64),
+    )
+
+
+def load_candidates(warehouse: Warehouse, stage: str, fold: str) -> pl.DataFrame:
+    return warehouse.query(
+        f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE fold = $fold ORDER BY user_id, rank",
+        {"fold": fold},
+    ).with_columns(pl.col("rank").cast(pl.Int32))

@@ -158,8 +158,10 @@ def report(rows: int, cards: list[int], ours: dict, ours1: dict, ref: dict, pref
         "",
         f"Data: {rows:,} rows × {len(cards)} categorical features (cardinality {min(cards)} … {max(cards):,}, "
         "log-spaced, half uniform, half Zipf-like), binary label from six of them. "
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}. "
-        f"Whole bench wall time {wall:.0f} s. `python bench/bench_outrank.py`.",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"Python {platform.python_version()}. "
+        f"Whole bench wall time {wall:.0f} s; 1-minute load average at the end {os.getloadavg()[0]:.1f} "
+        "(the machine is shared; both sides ran back to back in this one run). `python bench/bench_outrank.py`.",
         "",
         "| side | time for all features | peak RSS (data loaded → peak) |",
         "|---|---|---|",
@@ -182,7 +184,7 @@ def report(rows: int, cards: list[int], ours: dict, ours1: dict, ref: dict, pref
         "(outrank accumulates in float32).",
         f"- Extrapolation model (time ∝ rows × distinct values) checked on {len(checks)} features timed both ways: "
         f"predicted / measured = {min(model_err):.2f} … {max(model_err):.2f}." if checks else "- (no model check)",
-        f"- Ours: best of 3 runs; the label's shift index is built once and reused by every feature.",
+        "- Ours: best of 3 runs; the label's shift index is built once and reused by every feature.",
         "",
         "| feature | cardinality | outrank s | mode | ours score | outrank score | abs diff |",
         "|---|---|---|---|---|---|---|",

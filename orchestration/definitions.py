@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import ingestion
+from assets import candidates, features, ingestion, split
 from orchestration.jobs import JOBS
+from orchestration.schedules import SCHEDULES
+from orchestration.sensors import SENSORS
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion]
+ASSET_MODULES = [ingestion, split, features, candidates]
 
 
 def build_resources() -> dict:
@@ -32,5 +34,7 @@ defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources=build_resources(),
 )

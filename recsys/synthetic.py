@@ -132,7 +132,8 @@ class SyntheticWorld:
     @classmethod
     def build(cls, config: SyntheticConfig) -> "SyntheticWorld":
         rng = np.random.default_rng([config.seed, 1])
-        C, I, U, K, T, d = config.categories, config.items, config.users, config.n_next, config.n_taste, config.latent_dim
+        C, I, U = config.categories, config.items, config.users
+        K, T, d = config.n_next, config.n_taste, config.latent_dim
         category_weight = _zipf_weights(C, config.category_zipf, rng)
         # popular categories hold more items; every category at least one
         sizes = 1 + rng.multinomial(I - C, np.sqrt(category_weight) / np.sqrt(category_weight).sum())
@@ -250,7 +251,10 @@ class SyntheticWorld:
         a = self.affinity(user_ids, item_ids)
         c = self.config
         p_cart = np.minimum(0.95, c.cart_rate * a**2)
-        buy_given = lambda carted_flag: np.minimum(0.95, c.buy_rate * a**2 + c.buy_after_cart * a * carted_flag)  # noqa: E731
+
+        def buy_given(carted_flag):
+            return np.minimum(0.95, c.buy_rate * a**2 + c.buy_after_cart * a * carted_flag)
+
         p_buy = buy_given(np.asarray(carted, dtype=np.float64)) if carted is not None else None
         return {"cart": p_cart, "fav": np.minimum(0.95, c.fav_rate * a**2), "buy": p_buy,
                 "buy_marginal": p_cart * buy_given(1.0) + (1 - p_cart) * buy_given(0.0)}  # fmt: skip
@@ -348,7 +352,8 @@ def generate_day(world: SyntheticWorld, day: date) -> pl.DataFrame:
     """All interactions of ``day`` (see module docstring); a pure function of (world seed, day)."""
     c = world.config
     rng = np.random.default_rng([c.seed, 2, day.toordinal()])
-    weekday = 1.15 if day.weekday() >= 5 else 1.0
+    # weekends 15% busier, normalised so a week averages n_interactions / n_days per day
+    weekday = (1.15 if day.weekday() >= 5 else 1.0) / ((5 + 2 * 1.15) / 7)
     expected = c.n_interactions / c.n_days * weekday / world.rows_per_session
     n_sessions = int(rng.poisson(expected))
     users = np.minimum(np.searchsorted(world.user_activity_cdf, rng.random(n_sessions), side="right"), c.users - 1)
@@ -422,7 +427,11 @@ def corrupt_lines(lines: pl.Series, fraction: float, rng: np.random.Generator) -
         pl.when(k == 0)
         .then(parts.list.head(5).list.join(","))
         .when(k == 1)
-        .then(pl.concat_str([parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.tail(2).list.join(",")], separator=","))
+        .then(
+            pl.concat_str(
+                [parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.tail(2).list.join(",")], separator=","
+            )
+        )
         .when(k == 2)
         .then(pl.concat_str([pl.lit("-"), pl.col("raw_line")]))
         .when(k == 3)

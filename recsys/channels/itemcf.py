@@ -6,6 +6,7 @@ API::
                              user_weighting="log", normalize="cosine")          # -> ItemIndex
     index = build_swing_index(history, depth=50, alpha=1.0, max_items_per_user=200,
                               max_users_per_item=300)                            # -> ItemIndex
+    index = cooc_from_baskets(basket_item_csr, basket_weights, depth=50)         # the core, on a matrix
     index.neighbours(item_ids=None, depth=None)  # item_id, neighbour_id, score, count, rank (1-based)
     index.lookup(trig_pos, tgt_pos)              # score, count, rank (0-based; depth when absent)
 
@@ -145,24 +146,33 @@ class ItemIndex:
 # ----------------------------------------------------------------------------------------------
 
 
-def topk_sparse(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, k: int):
-    """Per-row top-k of a coordinate list (no duplicate (row, col)), best first, ties by column.
+def _descending_key(vals: np.ndarray) -> np.ndarray:
+    """uint32 whose ascending order is the descending order of float32 ``vals`` (IEEE bit trick)."""
+    bits = np.ascontiguousarray(vals, dtype=np.float32).view(np.uint32)
+    ascending = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return ~ascending
 
-    Returns (idx int32 [n_rows, k], val float32 [n_rows, k], pos int64 [nnz kept]) with -1 / 0 padding;
-    ``pos`` indexes the input entries that were kept, in output order.
+
+def topk_sparse(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, k: int):
+    """Per-row top-k of a coordinate list (no duplicate (row, col)), best first, ties in input order.
+
+    One stable sort of a uint64 (row, descending value) key: no loop over rows.
+    Returns (idx int32 [n_rows, k], val float32 [n_rows, k], sel int64 [kept]) with -1 / 0 padding;
+    ``sel`` indexes the input entries that were kept, row-major in output order.
     """
     idx = np.full((n_rows, k), -1, np.int32)
     out = np.zeros((n_rows, k), np.float32)
     if len(rows) == 0 or k == 0:
         return idx, out, np.empty(0, np.int64)
-    order = np.lexsort((cols, -vals, rows))
-    r = rows[order]
+    key = (np.asarray(rows).astype(np.uint64) << np.uint64(32)) | _descending_key(vals).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    r = np.asarray(rows)[order]
     starts = np.searchsorted(r, np.arange(n_rows), side="left")
     slot = np.arange(len(r)) - starts[r]
     keep = slot < k
     sel = order[keep]
-    idx[r[keep], slot[keep]] = cols[sel]
-    out[r[keep], slot[keep]] = vals[sel]
+    idx[r[keep], slot[keep]] = np.asarray(cols)[sel]
+    out[r[keep], slot[keep]] = np.asarray(vals)[sel]
     return idx, out, sel
 
 
@@ -197,18 +207,19 @@ def _blocked_topk(left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.cs
     ones_left = left_t.copy()
     ones_left.data[:] = 1.0
     for a, b in _item_blocks(np.asarray(work).ravel() + 1.0, block_nnz):
-        prod = (left_t[a:b] @ right).tocoo()
-        raw = (ones_left[a:b] @ right_ones).tocoo() if right_ones is not None else None
-        r, c, v = prod.row.astype(np.int64), prod.col.astype(np.int64), prod.data.astype(np.float32)
-        if raw is not None:
-            # Same sparsity pattern (positive data); align by key to be safe.
-            k1 = r * n + c
-            k2 = raw.row.astype(np.int64) * n + raw.col
-            o2 = np.argsort(k2)
-            cnt = raw.data[o2][np.searchsorted(k2[o2], k1)].astype(np.float32)
-        else:
-            cnt = v.copy()
-        off = r + a != c
+        prod = (left_t[a:b] @ right).tocsr()
+        prod.sort_indices()  # ties then break by target position, whatever the product order
+        raw = None
+        if right_ones is not None:
+            raw = (ones_left[a:b] @ right_ones).tocsr()
+            raw.sort_indices()
+            if not (np.array_equal(raw.indptr, prod.indptr) and np.array_equal(raw.indices, prod.indices)):
+                raise AssertionError("weighted and raw co-occurrence products differ in sparsity")
+        r = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(prod.indptr))
+        c, v = prod.indices.astype(np.int64), prod.data.astype(np.float32)
+        cnt = raw.data.astype(np.float32) if raw is not None else v.copy()
+        r_abs = r + a
+        off = r_abs != c
         r, c, v, cnt = r[off], c[off], v[off], cnt[off]
         v = normalize(r + a, c, v)
         idx, val, sel = topk_sparse(r, c, v, b - a, depth)
@@ -310,10 +321,33 @@ def build_cooc_index(
         uw = (1.0 / np.log1p(np.maximum(n_u[basket_user], 1.0))).astype(np.float32)
     else:
         uw = np.ones(n_baskets, np.float32)
-    right = sp.diags(uw) @ b_w
-    right = right.tocsr()
-    left_t = b_w.T.tocsr()
-    self_mass = np.asarray(b_w.multiply(b_w).T @ uw).ravel().astype(np.float64)
+    return cooc_from_baskets(b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz)
+
+
+def cooc_from_baskets(
+    baskets: sp.csr_matrix,
+    basket_weights: np.ndarray | None,
+    depth: int,
+    *,
+    items: IdIndex | None = None,
+    normalize: str = "cosine",
+    binary: sp.csr_matrix | None = None,
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """The co-occurrence core on a ready basket × item matrix (weights in the cells).
+
+    ``basket_weights`` (None = 1) multiply each basket's contribution; ``binary`` (same pattern,
+    ones; derived when None) gives the raw counts. ``items`` defaults to positions 0..n-1.
+    """
+    baskets = sp.csr_matrix(baskets, dtype=np.float32)
+    n_baskets, n_items = baskets.shape
+    uw = np.ones(n_baskets, np.float32) if basket_weights is None else np.asarray(basket_weights, np.float32)
+    if binary is None:
+        binary = baskets.copy()
+        binary.data[:] = 1.0
+    right = (sp.diags(uw) @ baskets).tocsr()
+    left_t = baskets.T.tocsr()
+    self_mass = np.asarray(baskets.multiply(baskets).T @ uw).ravel().astype(np.float64)
     self_mass[self_mass <= 0] = 1.0
 
     def norm(r, c, v):
@@ -323,7 +357,8 @@ def build_cooc_index(
             return (v / self_mass[r]).astype(np.float32)
         return v
 
-    targets, scores, counts = _blocked_topk(left_t, right, b_1, depth, norm, block_nnz)
+    targets, scores, counts = _blocked_topk(left_t, right, binary, depth, norm, block_nnz)
+    items = items or IdIndex(np.arange(n_items, dtype=np.int64))
     return ItemIndex(items, targets, scores, counts, method="cooc")
 
 

@@ -2,7 +2,7 @@
 
 API::
 
-    TwoTowerChannel(dim=64, history_len=20, epochs=12, batch_size=1024, lr=5e-3, weight_decay=0.0,
+    TwoTowerChannel(dim=64, history_len=20, epochs=10, batch_size=1024, lr=5e-3, weight_decay=0.0,
                     temperature=0.05, logq_correction=True, validate=True, patience=3, eval_k=50,
                     score_batch=2048)
         .fit(history, items=None, runtime=None) -> self
@@ -72,9 +72,12 @@ def _build_model(n_users: int, n_items: int, n_cats: int, dim: int):
             return nn.functional.normalize(self.item_raw(item_idx, item_cat), dim=-1)
 
         def user_vec(self, user_idx, ctx_idx, ctx_cat):
-            ctx = self.item_raw(ctx_idx, ctx_cat)  # B × L × d (padding rows are zero)
-            n = (ctx_idx != n_items).sum(dim=1, keepdim=True).clamp(min=1)
-            mean = ctx.sum(dim=1) / n
+            # embedding_bag sums without materializing B × L × d (much cheaper on CPU); pads are skipped
+            bag = nn.functional.embedding_bag
+            total = bag(ctx_idx, self.item.weight, mode="sum", padding_idx=n_items) + bag(
+                ctx_cat, self.cat.weight, mode="sum", padding_idx=n_cats
+            )
+            mean = total / (ctx_idx != n_items).sum(dim=1, keepdim=True).clamp(min=1)
             h = torch.cat([self.user(user_idx), mean], dim=-1)
             return nn.functional.normalize(self.user_mlp(h), dim=-1)
 
@@ -88,7 +91,7 @@ class TwoTowerChannel:
         self,
         dim: int = 64,
         history_len: int = 20,
-        epochs: int = 12,
+        epochs: int = 10,
         batch_size: int = 1024,
         lr: float = 5e-3,
         weight_decay: float = 0.0,

@@ -47,25 +47,34 @@ def exclude_seen(recs: pl.DataFrame, history: pl.DataFrame, k: int | None = None
     """Remove (user, item) pairs present in history, renumber rank 1..n per user, keep rank <= k."""
     seen = history.select("user_id", "item_id").unique()
     kept = recs.join(seen, on=["user_id", "item_id"], how="anti")
-    kept = kept.with_columns(pl.col("rank").rank("ordinal").over("user_id").cast(pl.Int32).alias("rank"))
-    if k is not None:
-        kept = kept.filter(pl.col("rank") <= k)
-    return kept.sort(["user_id", "rank"])
+    kept = kept.sort(["user_id", "rank"], maintain_order=True).with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank")
+    )
+    return kept if k is None else kept.filter(pl.col("rank") <= k)
+
+
+def _has_duplicate_pairs(recs: pl.DataFrame) -> bool:
+    users, items = recs["user_id"], recs["item_id"]
+    n_items = int(items.max()) + 1 if recs.height else 1
+    if recs.height and users.min() >= 0 and items.min() >= 0 and int(users.max()) < (2**62) // n_items:
+        # one int64 key per pair hashes far faster than a two-column struct
+        return (users.cast(pl.Int64) * n_items + items.cast(pl.Int64)).n_unique() < recs.height
+    return recs.select("user_id", "item_id").n_unique() < recs.height
 
 
 def ranked_positions(recs: pl.DataFrame, max_k: int) -> pl.DataFrame:
-    """(user_id, item_id, pos) with pos = 1..n following rank, cut to max_k."""
+    """(user_id, item_id, pos) with pos = 1..n following rank (ties: input order), cut to max_k."""
     missing = [c for c in ("user_id", "item_id", "rank") if c not in recs.columns]
     if missing:
         raise ValueError(f"recs lacks columns {missing}; expected user_id, item_id, score, rank")
-    dup = recs.select("user_id", "item_id").is_duplicated()
-    if dup.any():
+    if _has_duplicate_pairs(recs):
+        dup = recs.select("user_id", "item_id").is_duplicated()
         example = recs.filter(dup).head(1).to_dicts()[0]
         raise ValueError(f"recs repeat an item within a user's list, e.g. {example}")
-    pos = pl.col("rank").rank("ordinal").over("user_id").cast(pl.Int32).alias("pos")
     return (
         recs.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64), pl.col("rank"))
-        .with_columns(pos)
+        .sort(["user_id", "rank"], maintain_order=True)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("pos"))
         .filter(pl.col("pos") <= max_k)
         .drop("rank")
     )
@@ -132,13 +141,10 @@ def per_user_metrics(
         "map": pl.col("ap_sum") / pl.col("n_ideal"),
         "map_trec": pl.col("ap_sum") / pl.col("n_rel"),
     }
-    wide = frame.select("user_id", "k", *[exprs[m].alias(m) for m in metrics])
-    order = pl.DataFrame({"metric": list(metrics), "_m": list(range(len(metrics)))})
-    return (
-        wide.unpivot(index=["user_id", "k"], on=list(metrics), variable_name="metric", value_name="value")
-        .join(order, on="metric")
-        .sort(["_m", "k", "user_id"])
-        .select("user_id", "metric", "k", pl.col("value").cast(pl.Float64))
+    wide = frame.select("user_id", "k", *[exprs[m].alias(m) for m in metrics]).sort(["k", "user_id"])
+    # stacking one block per metric keeps (metric, k, user) order without sorting the long frame
+    return pl.concat(
+        [wide.select("user_id", pl.lit(m).alias("metric"), "k", pl.col(m).cast(pl.Float64).alias("value")) for m in metrics]
     )
 
 

@@ -53,7 +53,11 @@ def item_popularity(history: pl.DataFrame) -> pl.DataFrame:
 def catalog_coverage(recs: pl.DataFrame, n_items: int, k: int) -> float:
     if n_items <= 0:
         raise ValueError(f"n_items must be positive, got {n_items}")
-    return ranked_positions(recs, k)["item_id"].n_unique() / n_items
+    return _coverage(ranked_positions(recs, k), n_items)
+
+
+def _coverage(positions: pl.DataFrame, n_items: int) -> float:
+    return positions["item_id"].n_unique() / n_items
 
 
 def _per_list_mean(values: pl.DataFrame, per_user: bool) -> pl.DataFrame | float:
@@ -64,20 +68,26 @@ def _per_list_mean(values: pl.DataFrame, per_user: bool) -> pl.DataFrame | float
 
 
 def novelty(recs: pl.DataFrame, items_pop: pl.DataFrame, k: int, per_user: bool = False):
+    return _novelty(ranked_positions(recs, k), items_pop, per_user)
+
+
+def _novelty(positions: pl.DataFrame, items_pop: pl.DataFrame, per_user: bool):
     # pop_share / n_users equals 1 / #history users on every row: the share of an item seen once
     floor_share = float((items_pop["pop_share"] / items_pop["n_users"]).max())
     values = (
-        ranked_positions(recs, k)
-        .join(items_pop.select("item_id", "pop_share"), on="item_id", how="left")
+        positions.join(items_pop.select("item_id", "pop_share"), on="item_id", how="left")
         .select("user_id", (-pl.col("pop_share").fill_null(floor_share).log(2)).alias("value"))
     )
     return _per_list_mean(values, per_user)
 
 
 def average_popularity(recs: pl.DataFrame, items_pop: pl.DataFrame, k: int, per_user: bool = False):
+    return _average_popularity(ranked_positions(recs, k), items_pop, per_user)
+
+
+def _average_popularity(positions: pl.DataFrame, items_pop: pl.DataFrame, per_user: bool):
     values = (
-        ranked_positions(recs, k)
-        .join(items_pop.select("item_id", "n_users"), on="item_id", how="left")
+        positions.join(items_pop.select("item_id", "n_users"), on="item_id", how="left")
         .select("user_id", pl.col("n_users").fill_null(0).cast(pl.Float64).alias("value"))
     )
     return _per_list_mean(values, per_user)
@@ -131,9 +141,13 @@ def intra_list_diversity(
     per_user: bool = False,
 ):
     """Mean pairwise distance inside each top-K list; vector column -> 1 − cosine, else category."""
+    return _intra_list_diversity(ranked_positions(recs, k), item_features, column, per_user)
+
+
+def _intra_list_diversity(positions: pl.DataFrame, item_features: pl.DataFrame, column: str, per_user: bool):
     if column not in item_features.columns:
         raise ValueError(f"item_features lacks column {column!r}; has {item_features.columns}")
-    lists = ranked_positions(recs, k).select("user_id", "item_id")
+    lists = positions.select("user_id", "item_id")
     dtype = item_features.schema[column]
     if isinstance(dtype, (pl.List, pl.Array)):
         values = _ild_vectors(lists, item_features, column)
@@ -154,14 +168,17 @@ def beyond_accuracy(
     column: str | None = None,
 ) -> pl.DataFrame:
     """Long rows (metric, k, value, n_users) for coverage, novelty, arp and (with features) ild."""
-    n_lists = recs["user_id"].n_unique()
+    ks = sorted(set(ks))
+    positions = ranked_positions(recs, ks[-1])
+    n_lists = positions["user_id"].n_unique()
     rows = []
-    for k in sorted(set(ks)):
-        rows.append(("coverage", k, catalog_coverage(recs, n_items, k), n_lists))
-        rows.append(("novelty", k, novelty(recs, items_pop, k), n_lists))
-        rows.append(("arp", k, average_popularity(recs, items_pop, k), n_lists))
+    for k in ks:
+        top = positions.filter(pl.col("pos") <= k)
+        rows.append(("coverage", k, _coverage(top, n_items), n_lists))
+        rows.append(("novelty", k, _novelty(top, items_pop, per_user=False), n_lists))
+        rows.append(("arp", k, _average_popularity(top, items_pop, per_user=False), n_lists))
         if item_features is not None:
-            ild = intra_list_diversity(recs, item_features, k, column or "category_id", per_user=True)
+            ild = _intra_list_diversity(top, item_features, column or "category_id", per_user=True)
             rows.append(("ild", k, float(ild["value"].mean()) if ild.height else float("nan"), ild.height))
     schema = {"metric": pl.Utf8, "k": pl.Int32, "value": pl.Float64, "n_users": pl.Int64}
     return pl.DataFrame(rows, schema=schema, orient="row")

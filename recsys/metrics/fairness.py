@@ -55,7 +55,11 @@ _EPS = 1e-12
 
 def exposure(recs: pl.DataFrame, k: int, discount: bool = False) -> pl.DataFrame:
     """Exposure of each recommended item in the top-k lists: a count, or Σ 1/log2(pos+1)."""
-    pos = ranked_positions(recs, k)
+    return _exposure(ranked_positions(recs, k), k, discount)
+
+
+def _exposure(positions: pl.DataFrame, k: int, discount: bool) -> pl.DataFrame:
+    pos = positions.filter(pl.col("pos") <= k)
     total = (1.0 / (pl.col("pos") + 1).cast(pl.Float64).log(2)).sum() if discount else pl.len().cast(pl.Float64)
     return pos.group_by("item_id").agg(total.alias("exposure")).sort("item_id")
 
@@ -159,11 +163,15 @@ def normalized_coverage(exposures, n_items: int, n_lists: float, k: int) -> floa
 def item_fairness(recs: pl.DataFrame, n_items: int, ks: Sequence[int] = (10,)) -> pl.DataFrame:
     """Raw and corrected exposure-fairness measures at each K, as (metric, k, value, n_users)."""
     rows = []
-    for k in sorted(set(ks)):
-        counts = exposure(recs, k)["exposure"].to_numpy()
-        weighted = exposure(recs, k, discount=True)["exposure"].to_numpy()
-        longest = int(ranked_positions(recs, k).group_by("user_id").len()["len"].max() or 0)
-        n_users = recs["user_id"].n_unique()
+    ks = sorted(set(ks))
+    positions = ranked_positions(recs, ks[-1])
+    list_lengths = positions.group_by("user_id").len()["len"]
+    n_users, max_length = list_lengths.len(), int(list_lengths.max() or 0)
+    for k in ks:
+        counts = _exposure(positions, k, discount=False)["exposure"].to_numpy()
+        weighted = _exposure(positions, k, discount=True)["exposure"].to_numpy()
+        # the longest list at this cut: k itself unless every list is shorter
+        longest = min(k, max_length)
         if longest == 0:
             continue
         m = counts.sum() / longest

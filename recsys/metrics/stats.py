@@ -154,4 +154,3 @@ def _p_values(diffs: np.ndarray, test: str) -> np.ndarray:
         pv = np.asarray(sps.wilcoxon(cols, zero_method="wilcox", axis=0).pvalue, dtype=np.float64)
     p[informative] = pv
     return p
-

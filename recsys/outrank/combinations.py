@@ -9,7 +9,11 @@ API:
         exactly as outrank's ranking loop does with combinations_with_replacement(sorted names)
     relation_matrix(names, encoded, label_groups, n_jobs) -> np.ndarray[F, F]
         MI-randomized of "a AND_REL b" with the label, symmetric
-    pair_nmi(a, b) -> float   normalized mutual information 2·I(A;B) / (H(A) + H(B)) in [0, 1]
+    pair_nmi(a, b, permutation) -> float
+        normalized mutual information adjusted for chance, in [0, 1]:
+        (I(A;B) − I(A;B_perm)) / ((H(A) + H(B))/2 − I(A;B_perm)), B_perm = B's rows permuted.
+        Like sklearn's AMI but with one permutation as the chance estimate: a relabelled copy
+        scores ≈ 1, while a unique id (which "determines" everything) scores ≈ 0.
 
 Diagonals are NaN: 3MR never compares a feature with itself.
 """
@@ -76,10 +80,20 @@ def relation_matrix(
     return matrix
 
 
-def pair_nmi(a: EncodedColumn, b: EncodedColumn) -> float:
+def _mutual_information(a: EncodedColumn, b_codes: np.ndarray, b_cardinality: int, h_a: float, h_b: float) -> float:
+    n = a.codes.size
+    h_ab = float(np.log(n)) - joint_xlogx(a.codes, b_codes, b_cardinality, a.cardinality * b_cardinality) / n
+    return h_a + h_b - h_ab
+
+
+def pair_nmi(a: EncodedColumn, b: EncodedColumn, permutation: np.ndarray) -> float:
     n = a.codes.size
     h_a, h_b = entropy(a.codes, a.cardinality), entropy(b.codes, b.cardinality)
     if n == 0 or h_a + h_b <= 0.0:
         return 0.0
-    h_ab = float(np.log(n)) - joint_xlogx(a.codes, b.codes, b.cardinality, a.cardinality * b.cardinality) / n
-    return float(np.clip(2.0 * (h_a + h_b - h_ab) / (h_a + h_b), 0.0, 1.0))
+    mi = _mutual_information(a, b.codes, b.cardinality, h_a, h_b)
+    chance = _mutual_information(a, b.codes[permutation], b.cardinality, h_a, h_b)
+    denominator = 0.5 * (h_a + h_b) - chance
+    if denominator <= 1e-12:
+        return 0.0
+    return float(np.clip((mi - chance) / denominator, 0.0, 1.0))

@@ -8,9 +8,10 @@ API:
         value occurs fewer than rare_min_count times), is_constant Boolean (one value),
         is_id_like Boolean (cardinality > id_like_share · rows), label_explained Float64,
         label_explained_noise Float64, leakage Boolean
-    redundant_pairs(frame, features=None, threshold=0.9, n_jobs=2) -> pl.DataFrame
-        feature_a Utf8, feature_b Utf8, redundancy Float64 (NMI = 2·I(A;B)/(H(A)+H(B)), 1 for a
-        relabelled copy), pairs with redundancy ≥ threshold, most redundant first
+    redundant_pairs(frame, features=None, threshold=0.9, n_jobs=2, seed=0) -> pl.DataFrame
+        feature_a Utf8, feature_b Utf8, redundancy Float64 (normalized MI adjusted for chance,
+        recsys.outrank.combinations.pair_nmi: 1 for a relabelled copy, ≈ 0 for independent
+        features whatever their cardinality), pairs with redundancy ≥ threshold, most redundant first
 
 Leakage. ``label_explained`` = 1 − H(L|F)/H(L), the share of label uncertainty that knowing the
 feature removes (1: the feature determines the label). A unique key determines any label too, so
@@ -102,12 +103,13 @@ def quality_report(
 
 
 def redundant_pairs(
-    frame: pl.DataFrame, features: list[str] | None = None, threshold: float = 0.9, n_jobs: int = 2
+    frame: pl.DataFrame, features: list[str] | None = None, threshold: float = 0.9, n_jobs: int = 2, seed: int = 0
 ) -> pl.DataFrame:
     names = list(frame.columns) if features is None else list(features)
     encoded = encode_columns(frame, names, n_jobs)
     pairs = list(itertools.combinations(names, 2))
-    scores = thread_map(lambda p: pair_nmi(encoded[p[0]], encoded[p[1]]), pairs, n_jobs)
+    permutation = np.random.default_rng(seed).permutation(frame.height)
+    scores = thread_map(lambda p: pair_nmi(encoded[p[0]], encoded[p[1]], permutation), pairs, n_jobs)
     table = pl.DataFrame(
         {"feature_a": [a for a, _ in pairs], "feature_b": [b for _, b in pairs], "redundancy": scores},
         schema={"feature_a": pl.Utf8, "feature_b": pl.Utf8, "redundancy": pl.Float64},

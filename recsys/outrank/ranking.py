@@ -23,9 +23,9 @@ import polars as pl
 
 from recsys.outrank.combinations import redundancy_matrix, relation_matrix
 from recsys.outrank.controls import CONTROL_PREFIX, above_noise, add_control_features
-from recsys.outrank.encoding import encode_column
+from recsys.outrank.encoding import EncodedColumn, encode_column
 from recsys.outrank.mi import LabelGroups, mi_plain, mi_randomized
-from recsys.outrank.parallel import encode_columns, thread_map
+from recsys.outrank.parallel import thread_map
 from recsys.outrank.threemr import three_mr
 
 HEURISTICS = ("MI", "MI-randomized", "3MR")
@@ -69,16 +69,23 @@ def rank_features(
 
     label_codes = encode_column(frame.get_column(label))
     groups = LabelGroups.build(label_codes.codes, label_codes.cardinality)
-    encoded = encode_columns(frame, names, n_jobs)
     mi = mi_plain if heuristic == "MI" else mi_randomized
-    scores = np.asarray(
-        thread_map(lambda n: mi(encoded[n].codes, encoded[n].cardinality, groups), names, n_jobs), dtype=np.float64
-    )
+    keep_codes = heuristic == "3MR"
+
+    def encode_and_score(name: str) -> tuple[EncodedColumn | None, int, int, float]:
+        # only 3MR needs every column's codes at once; the others drop them after scoring
+        column = encode_column(frame.get_column(name))
+        score = mi(column.codes, column.cardinality, groups)
+        return (column if keep_codes else None), column.cardinality, column.n_null, score
+
+    results = thread_map(encode_and_score, names, n_jobs)
+    encoded = {name: r[0] for name, r in zip(names, results)}
+    scores = np.asarray([r[3] for r in results], dtype=np.float64)
     meta = pl.DataFrame(
         {
             "feature": names,
-            "cardinality": [encoded[n].cardinality for n in names],
-            "coverage": [1.0 - encoded[n].n_null / frame.height for n in names],
+            "cardinality": [r[1] for r in results],
+            "coverage": [1.0 - r[2] / frame.height for r in results],
         },
         schema={"feature": pl.Utf8, "cardinality": pl.Int64, "coverage": pl.Float64},
     )

@@ -15,7 +15,9 @@ embedding per user feature, a projection of the cross features; the attention QU
 (trigger, target, cross), so each trigger–target pair reads the behaviour sequence differently;
 a multi-head attention over the sequence (item + category + position embeddings, plus one learned
 always-visible slot so an empty sequence is defined); a DNN maps [user, trigger, target, cross,
-attention output, attention output ⊙ target] to one logit.
+attention output, attention output ⊙ target] to one logit. The first layer of the query MLP and
+of the DNN is split into a per-example and a per-candidate matrix (same function as one matrix
+on the concatenation), so per-example inputs are not repeated C times.
 """
 
 from __future__ import annotations
@@ -76,12 +78,18 @@ class PRSModel(nn.Module):
         self.position = nn.Embedding(c.seq_len, c.dim)
         item_width = c.dim + c.cat_dim
         self.cross = nn.Sequential(nn.Linear(c.n_cross, 16), nn.ReLU())
-        self.query = _mlp(2 * item_width + 16, (64,), c.dim, 0.0)
+        # First layers are split into a per-example part (user, trigger) and a per-candidate part,
+        # so the wide per-example inputs are multiplied once, not once per candidate.
+        self.query_trig = nn.Linear(item_width, 64, bias=False)
+        self.query_pair = nn.Linear(item_width + 16, 64)
+        self.query_out = nn.Linear(64, c.dim)
         self.key = nn.Linear(item_width, c.dim)
         self.empty_slot = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.attention = nn.MultiheadAttention(c.dim, c.heads, batch_first=True, dropout=0.0)
-        n_in = len(c.user_cardinalities) * c.user_dim + 2 * item_width + 16 + 2 * c.dim
-        self.dnn = _mlp(n_in, c.hidden, 1, c.dropout)
+        h0, rest = c.hidden[0], tuple(c.hidden[1:])
+        self.dnn_example = nn.Linear(len(c.user_cardinalities) * c.user_dim + item_width, h0, bias=False)
+        self.dnn_pair = nn.Linear(item_width + 16 + 2 * c.dim, h0)
+        self.dnn = nn.Sequential(nn.ReLU(), nn.Dropout(c.dropout), _mlp(h0, rest, 1, c.dropout))
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item.weight[0].zero_()
@@ -90,18 +98,19 @@ class PRSModel(nn.Module):
         return torch.cat([self.item(pos), self.category(self.item_category[pos])], dim=-1)
 
     def forward(self, user_codes, trig, cands, cross, seq) -> torch.Tensor:
-        b, n_c = cands.shape
-        t = self._item_repr(trig)[:, None, :].expand(b, n_c, -1)
-        g = self._item_repr(cands)
+        b = cands.shape[0]
+        t = self._item_repr(trig)  # [B, W]
+        g = self._item_repr(cands)  # [B, C, W]
         x = self.cross(cross)
-        q = self.query(torch.cat([t, g, x], dim=-1))  # [B, C, dim]
+        q = self.query_out(torch.relu(self.query_trig(t)[:, None, :] + self.query_pair(torch.cat([g, x], dim=-1))))
         seq_len = seq.shape[1]
         keys = self.key(self._item_repr(seq)) + self.position.weight[-seq_len:][None]
         keys = torch.cat([self.empty_slot.expand(b, 1, -1), keys], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=seq.device), seq == 0], dim=1)
         att, _ = self.attention(q, keys, keys, key_padding_mask=pad, need_weights=False)
-        parts = [t, g, x, att, att * self.item(cands)]
+        example = [t]
         if len(self.users):
-            u = torch.cat([emb(user_codes[:, f]) for f, emb in enumerate(self.users)], dim=-1)
-            parts.insert(0, u[:, None, :].expand(b, n_c, -1))
-        return self.dnn(torch.cat(parts, dim=-1)).squeeze(-1)
+            example.insert(0, torch.cat([emb(user_codes[:, f]) for f, emb in enumerate(self.users)], dim=-1))
+        h = self.dnn_example(torch.cat(example, dim=-1))[:, None, :] + self.dnn_pair(
+            torch.cat([g, x, att, att * self.item(cands)], dim=-1))
+        return self.dnn(h).squeeze(-1)

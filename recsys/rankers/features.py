@@ -41,13 +41,14 @@ Output columns (sorted by user_id, item_id):
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.channels.base import IdIndex, event_weight_expr
+from recsys.channels.base import IdIndex
 
 ID_COLUMNS = ("user_id", "item_id")
 LABEL = "label"
@@ -77,7 +78,7 @@ def _days_before(cutoff, col: str) -> pl.Expr:
 
 
 def _user_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
-    week = cutoff - _timedelta(7)
+    week = cutoff - dt.timedelta(days=7)
     return (
         hist.group_by("user_id")
         .agg(
@@ -95,7 +96,7 @@ def _user_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
 
 
 def _item_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
-    week, month = cutoff - _timedelta(7), cutoff - _timedelta(30)
+    week, month = cutoff - dt.timedelta(days=7), cutoff - dt.timedelta(days=30)
     return (
         hist.group_by("item_id")
         .agg(
@@ -114,12 +115,6 @@ def _item_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
         )
         .drop("_first")
     )
-
-
-def _timedelta(days: int):
-    import datetime as dt
-
-    return dt.timedelta(days=days)
 
 
 def _last_items(hist: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -156,6 +151,8 @@ def _pair_cooccurrence(item_users: sp.csr_matrix, user_items: sp.csr_matrix, a: 
 def _cooccurrence_features(pool_pairs: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
     """ui_cooc_last1, ui_cooc_last3, ui_cos_last3 for each (user_id, item_id) of the pool."""
     recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
+    if recent.height == 0:
+        return pool_pairs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("ui_cooc_last1", "ui_cooc_last3", "ui_cos_last3"))
     users = IdIndex.from_values(recent["user_id"])
     items = IdIndex.from_values(pl.concat([recent["item_id"], pool_pairs["item_id"]]))
     ui = sp.csr_matrix(
@@ -236,6 +233,8 @@ def build_ranker_frame(
         cutoff = history["ts"].max()
         hist = history
     else:
+        if isinstance(cutoff, dt.date) and not isinstance(cutoff, dt.datetime):
+            cutoff = dt.datetime.combine(cutoff, dt.time())  # a label-window start date means its midnight
         hist = history.filter(pl.col("ts") < pl.lit(cutoff, dtype=pl.Datetime("us")))
 
     channels = channel_names(pool)

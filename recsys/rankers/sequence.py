@@ -19,13 +19,13 @@ items, ordered by their latest interaction (right-aligned, left-padded, so posit
 recency), plus a final learned [USER] token go through ``transformers.BertModel`` (built from a
 ``BertConfig``, random init, fed ``inputs_embeds`` = item + category embeddings; nothing
 downloaded). The [USER] hidden state is the user state u; the hidden states H are the memory.
-Each candidate embedding e then gets a target attention over H (query = W·e), giving a context c,
-and an MLP over [e, u, c, e*u, e*c, channel features] gives its score. So scoring M candidates
-costs one encoder pass plus M cheap attention reads.
+Each candidate embedding e then gets a target attention over H (query = W·e), giving a context c;
+the score is MLP([e, c, e*u, e*c, features] + a per-user projection of u) plus a linear (wide)
+term on the features. Scoring M candidates costs one encoder pass plus M attention reads.
 
-Channel features (``feature_cols``; default: every ``*__score``, ``*__rank``, ``*__hit`` column and
-``n_channels``): ranks become 1/rank, other values sign·log1p(|x|) standardized with training
-statistics; missing values become 0.
+Features (``feature_cols``; default: every numeric ranker feature — channel, user, item, user×item;
+not the ``cat__*`` codes): ranks become 1/rank, other values sign·log1p(|x|) standardized with
+training statistics; missing values become 0. ``feature_cols=()`` gives a pure sequence model.
 
 Training is listwise: per user, softmax cross-entropy of the candidate scores against the label
 distribution (label / sum of labels) over a list of at most ``max_candidates`` candidates —
@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -49,7 +48,7 @@ import torch
 from torch import nn
 
 from recsys.channels.base import IdIndex
-from recsys.rankers.features import LABEL, _last_items, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.features import CAT_PREFIX, LABEL, _last_items, feature_columns, grouped_ndcg_at_k, holdout_users
 from recsys.rankers.lgbm import rank_frame
 from recsys.runtime import TorchRuntime
 
@@ -63,14 +62,14 @@ class SequenceRankerParams:
     hidden: int = 64
     layers: int = 2
     heads: int = 2
-    dropout: float = 0.1
-    mlp_hidden: int = 128
+    dropout: float = 0.2
+    mlp_hidden: int = 64
     max_candidates: int = 100
-    feature_cols: tuple[str, ...] | None = None  # None: the channel columns; () for none
+    feature_cols: tuple[str, ...] | None = None  # None: every numeric ranker feature; () for none
     epochs: int = 20
-    batch_users: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-5
+    batch_users: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
     valid_fraction: float = 0.2
     min_valid_users: int = 5
     patience: int = 3
@@ -79,7 +78,8 @@ class SequenceRankerParams:
 
 
 def default_feature_cols(frame: pl.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.endswith(("__score", "__rank", "__hit")) or c == "n_channels"]
+    """Every numeric ranker feature (channels, user, item, user×item); ``cat__*`` codes are not numeric."""
+    return [c for c in feature_columns(frame) if not c.startswith(CAT_PREFIX)]
 
 
 class _Net(nn.Module):
@@ -104,14 +104,18 @@ class _Net(nn.Module):
         )
         self.encoder = BertModel(config, add_pooling_layer=False)
         self.query = nn.Linear(d, d, bias=False)
+        # First MLP layer split in two: the user-state part is computed once per user, not per candidate.
+        self.cand_in = nn.Linear(4 * d + n_features, p.mlp_hidden)
+        self.user_in = nn.Linear(d, p.mlp_hidden, bias=False)
         self.mlp = nn.Sequential(
-            nn.Linear(5 * d + n_features, p.mlp_hidden),
             nn.GELU(),
             nn.Dropout(p.dropout),
             nn.Linear(p.mlp_hidden, p.mlp_hidden // 2),
             nn.GELU(),
             nn.Linear(p.mlp_hidden // 2, 1),
         )
+        # Wide part: a linear term on the ranker features, so the feature-driven ordering is learnt in a few steps.
+        self.wide = nn.Linear(n_features, 1, bias=False) if n_features else None
         self.scale = 1.0 / math.sqrt(d)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -127,8 +131,11 @@ class _Net(nn.Module):
         att = att.masked_fill(~seq_mask[:, None, :], float("-inf")).softmax(-1)
         ctx = torch.einsum("bml,bld->bmd", att, hidden)
         u = user.expand_as(e)
-        z = torch.cat([e, u, ctx, e * u, e * ctx, feats], dim=-1)
-        return self.mlp(z).squeeze(-1)
+        h = self.cand_in(torch.cat([e, ctx, e * u, e * ctx, feats], dim=-1)) + self.user_in(user)
+        score = self.mlp(h).squeeze(-1)
+        if self.wide is not None:
+            score = score + self.wide(feats).squeeze(-1)
+        return score
 
 
 @dataclass
@@ -305,7 +312,7 @@ class SequenceRanker:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
                 opt.step()
-                total += float(loss) * len(b)
+                total += float(loss.detach()) * len(b)
                 n += len(b)
             self.train_losses.append(total / n)
             msg = f"sequence_ranker: epoch {epoch} loss {total / n:.4f}"

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
@@ -142,7 +142,11 @@ class LineFormat:
                         (
                             (out < lo) | (out > hi),
                             pl.format(
-                                "{} {} outside [{}, {}]", pl.lit(f.shown), raw, pl.lit(_fmt_num(lo)), pl.lit(_fmt_num(hi))
+                                "{} {} outside [{}, {}]",
+                                pl.lit(f.shown),
+                                raw,
+                                pl.lit(_fmt_num(lo)),
+                                pl.lit(_fmt_num(hi)),
                             ),
                         )
                     )
@@ -219,7 +223,11 @@ def route(
         checks.append(
             (
                 ed.is_not_null() & (ed != file_day),
-                pl.format("ts {} outside partition {}", pl.col("ts").dt.to_string("%Y-%m-%d %H:%M:%S"), pl.lit(file_day.isoformat())),
+                pl.format(
+                    "ts {} outside partition {}",
+                    pl.col("ts").dt.to_string("%Y-%m-%d %H:%M:%S"),
+                    pl.lit(file_day.isoformat()),
+                ),
             )
         )
     if bounds is not None:
@@ -314,6 +322,12 @@ class ParsedStore(Protocol):
     def day_counts(self) -> pl.DataFrame: ...  # event_date Date, n_rows, n_valid
 
 
+_COUNT_AGGS = (
+    pl.len().cast(pl.Int64).alias("n_rows"),
+    pl.col("reason").is_null().sum().cast(pl.Int64).alias("n_valid"),
+)
+
+
 class InMemoryStore:
     """Small sources: the whole parsed frame lives in the reader."""
 
@@ -330,7 +344,7 @@ class InMemoryStore:
         return (
             self.parsed.filter(pl.col("event_date").is_not_null())
             .group_by("event_date")
-            .agg(pl.len().cast(pl.Int64).alias("n_rows"), pl.col("reason").is_null().sum().cast(pl.Int64).alias("n_valid"))
+            .agg(*_COUNT_AGGS)
             .sort("event_date")
         )
 
@@ -384,7 +398,7 @@ class DayCache:
             )
             counts.append(
                 key.group_by("__day").agg(
-                    pl.len().cast(pl.Int64).alias("n_rows"), pl.col("reason").is_null().sum().cast(pl.Int64).alias("n_valid")
+                    *_COUNT_AGGS
                 )
             )
             for (day,), part in key.partition_by("__day", as_dict=True, include_key=False).items():
@@ -506,10 +520,6 @@ def read_whole(reader, *, chunk_days: int = 31) -> ParsedBatch:
         out.append(reader.read_window(day, end))
         day = end + timedelta(days=1)
     return ParsedBatch.concat(out)
-
-
-def to_datetime_day(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day)
 
 
 __all__: Sequence[str] = (

@@ -152,8 +152,10 @@ def _items_csv(path: Path) -> pl.DataFrame:
 
 def _items_recbole(path: Path) -> pl.DataFrame:
     raw = read_atomic(path)
-    title = raw["movie_title"].list.join(" ") if "movie_title" in raw.columns else pl.Series([None] * raw.height, dtype=pl.Utf8)
-    frame = raw.with_columns(title.alias("title_raw"))
+    has_title = "movie_title" in raw.columns
+    frame = raw.with_columns(
+        (pl.col("movie_title").list.join(" ") if has_title else pl.lit(None, dtype=pl.Utf8)).alias("title_raw")
+    )
     year = pl.col("release_year").cast(pl.Int64, strict=False) if "release_year" in raw.columns else None
     genre_list = pl.col("class") if "class" in raw.columns else pl.lit([], dtype=pl.List(pl.Utf8))
     return frame.select(
@@ -247,7 +249,8 @@ def detect_layout(directory: Path) -> Layout:
     if (directory / "ratings.csv").is_file():
         ratings, movies = _require(directory, ["ratings.csv", "movies.csv"], "ml-latest")
         return Layout("ml-latest", _name_from_folder(directory, "movielens-latest"), ratings,
-                      LineFormat(",", _rating_fields(), event_type="rate"), True, lambda: _items_csv(movies), None)  # fmt: skip
+                      LineFormat(",", _rating_fields(), event_type="rate"), True,
+                      lambda: _items_csv(movies), None)  # fmt: skip
     subdirs = [p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
     if len(subdirs) == 1:
         return detect_layout(subdirs[0])
@@ -295,4 +298,3 @@ class MovieLensReader(LineSourceReader):
 
 def open_movielens(path: Path, cache_dir: Path, **kwargs) -> MovieLensReader:
     return MovieLensReader(detect_layout(Path(path)), Path(cache_dir), **kwargs)
-

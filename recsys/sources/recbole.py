@@ -63,7 +63,8 @@ def read_atomic(path: Path) -> pl.DataFrame:
         elif kind == "token_seq":
             out.append(col.str.strip_chars().str.split(" ").list.eval(pl.element().filter(pl.element() != "")))
         elif kind == "float_seq":
-            out.append(col.str.strip_chars().str.split(" ").list.eval(pl.element().filter(pl.element() != "").cast(pl.Float64, strict=False)))
+            tokens = col.str.strip_chars().str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+            out.append(tokens.list.eval(pl.element().cast(pl.Float64, strict=False)))
         else:
             out.append(col)
     typed = frame.with_columns(out)
@@ -77,11 +78,19 @@ def read_atomic(path: Path) -> pl.DataFrame:
     return typed.drop("line_no")
 
 
-def inter_format(header: list[tuple[str, str]], *, rating_range: tuple[float, float] | None = None, path: Path | None = None) -> LineFormat:
+def inter_format(
+    header: list[tuple[str, str]],
+    *,
+    rating_range: tuple[float, float] | None = None,
+    path: Path | None = None,
+) -> LineFormat:
     names = [n for n, _ in header]
     for need in ("user_id", "item_id", "timestamp"):
         if need not in names:
-            raise SourceError(f"{path}: .inter header {names} lacks {need}; expected user_id:token item_id:token [rating:float] timestamp:float")
+            raise SourceError(
+                f"{path}: .inter header {names} lacks {need};"
+                " expected user_id:token item_id:token [rating:float] timestamp:float"
+            )
     fields = []
     for name, kind in header:
         if name in ("user_id", "item_id"):
@@ -94,7 +103,9 @@ def inter_format(header: list[tuple[str, str]], *, rating_range: tuple[float, fl
         else:
             fields.append(Field(f"extra_{name}", "any"))
     has_rating = "rating" in names
-    return LineFormat("\t", tuple(fields), event_type="rate" if has_rating else "view", value=None if has_rating else 1.0)
+    if has_rating:
+        return LineFormat("\t", tuple(fields), event_type="rate")
+    return LineFormat("\t", tuple(fields), event_type="view", value=1.0)
 
 
 def parse_inter(path: Path, *, rating_range: tuple[float, float] | None = None) -> pl.LazyFrame:
@@ -107,12 +118,15 @@ def read_benchmark_split(directory: Path, name: str | None = None) -> dict[str, 
     """Parsed train/valid/test interactions of a RecBole benchmark split (``files`` protocol)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SourceError(f"{directory}: benchmark split folder not found; expected <name>.train.inter/.valid.inter/.test.inter")
+        raise SourceError(
+            f"{directory}: benchmark split folder not found; expected <name>.train.inter/.valid.inter/.test.inter"
+        )
     if name is None:
         found = sorted(directory.glob("*.train.inter"))
         if len(found) != 1:
             raise SourceError(
-                f"{directory}: expected exactly one <name>.train.inter with .valid.inter/.test.inter, found {[p.name for p in found]}"
+                f"{directory}: expected exactly one <name>.train.inter with .valid.inter/.test.inter,"
+                f" found {[p.name for p in found]}"
             )
         name = found[0].name[: -len(".train.inter")]
     paths = {s: directory / f"{name}.{s}.inter" for s in SPLITS}

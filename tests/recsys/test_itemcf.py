@@ -21,14 +21,15 @@ ITEM_OFFSET = 10_000  # external ids differ from positions, so a mapping bug can
 
 
 def make_planted_walks(n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30, 70), seed=0,
-                       taste_power=2.0):
+                       taste_power=2.0, n_styles=3, style_boost=4.0):
     """Users walking a planted next-item graph, with category tastes.
 
     Item j's category is j % n_cats. Each item has ``n_next`` planted next items, half in its own
     category and half in the two following categories, with Zipf transition weights. A user likes
-    two adjacent categories; each step moves along the graph with probability ∝ weight × taste^p
-    (or restarts, 15 %, to a popular item of a liked category). Sessions are runs of ~8 steps,
-    days apart. Returns (history, items, users, next_items [n_items, n_next] positions).
+    two adjacent categories and one hidden item style (no feature says which); each step moves along
+    the graph with probability ∝ weight × taste^p × (style_boost if the style is his), or restarts
+    (15 %) to a popular item of a liked category. Sessions are runs of ~8 steps, days apart.
+    Returns (history, items, users, next_items [n_items, n_next] positions).
     """
     rng = np.random.default_rng(seed)
     cat = np.arange(n_items) % n_cats
@@ -41,7 +42,9 @@ def make_planted_walks(n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30
         nxt[j] = rng.permutation(np.concatenate([own, other]))
     trans_w = 1.0 / np.arange(1, n_next + 1) ** 0.6
     pop = 1.0 / (1 + np.arange(n_items) // n_cats) ** 0.8  # Zipf inside each category
+    style = (np.arange(n_items) // n_cats) % n_styles
     fav = rng.integers(0, n_cats, n_users)
+    fav_style = rng.integers(0, n_styles, n_users)
     taste = np.full((n_users, n_cats), 0.03)
     taste[np.arange(n_users), fav] = 1.0
     taste[np.arange(n_users), (fav + 1) % n_cats] = 0.6
@@ -65,6 +68,7 @@ def make_planted_walks(n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30
                 cur = rng.choice(by_cat[c], p=p / p.sum())
             else:
                 w = trans_w * taste[u, cat[nxt[cur]]] ** taste_power
+                w = w * np.where(style[nxt[cur]] == fav_style[u], style_boost, 1.0)
                 cur = nxt[cur][rng.choice(n_next, p=w / w.sum())]
             t += rng.uniform(20, 120)
             ev = "view" if rng.random() > 0.1 else "cart"

@@ -1,0 +1,93 @@
+"""candidate_pool (the rankers' input) and retrieval_evaluation (the retrieval funnel in eval.metrics)."""
+
+import dagster as dg
+import polars as pl
+
+from assets import candidates
+from assets.common import DUCKDB_POOL, FOLDS, eval_rows, load_candidates, load_split, target_users
+from assets.metadata import figure, md, png
+from recsys.metrics import evaluate
+from recsys.pool import build_pool, pool_as_recs
+from recsys.split import relevant
+from resources.datasets import DatasetSource
+from resources.warehouse import Warehouse
+
+# Stage names in eval.metrics (issue contract): every channel table candidates.<stage>.
+CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower"]
+CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES]
+FUNNEL_KS = (50, 100, 200)
+ACCURACY_METRICS = ("hit_rate", "recall", "precision", "ndcg", "mrr", "map")
+
+
+class PoolConfig(dg.Config):
+    per_channel: int = 100  # top-N taken from each channel
+    max_size: int = 300  # bound on a user's pool after fusion
+
+
+@dg.asset(
+    deps=CHANNEL_ASSETS,
+    pool=DUCKDB_POOL,
+    group_name="candidates",
+    kinds={"polars", "duckdb"},
+    description="candidates.pool: union of channels per user with each channel's score and rank as columns, bounded in size.",
+)
+def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    frames = []
+    for fold in FOLDS:
+        per_channel = {stage: load_candidates(warehouse, stage, fold) for stage in CHANNEL_STAGES}
+        pool = build_pool(per_channel, per_channel=config.per_channel, max_size=config.max_size)
+        frames.append(pool.with_columns(pl.lit(fold).alias("fold")))
+    out = pl.concat(frames, how="vertical")
+    warehouse.write_table("candidates.pool", out)
+    ranked = pl.concat([pool_as_recs(f).with_columns(pl.lit(fold).alias("fold")) for f, fold in zip(frames, FOLDS)])
+    warehouse.write_table("candidates.pool_ranked", ranked.select("fold", "user_id", "item_id", "score", "rank"))
+    sizes = out.group_by("fold", "user_id").len().group_by("fold").agg(
+        pl.col("len").mean().alias("mean_pool_size"), pl.col("len").max().alias("max_pool_size"), pl.len().alias("users")
+    )
+    overlap = out.group_by("fold", "n_channels").len().sort("fold", "n_channels")
+    return dg.MaterializeResult(metadata={"pool_sizes": md(sizes), "items_by_channels_agreeing": md(overlap, 40)})
+
+
+def funnel_stages() -> list[str]:
+    return CHANNEL_STAGES + ["pool"]
+
+
+@dg.asset(
+    deps=[candidate_pool],
+    pool=DUCKDB_POOL,
+    group_name="evaluation",
+    kinds={"polars", "duckdb"},
+    description="Retrieval funnel: HitRate/Recall/... at K in 50/100/200 for every channel and the pool, on both folds, into eval.metrics.",
+)
+def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
+    data = load_split(warehouse)
+    protocol = data.params.get("protocol", "?")
+    rows = []
+    for fold in FOLDS:
+        history, target = data.fold(fold)
+        truth = relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
+        for stage in funnel_stages():
+            recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
+            scores = evaluate(recs, truth, ks=FUNNEL_KS, metrics=ACCURACY_METRICS)
+            rows.append(eval_rows(scores, run_id=context.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))
+    out = pl.concat(rows)
+    warehouse.append("eval.metrics", out)
+    test_hr = out.filter((pl.col("fold") == "test") & (pl.col("metric").is_in(["hit_rate", "recall"]))).pivot(
+        on="k", index=["stage", "metric"], values="value"
+    ).sort("metric", "stage")
+    return dg.MaterializeResult(
+        metadata={"funnel_test": md(test_hr, 40), "funnel_plot": png(_funnel_plot(out)), "n_rows": out.height}
+    )
+
+
+def _funnel_plot(out: pl.DataFrame):
+    fig, ax = figure(7, 4)
+    test = out.filter((pl.col("fold") == "test") & (pl.col("metric") == "recall"))
+    for stage in test["stage"].unique().sort().to_list():
+        part = test.filter(pl.col("stage") == stage).sort("k")
+        ax.plot(part["k"].to_list(), part["value"].to_list(), marker="o", label=stage)
+    ax.set_xlabel("K (candidates per user)")
+    ax.set_ylabel("Recall@K (test fold)")
+    ax.set_title("Retrieval funnel")
+    ax.legend(fontsize=7, ncol=2)
+    return fig

@@ -1,0 +1,303 @@
+"""Rankers: leakage-free features, LambdaRank learning a planted rule, a sequence reranker learning
+a planted next-category pattern, serialization and determinism."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.rankers.features import build_ranker_frame, feature_columns, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams
+from recsys.runtime import TorchRuntime
+from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA, conform
+
+T0 = dt.datetime(2024, 1, 1)
+CUTOFF = T0 + dt.timedelta(days=30)
+N_CATS, PER_CAT = 8, 25
+
+
+def _interactions(users, items, ts, event_type="click", value=None) -> pl.DataFrame:
+    n = len(users)
+    frame = pl.DataFrame(
+        {
+            "user_id": np.asarray(users, np.int64),
+            "item_id": np.asarray(items, np.int64),
+            "event_type": [event_type] * n if isinstance(event_type, str) else list(event_type),
+            "value": np.ones(n) if value is None else np.asarray(value, np.float64),
+            "ts": list(ts),
+            "session_id": [None] * n,
+            "source": ["test"] * n,
+        }
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us")))
+    return conform(frame.with_columns(pl.col("ts").dt.date().alias("event_date")), INTERACTION_SCHEMA)
+
+
+def _catalog() -> pl.DataFrame:
+    item_ids = 1000 + np.arange(N_CATS * PER_CAT)
+    return pl.DataFrame(
+        {
+            "item_id": item_ids,
+            "category_id": np.arange(len(item_ids)) // PER_CAT,
+            "title": [f"item {i}" for i in item_ids],
+            "genres": [["Drama", "Comedy"][i % 2 :] for i in range(len(item_ids))],
+        }
+    )
+
+
+def _days(rng, n, lo, hi):
+    return [T0 + dt.timedelta(days=float(d)) for d in rng.uniform(lo, hi, n)]
+
+
+def _pool(cand_users, cand_items, channel_scores: dict[str, np.ndarray], keep: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
+    """Pool frame with {c}__score / {c}__rank per channel (rank within user, null where not retrieved)."""
+    pool = pl.DataFrame({"user_id": np.asarray(cand_users, np.int64), "item_id": np.asarray(cand_items, np.int64)})
+    for c, s in channel_scores.items():
+        kept = np.ones(len(s), bool) if keep is None or c not in keep else keep[c]
+        pool = pool.with_columns(pl.Series(f"{c}__score", np.where(kept, s, np.nan)).fill_nan(None))
+        pool = pool.with_columns(
+            pl.col(f"{c}__score").rank("ordinal", descending=True).over("user_id").cast(pl.Int32).alias(f"{c}__rank")
+        )
+    return pool.with_columns(
+        pl.sum_horizontal([pl.col(f"{c}__rank").is_not_null().cast(pl.Int32) for c in channel_scores]).alias("n_channels")
+    )
+
+
+def _taste_world(seed: int = 0, n_users: int = 300, n_cand: int = 40):
+    """Users with a favourite category; label = candidate in that category AND channel a ranks it top 15."""
+    rng = np.random.default_rng(seed)
+    items = _catalog()
+    users = pl.DataFrame({"user_id": np.arange(1, n_users + 1), "age_bucket": rng.integers(0, 5, n_users)})
+    fav = rng.integers(0, N_CATS, n_users)
+    n_hist = 20
+    hu = np.repeat(np.arange(n_users), n_hist)
+    in_fav = rng.random(len(hu)) < 0.7
+    hcat = np.where(in_fav, fav[hu], rng.integers(0, N_CATS, len(hu)))
+    hitem = 1000 + hcat * PER_CAT + rng.integers(0, PER_CAT, len(hu))
+    history = _interactions(hu + 1, hitem, _days(rng, len(hu), 0, 29.9))
+
+    cu = np.repeat(np.arange(n_users), n_cand)
+    citem = np.concatenate([1000 + rng.choice(N_CATS * PER_CAT, n_cand, replace=False) for _ in range(n_users)])
+    a = rng.normal(size=len(cu))
+    b = rng.normal(size=len(cu))
+    pool = _pool(cu + 1, citem, {"a": a, "b": b}, keep={"b": rng.random(len(cu)) < 0.5})
+    a_rank = pool["a__rank"].to_numpy()
+    positive = (((citem - 1000) // PER_CAT) == fav[cu]) & (a_rank <= 15)
+    target = _interactions(cu[positive] + 1, citem[positive], _days(rng, positive.sum(), 30.5, 36))
+    return pool, history, items, users, target
+
+
+@pytest.fixture(scope="module")
+def taste_world():
+    return _taste_world()
+
+
+@pytest.fixture(scope="module")
+def taste_frames(taste_world):
+    pool, history, items, users, target = taste_world
+    frame = build_ranker_frame(pool, history, items, users, ["age_bucket", "genres"], target, cutoff=CUTOFF)
+    test_users = frame["user_id"].unique().filter(pl.Series(holdout_users(frame["user_id"].unique(), 0.3, seed=7)))
+    is_test = pl.col("user_id").is_in(test_users.implode())
+    return frame.filter(~is_test), frame.filter(is_test)
+
+
+# ---------------------------------------------------------------------------------------- features
+
+
+def test_features_ignore_rows_at_or_after_cutoff_and_target(taste_world):
+    pool, history, items, users, target = taste_world
+    rng = np.random.default_rng(1)
+    future = _interactions(rng.integers(1, 300, 500), 1000 + rng.integers(0, 200, 500), _days(rng, 500, 30, 40), "buy", np.full(500, 5.0))
+    base = build_ranker_frame(pool, history, items, users, ["age_bucket"], cutoff=CUTOFF)
+    leaky_history = build_ranker_frame(pool, pl.concat([history, future, target]), items, users, ["age_bucket"], cutoff=CUTOFF)
+    with_label = build_ranker_frame(pool, history, items, users, ["age_bucket"], target=target, cutoff=CUTOFF)
+    with_other_label = build_ranker_frame(pool, history, items, users, ["age_bucket"], target=future, cutoff=CUTOFF)
+    assert base.equals(leaky_history)
+    assert base.equals(with_label.drop("label"))
+    assert base.equals(with_other_label.drop("label"))
+    assert not with_label["label"].equals(with_other_label["label"])
+
+
+def test_label_marks_exactly_the_target_pairs_and_grades_strength():
+    items = _catalog()
+    pool = _pool([1, 1, 1, 2, 2], [1000, 1001, 1002, 1000, 1003], {"a": np.array([3.0, 2.0, 1.0, 2.0, 1.0])})
+    history = _interactions([1, 2], [1010, 1011], [T0, T0 + dt.timedelta(days=1)])
+    target = _interactions(
+        [1, 1, 1, 2, 3], [1000, 1000, 1002, 1003, 1000],
+        [CUTOFF + dt.timedelta(hours=h) for h in range(5)],
+        ["click", "buy", "rate", "rate", "click"], [1, 1, 5, 3, 1],
+    )
+    binary = build_ranker_frame(pool, history, items, None, [], target)
+    graded = build_ranker_frame(pool, history, items, None, [], target, label_mode="graded")
+    expected_binary = {(1, 1000): 1, (1, 1001): 0, (1, 1002): 1, (2, 1000): 0, (2, 1003): 1}
+    expected_graded = {(1, 1000): 4, (1, 1001): 0, (1, 1002): 3, (2, 1000): 0, (2, 1003): 1}  # buy 4; rating 5 -> 3; 3 -> 1
+    assert {(u, i): l for u, i, l in binary.select("user_id", "item_id", "label").iter_rows()} == expected_binary
+    assert {(u, i): l for u, i, l in graded.select("user_id", "item_id", "label").iter_rows()} == expected_graded
+    assert binary.height == pool.height  # target pairs outside the pool (user 3) add no rows
+
+
+def test_user_item_features_match_a_hand_count():
+    rng = np.random.default_rng(3)
+    items = _catalog()
+    n = 400
+    hu, hi = rng.integers(1, 30, n), 1000 + rng.integers(0, 40, n)
+    ts = [T0 + dt.timedelta(minutes=int(m)) for m in rng.permutation(n) * 60]
+    history = _interactions(hu, hi, ts)
+    cu, ci = np.repeat(np.arange(1, 31), 10), 1000 + rng.integers(0, 60, 300)
+    pool = _pool(cu, ci, {"a": rng.normal(size=300)}).unique(["user_id", "item_id"])
+    frame = build_ranker_frame(pool, history, items, None, [])
+
+    rows = history.sort("ts", descending=True).rows(named=True)
+    item_users: dict[int, set] = {}
+    user_items: dict[int, list] = {}
+    for r in rows:
+        item_users.setdefault(r["item_id"], set()).add(r["user_id"])
+        if r["item_id"] not in user_items.setdefault(r["user_id"], []):
+            user_items[r["user_id"]].append(r["item_id"])  # most recent first, distinct
+    cat = lambda item: (item - 1000) // PER_CAT  # noqa: E731
+    for r in frame.rows(named=True):
+        seq = user_items.get(r["user_id"])
+        if seq is None:  # user 30 has no history
+            assert r["ui_cooc_last1"] is None and r["ui_cat_share"] is None and r["u_n_events"] is None
+            continue
+        co = [len(item_users.get(a, set()) & item_users.get(r["item_id"], set())) for a in seq[:3]]
+        assert r["ui_cooc_last1"] == co[0]
+        assert r["ui_cooc_last3"] == sum(co)
+        n_user = sum(1 for h in rows if h["user_id"] == r["user_id"])
+        n_cat = sum(1 for h in rows if h["user_id"] == r["user_id"] and cat(h["item_id"]) == cat(r["item_id"]))
+        assert r["ui_cat_share"] == pytest.approx(n_cat / n_user)
+        assert r["ui_same_cat_last"] == int(cat(seq[0]) == cat(r["item_id"]))
+        assert r["i_pop"] == sum(1 for h in rows if h["item_id"] == r["item_id"])
+
+
+def test_grouped_ndcg_matches_ranx():
+    from ranx import Qrels, Run, evaluate
+
+    rng = np.random.default_rng(5)
+    groups = np.repeat(np.arange(40), 25)
+    labels = (rng.random(1000) < 0.1).astype(int)
+    scores = rng.random(1000)
+    qrels = {str(g): {str(i): 1 for i in np.nonzero((groups == g) & (labels > 0))[0]} for g in range(40)}
+    qrels = {q: d for q, d in qrels.items() if d}
+    run = {str(g): {str(i): float(scores[i]) for i in np.nonzero(groups == g)[0]} for g in range(40) if str(g) in qrels}
+    assert grouped_ndcg_at_k(groups, labels, scores, 10) == pytest.approx(evaluate(Qrels(qrels), Run(run), "ndcg@10"), abs=1e-9)
+
+
+def test_holdout_users_is_a_stable_seeded_fraction():
+    ids = np.arange(1, 20001)
+    held = holdout_users(ids, 0.2, seed=3)
+    assert abs(held.mean() - 0.2) < 0.015
+    assert np.array_equal(held[::-1], holdout_users(ids[::-1], 0.2, seed=3))  # per-id, order free
+    assert not np.array_equal(held, holdout_users(ids, 0.2, seed=4))
+
+
+# ---------------------------------------------------------------------------------------- LightGBM
+
+
+@pytest.fixture(scope="module")
+def lgbm_model(taste_frames):
+    train, _ = taste_frames
+    return LGBMRanker(LGBMRankerParams(n_estimators=200, early_stopping_rounds=30)).fit(train)
+
+
+def _single_feature_ndcgs(frame: pl.DataFrame, cols) -> dict[str, float]:
+    g, y = frame["user_id"].to_numpy(), frame["label"].to_numpy()
+    return {c: grouped_ndcg_at_k(g, y, frame[c].cast(pl.Float64).fill_null(-np.inf).to_numpy()) for c in cols}
+
+
+def test_lgbm_learns_planted_rule_and_beats_every_single_channel(lgbm_model, taste_frames):
+    _, test = taste_frames
+    g, y = test["user_id"].to_numpy(), test["label"].to_numpy()
+    ndcg = grouped_ndcg_at_k(g, y, lgbm_model.predict(test))
+    singles = _single_feature_ndcgs(test, ["a__score", "b__score", "ui_cat_share"])
+    assert ndcg > max(singles.values()) + 0.15, (ndcg, singles)
+    assert ndcg > 0.9
+    assert 0.9 < lgbm_model.valid_ndcg10 <= 1.0 and lgbm_model.best_iteration >= 1
+    top = lgbm_model.feature_importance().head(4)["feature"].to_list()
+    assert any(f.startswith("a__") for f in top) and any(f.startswith("ui_cat") for f in top), top
+    assert set(lgbm_model.feature_importance()["feature"]) == set(feature_columns(test))
+
+
+def test_lgbm_recommend_serialize_and_determinism(lgbm_model, taste_frames):
+    train, test = taste_frames
+    recs = lgbm_model.recommend(test, k=5)
+    assert recs.schema == pl.Schema(RECOMMENDATION_SCHEMA)
+    assert recs.group_by("user_id").agg(pl.col("rank").sort()).filter(pl.col("rank") != [1, 2, 3, 4, 5]).height == 0
+    assert recs.filter(pl.col("score").diff().over("user_id") > 0).height == 0  # best first
+    restored = LGBMRanker.from_bytes(lgbm_model.to_bytes())
+    assert np.array_equal(restored.predict(test), lgbm_model.predict(test))
+    assert restored.best_iteration == lgbm_model.best_iteration and restored.feature_cols == lgbm_model.feature_cols
+    again = LGBMRanker(lgbm_model.params).fit(train)
+    assert np.array_equal(again.predict(test), lgbm_model.predict(test))
+
+
+def test_lgbm_drops_users_without_positives(taste_frames):
+    train, _ = taste_frames
+    negatives_only = train.with_columns(pl.when(pl.col("user_id") % 2 == 0).then(0).otherwise(pl.col("label")).alias("label"))
+    model = LGBMRanker(LGBMRankerParams(n_estimators=20)).fit(negatives_only)
+    users_with_pos = negatives_only.filter(pl.col("label") > 0)["user_id"].n_unique()
+    assert model.n_train_users + model.n_valid_users == users_with_pos
+
+
+# ---------------------------------------------------------------------------------------- sequence
+
+
+def _next_category_world(seed: int, n_users: int = 400, n_hist: int = 12, n_cand: int = 30):
+    """Histories of random categories; the label is an item of the *last* item's category."""
+    rng = np.random.default_rng(seed)
+    items = _catalog()
+    hu = np.repeat(np.arange(n_users), n_hist)
+    hitem = 1000 + rng.integers(0, N_CATS * PER_CAT, len(hu))
+    ts = T0 + dt.timedelta(days=1) * np.tile(np.arange(n_hist), n_users) + dt.timedelta(seconds=1) * hu
+    history = _interactions(hu + 1, hitem, list(ts))
+    last_cat = (hitem.reshape(n_users, n_hist)[:, -1] - 1000) // PER_CAT
+    pos_item = 1000 + last_cat * PER_CAT + rng.integers(0, PER_CAT, n_users)
+    cand = np.stack([np.r_[p, 1000 + rng.choice(np.setdiff1d(np.arange(N_CATS * PER_CAT), [p - 1000]), n_cand - 1, replace=False)] for p in pos_item])
+    cu = np.repeat(np.arange(n_users), n_cand)
+    pool = _pool(cu + 1, cand.ravel(), {"noise": rng.normal(size=len(cu))})
+    target = _interactions(np.arange(n_users) + 1, pos_item, [CUTOFF] * n_users)
+    frame = build_ranker_frame(pool, history, items, None, [], target)
+    return frame, history, items
+
+
+@pytest.fixture(scope="module")
+def sequence_setup():
+    from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
+
+    train, history, items = _next_category_world(0)
+    test, test_history, _ = _next_category_world(1, n_users=150)
+    test = test.with_columns(pl.col("user_id") + 10_000)
+    test_history = test_history.with_columns(pl.col("user_id") + 10_000)
+    history = pl.concat([history, test_history])
+    runtime = TorchRuntime(threads=1, seed=0, log=lambda msg: None)
+    # feature_cols=(): the ranker must find the pattern from the sequence alone, not ui_same_cat_last.
+    params = SequenceRankerParams(feature_cols=(), epochs=8, max_len=12, hidden=32, batch_users=16, lr=1e-2, patience=8)
+    model = SequenceRanker(params).fit(train, history, items, runtime=runtime)
+    return model, train, test, history, items, runtime
+
+
+def test_sequence_ranker_learns_next_category_pattern(sequence_setup):
+    model, _, test, history, _, runtime = sequence_setup
+    g, y = test["user_id"].to_numpy(), test["label"].to_numpy()
+    rng = np.random.default_rng(0)
+    random_ndcg = np.mean([grouped_ndcg_at_k(g, y, rng.random(len(g))) for _ in range(20)])
+    ndcg = grouped_ndcg_at_k(g, y, model.predict(test, history, runtime))
+    assert model.train_losses[-1] < model.train_losses[0] - 0.3, model.train_losses
+    assert ndcg > random_ndcg + 0.2, (ndcg, random_ndcg)
+    assert model.valid_ndcg10 > random_ndcg + 0.2
+
+
+def test_sequence_ranker_serializes_and_is_deterministic(sequence_setup):
+    from recsys.rankers.sequence import SequenceRanker
+
+    model, train, test, history, items, runtime = sequence_setup
+    scores = model.predict(test, history, runtime)
+    restored = SequenceRanker.from_bytes(model.to_bytes())
+    assert np.array_equal(restored.predict(test, history, runtime), scores)
+    recs = restored.recommend(test, history, 10, runtime)
+    assert recs.schema == pl.Schema(RECOMMENDATION_SCHEMA) and recs.group_by("user_id").len()["len"].max() == 10
+    again = SequenceRanker(model.params).fit(train, history, items, runtime=runtime)
+    assert again.train_losses == model.train_losses
+    assert np.array_equal(again.predict(test, history, runtime), scores)
