@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import candidates, features, ingestion, split
+from assets import candidates, features, ingestion, rankers, retrieval, split
 from orchestration.jobs import JOBS
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
@@ -14,7 +14,7 @@ from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion, split, features, candidates]
+ASSET_MODULES = [ingestion, split, features, candidates, retrieval, rankers]
 
 
 def build_resources() -> dict:

@@ -19,8 +19,9 @@ items frame, so cold items (a title but no history) are scored like any other.
 Profile of a user = the normalized, weighted mean of the embeddings of their last ``n_recent``
 distinct catalog items, weight = behaviour weight × recency_decay ** (steps back from the latest).
 Score = cosine(profile, item).  Users without any catalog item in their history get global
-popularity (scaled to [0, 1], seen items still excluded); unknown users get global popularity.  Nothing is downloaded: HF_HUB_OFFLINE=1 is set before loading, and a missing
-package is an error that names the path looked for.
+popularity (scaled to [0, 1], seen items still excluded); unknown users get global popularity.
+Nothing is downloaded: HF_HUB_OFFLINE=1 is set before loading, and a missing package is an error
+that names the path looked for.
 """
 
 from __future__ import annotations
