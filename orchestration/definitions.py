@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import candidates, features, ingestion, rankers, retrieval, split
+from assets import candidates, evaluation, features, ingestion, rankers, retrieval, split
 from orchestration.jobs import JOBS
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
+from resources.alerts import AlertSink
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion, split, features, candidates, retrieval, rankers]
+ASSET_MODULES = [ingestion, split, features, candidates, retrieval, rankers, evaluation]
 
 
 def build_resources() -> dict:
@@ -24,6 +25,7 @@ def build_resources() -> dict:
         "gx_validator": GreatExpectationsResource(),
         "compute": ComputeResource(),
         "model_store": ModelStore(),
+        "alerts": AlertSink(),
     }
 
 

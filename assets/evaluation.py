@@ -1,0 +1,164 @@
+"""evaluation: every stage on the test fold — accuracy with bootstrap intervals per cohort,
+beyond-accuracy, exposure fairness, a paired test of the best ranker against the best baseline —
+into eval.metrics, with the report a person reads on the asset page."""
+
+import dagster as dg
+import polars as pl
+
+from assets.common import DUCKDB_POOL, eval_rows, load_candidates, load_items, load_split, target_users
+from assets.metadata import figure, md, png
+from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
+from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
+from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity, paired_test
+from recsys.split import relevant
+from resources.datasets import DatasetSource
+from resources.model_store import ModelStore
+from resources.warehouse import Warehouse
+
+EVAL_KS = (5, 10, 20, 50, 100)
+BASELINES = ("pop", "itemcf", "als", "ease", "tgh")
+HEADLINE_K = 10
+
+
+class EvaluationConfig(dg.Config):
+    n_boot: int = 500
+    seed: int = 0
+    extra_stages: list[str] = []  # further candidates.<stage> tables to evaluate (e.g. pi2i)
+
+
+def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
+    stages = CHANNEL_STAGES + ["pool", "pi2i_index", "pi2i", *RANKER_STAGES, *extra]
+    out = []
+    for stage in stages:
+        table = "candidates.pool_ranked" if stage == "pool" else f"candidates.{stage}"
+        if stage not in out and warehouse.table_exists(table):
+            out.append(stage)
+    return out
+
+
+@dg.asset(
+    deps=[lgbm_ranker, sequence_ranker, retrieval_evaluation],
+    pool=DUCKDB_POOL,
+    group_name="evaluation",
+    kinds={"polars", "duckdb"},
+    description="Every stage on the test fold: accuracy@K with bootstrap 95% CIs per cohort, coverage/novelty/diversity/popularity, exposure fairness, paired test; eval.metrics + report.",
+)
+def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse,
+               source: DatasetSource, model_store: ModelStore) -> dg.MaterializeResult:
+    data = load_split(warehouse)
+    protocol = data.params.get("protocol", "?")
+    history, target = data.fold("test")
+    truth = relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
+    items = load_items(warehouse)
+    pop = item_popularity(history)
+    members = cohorts(history, truth, pop)
+    n_items = items.height
+    stages = evaluated_stages(warehouse, list(config.extra_stages))
+    rows, per_user_all = [], {}
+    for stage in stages:
+        recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, "test")
+        per_user = evaluate_cohorts(recs, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True)
+        per_user_all[stage] = per_user
+        with_ci = bootstrap_ci(per_user, n_boot=config.n_boot, seed=config.seed)
+        tag = dict(run_id=context.run_id, dataset=source.name, protocol=protocol, fold="test", stage=stage)
+        rows.append(eval_rows(with_ci, **tag))
+        rows.append(eval_rows(beyond_accuracy(recs, pop, n_items, ks=(10, 20), item_features=items, column="category_id"), **tag))
+        rows.append(eval_rows(item_fairness(recs, n_items, ks=(10, 20)), **tag))
+    out = pl.concat(rows, how="vertical")
+    warehouse.append("eval.metrics", out)
+
+    headline = _headline(out)
+    best_ranker, best_baseline, paired = _paired(out, per_user_all, warehouse, model_store, config)
+    if paired is not None:
+        warehouse.write_table("eval.last_paired_test", paired.with_columns(pl.lit(context.run_id).alias("run_id")))
+    history_table = warehouse.query(
+        "SELECT run_id, min(evaluated_at) AS evaluated_at, stage, value AS ndcg10 FROM eval.metrics "
+        "WHERE metric = 'ndcg' AND k = 10 AND cohort = 'all' AND fold = 'test' AND stage IN ('lgbm_ranker', 'sequence_ranker', 'pool') "
+        "GROUP BY run_id, stage, value ORDER BY evaluated_at DESC LIMIT 30"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "headline": md(headline, 40),
+            "ndcg_vs_k": png(_metric_vs_k(out, "ndcg")),
+            "funnel": png(_funnel(out)),
+            "fairness": png(_fairness(out)),
+            "cohorts_ndcg10": md(_cohort_table(out), 60),
+            "paired_test": md(paired if paired is not None else pl.DataFrame(), 20),
+            "best_ranker": best_ranker or "",
+            "best_baseline": best_baseline or "",
+            "past_runs": md(history_table, 30),
+            "stages": ", ".join(stages),
+            "users_evaluated": truth["user_id"].n_unique(),
+        }
+    )
+
+
+def _headline(out: pl.DataFrame) -> pl.DataFrame:
+    acc = out.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K) & pl.col("metric").is_in(["ndcg", "recall", "hit_rate"]))
+    fmt = acc.with_columns(
+        pl.format("{} [{}, {}]", pl.col("value").round(4), pl.col("ci_low").round(4), pl.col("ci_high").round(4)).alias("cell")
+    ).pivot(on="metric", index="stage", values="cell")
+    extra = out.filter((pl.col("k") == HEADLINE_K) & pl.col("metric").is_in(["coverage", "novelty", "gini_norm"])).pivot(
+        on="metric", index="stage", values="value"
+    )
+    order = out.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K) & (pl.col("metric") == "ndcg")).select("stage", "value")
+    return (
+        fmt.join(extra, on="stage", how="left").join(order, on="stage").sort("value", descending=True).drop("value")
+        .rename({c: f"{c}@{HEADLINE_K}" for c in fmt.columns if c != "stage"})
+    )
+
+
+def _paired(out, per_user_all, warehouse, model_store, config):
+    scored = {}
+    for name in RANKER_STAGES:
+        latest = model_store.latest(warehouse, name)
+        if latest is not None and name in per_user_all:
+            scored[name] = latest["metrics"].get("valid_ndcg10") or 0.0
+    baselines = out.filter(
+        pl.col("stage").is_in(BASELINES) & (pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K) & (pl.col("cohort") == "all")
+    ).sort("value", descending=True)
+    if not scored or baselines.is_empty():
+        return None, None, None
+    best_ranker = max(scored, key=scored.get)  # chosen on valid, as recommendations does
+    best_baseline = baselines["stage"][0]  # the strongest baseline on test: a conservative comparison
+    pick = lambda f: f.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K)).drop("cohort")  # noqa: E731
+    paired = paired_test(pick(per_user_all[best_ranker]), pick(per_user_all[best_baseline]), n_boot=config.n_boot, seed=config.seed)
+    return best_ranker, best_baseline, paired.with_columns(pl.lit(f"{best_ranker} - {best_baseline}").alias("comparison"))
+
+
+def _cohort_table(out: pl.DataFrame) -> pl.DataFrame:
+    return out.filter((pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null()).pivot(
+        on="cohort", index="stage", values="value"
+    ).sort("stage")
+
+
+def _metric_vs_k(out: pl.DataFrame, metric: str):
+    fig, ax = figure(7, 4)
+    part = out.filter((pl.col("metric") == metric) & (pl.col("cohort") == "all") & pl.col("ci_low").is_not_null())
+    for stage in part["stage"].unique().sort().to_list():
+        s = part.filter(pl.col("stage") == stage).sort("k")
+        ax.plot(s["k"].to_list(), s["value"].to_list(), marker="o", label=stage)
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel(f"{metric}@K (test)")
+    ax.set_title(f"{metric} versus K per stage")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def _funnel(out: pl.DataFrame):
+    fig, ax = figure(7, 4)
+    part = out.filter((pl.col("metric") == "recall") & (pl.col("cohort") == "all") & (pl.col("k") == 50)).sort("value")
+    ax.barh(part["stage"].to_list(), part["value"].to_list(), color="#3b7dd8")
+    ax.set_xlabel("Recall@50 (test)")
+    ax.set_title("Funnel: what each stage keeps")
+    return fig
+
+
+def _fairness(out: pl.DataFrame):
+    fig, ax = figure(7, 4)
+    part = out.filter((pl.col("metric") == "gini_norm") & (pl.col("k") == HEADLINE_K)).sort("value")
+    ax.barh(part["stage"].to_list(), part["value"].to_list(), color="#d8893b")
+    ax.set_xlabel(f"corrected Gini of item exposure @{HEADLINE_K} (0 = equal, 1 = concentrated)")
+    ax.set_title("Item-exposure fairness (Rampisela et al. 2024)")
+    return fig
