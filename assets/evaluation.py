@@ -27,7 +27,7 @@ class EvaluationConfig(dg.Config):
 
 
 def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
-    stages = CHANNEL_STAGES + ["pool", "pi2i_index", "pi2i", *RANKER_STAGES, *extra]
+    stages = CHANNEL_STAGES + ["pool", *RANKER_STAGES, *extra]
     out = []
     for stage in stages:
         table = "candidates.pool_ranked" if stage == "pool" else f"candidates.{stage}"

@@ -11,29 +11,13 @@ from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_us
 from assets.features import selected_features
 from assets.metadata import md
 from assets.retrieval import candidate_pool
+from recsys.event_features import attribute_columns
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
 from resources.compute import ComputeResource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
-SUFFIXES = ("_bucket", "_prefix", "_first")
-
-
-def attribute_columns(selected: list[str], users: pl.DataFrame, items: pl.DataFrame) -> list[str]:
-    """OutRank feature names mapped back to the users/items attribute they were derived from."""
-    out = []
-    for name in selected:
-        base = name
-        for suffix in SUFFIXES:
-            if base.endswith(suffix):
-                base = base[: -len(suffix)]
-        in_users, in_items = base in users.columns, base in items.columns
-        if base not in ("user_id", "item_id", "title") and in_users != in_items and base not in out:
-            out.append(base)
-    return out
-
-
 class RankerDatasetConfig(dg.Config):
     label_mode: str = "binary"  # binary | graded
 

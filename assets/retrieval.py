@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets import candidates
+from assets import candidates, pi2i
 from assets.common import DUCKDB_POOL, FOLDS, eval_rows, load_candidates, load_split, target_users
 from assets.metadata import figure, md, png
 from recsys.metrics import evaluate
@@ -13,8 +13,8 @@ from resources.datasets import DatasetSource
 from resources.warehouse import Warehouse
 
 # Stage names in eval.metrics (issue contract): every channel table candidates.<stage>.
-CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh"]
-CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES]
+CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh", "pi2i_index", "pi2i"]
+CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES[:8]] + [pi2i.pi2i_index, pi2i.pi2i_candidates]
 FUNNEL_KS = (50, 100, 200)
 ACCURACY_METRICS = ("hit_rate", "recall", "precision", "ndcg", "mrr", "map")
 

@@ -52,3 +52,20 @@ def select_features(ranking: pl.DataFrame, redundant: pl.DataFrame) -> list[str]
         if not partners.get(feature, set()) & set(chosen):
             chosen.append(feature)
     return chosen
+
+
+DERIVED_SUFFIXES = ("_bucket", "_prefix", "_first")
+
+
+def attribute_columns(selected: list[str], users: pl.DataFrame, items: pl.DataFrame) -> list[str]:
+    """OutRank feature names mapped back to the users/items attribute they were derived from."""
+    out = []
+    for name in selected:
+        base = name
+        for suffix in DERIVED_SUFFIXES:
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+        in_users, in_items = base in users.columns, base in items.columns
+        if base not in ("user_id", "item_id", "title") and in_users != in_items and base not in out:
+            out.append(base)
+    return out

@@ -582,4 +582,3 @@ class ItemCFChannel:
         r, c, v = reduce_pairs(rows, cand, vals, len(self.items_), self.aggregate)
         idx, val, _ = topk_sparse(r, c, v.astype(np.float32), len(user_ids), k)
         return recs_frame(user_ids, idx, val, self.items_)
-

@@ -87,8 +87,10 @@ class PI2I:
                            score_batch_pairs=score_batch_pairs)
 
     # ------------------------------------------------------------------------------------------
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime: TorchRuntime | None = None,
-            users: pl.DataFrame | None = None, user_features=()) -> "PI2I":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, users: pl.DataFrame | None = None,
+            user_features=(), runtime: TorchRuntime | None = None) -> "PI2I":
+        if isinstance(users, TorchRuntime):  # called positionally as Channel.fit(history, items, runtime)
+            users, runtime = None, users
         p = self.params
         self.runtime = runtime or TorchRuntime()
         item_ids = history["item_id"] if items is None else pl.concat([history["item_id"], items["item_id"]])

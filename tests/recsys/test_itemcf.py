@@ -159,7 +159,6 @@ def test_session_window_beats_whole_history(planted):
 
 def test_cooc_counts_match_bruteforce():
     # Two sessions: {a, b, c} and {a, b}; a third user with {b, c} in one session.
-    ts = pl.datetime(2024, 1, 1)
     history = pl.DataFrame({
         "user_id": [1, 1, 1, 1, 1, 2, 2],
         "item_id": [10, 11, 12, 10, 11, 11, 12],
@@ -170,7 +169,6 @@ def test_cooc_counts_match_bruteforce():
     }).with_columns(
         (pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.int_range(pl.len()))).alias("ts").cast(pl.Datetime("us"))
     ).with_columns(pl.col("ts").dt.date().alias("event_date")).select(list(INTERACTION_SCHEMA))
-    del ts
     idx = build_cooc_index(history, depth=2, user_weighting="none", normalize="none", max_items_per_user=None)
     pos = idx.items.positions([10, 11, 12])
     score, count, rank = idx.lookup(pos[[0, 0, 1]], pos[[1, 2, 2]])
