@@ -127,7 +127,7 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for n in [int(s) for s in args.sizes.split(",")]:
+        for n in [int(s) for s in args.sizes.split(",") if s]:
             ours = measure("ours", n, args.k, tmp)
             theirs = measure("implicit", n, args.k, tmp)
             agree = agreement(ours["targets"], theirs["targets"]) if "error" not in ours | theirs else float("nan")

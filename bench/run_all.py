@@ -1,0 +1,50 @@
+"""Run every benchmark in bench/ and assemble bench/RESULTS.md from their result sections.
+
+    python bench/run_all.py            # run the benches, then assemble
+    python bench/run_all.py --assemble # only assemble from the existing results_*.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+SCRIPTS = ["bench_make_run.py", "bench_outrank.py", "bench_item_index.py"]
+SECTIONS = ["results_make_run.md", "results_outrank.md", "results_item_index.md"]
+
+HEADER = """# Benchmark results
+
+Every number here comes from a script in `bench/`, run on this project's 2-core machine, with the
+peer library measured side by side in the same run and peak RSS recorded. Re-run with
+`make bench` (or one script alone) and commit the regenerated sections.
+"""
+
+
+def assemble() -> None:
+    parts = [HEADER]
+    for name in SECTIONS:
+        path = BENCH / name
+        if path.exists():
+            parts.append(path.read_text().strip())
+        else:
+            parts.append(f"## {name}\n\n_not measured yet: run `python bench/{name.replace('results_', 'bench_').replace('.md', '.py')}`_")
+    (BENCH / "RESULTS.md").write_text("\n\n".join(parts) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--assemble", action="store_true")
+    args = ap.parse_args()
+    if not args.assemble:
+        for script in SCRIPTS:
+            print(f"== {script}", flush=True)
+            subprocess.run([sys.executable, str(BENCH / script)], check=True)
+    assemble()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
