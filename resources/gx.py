@@ -66,8 +66,10 @@ class GreatExpectationsResource(dg.ConfigurableResource):
 
     def validate(self, frame: pl.DataFrame, suite) -> SuiteOutcome:
         import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = context.data_sources.add_pandas(f"recdag_{suite.name}")
         asset = source.add_dataframe_asset(name=suite.name)
         batch_def = asset.add_batch_definition_whole_dataframe("whole")

@@ -11,8 +11,8 @@ from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 FAST = {
-    "candidates_two_tower": {"config": {"params": {"epochs": 2}}},
-    "pi2i_scorer": {"config": {"params": {"epochs": 2}}},
+    "candidates_two_tower": {"config": {"params": {"epochs": 1}}},
+    "pi2i_scorer": {"config": {"params": {"epochs": 1, "depth": 100}}},
     "sequence_ranker": {"config": {"params": {"epochs": 3}}},
     "evaluation": {"config": {"n_boot": 100}},
 }

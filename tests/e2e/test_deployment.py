@@ -263,9 +263,13 @@ def _check_ui(url: str, location: str, labels: list[str]) -> None:
             for name in FINAL_UPSTREAM:
                 expect(page.get_by_text(name, exact=True).first).to_be_visible()
             expect(page.get_by_text("Materialized").first).to_be_visible()
-            page.wait_for_timeout(3000)  # node status badges load after the layout
+            try:  # node status badges load after the layout; the screenshot is taken either way
+                expect(page.get_by_text("Loading...")).to_have_count(0, timeout=10_000)
+            except AssertionError:
+                pass
             page.screenshot(path=str(ARTIFACTS / "final-asset-lineage.png"))
 
+            page.set_viewport_size({"width": 1600, "height": 2200})  # the page scrolls inside a pane: show more of it
             page.goto(f"{url}/assets/{FINAL_ASSET}")
             expect(page.get_by_text("Latest materialization").first).to_be_visible()
             header = page.locator("tr", has=page.get_by_text("Timestamp", exact=True)).first  # the metadata table
@@ -273,6 +277,6 @@ def _check_ui(url: str, location: str, labels: list[str]) -> None:
             for label in labels[:3]:
                 expect(page.get_by_text(label, exact=True).first).to_be_visible()
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(ARTIFACTS / "final-asset-page.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "final-asset-page.png"))
         finally:
             browser.close()
