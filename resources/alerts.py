@@ -168,7 +168,11 @@ class AlertSink(dg.ConfigurableResource):
                 return report
             if self.webhook_url is None:  # no webhook configured: the table and the log are the alert's only homes
                 return report
-            outcomes = [self._post(row) for row in undelivered]
+            outcomes = []
+            for row in undelivered:
+                outcomes.append(self._post(row))
+                if outcomes[-1]["unreachable"]:  # endpoint down: the rest waits for the next tick
+                    break
             for outcome in outcomes:
                 if outcome["error"]:
                     report.failed += 1
@@ -222,6 +226,7 @@ class AlertSink(dg.ConfigurableResource):
     def _post(self, row: dict) -> dict:
         body = json.dumps(payload(row)).encode()
         request = urllib.request.Request(self.webhook_url, data=body, headers={"Content-Type": "application/json"})
+        unreachable = False
         try:
             with urllib.request.urlopen(request, timeout=self.http_timeout_s) as resp:
                 status = resp.status
@@ -229,13 +234,17 @@ class AlertSink(dg.ConfigurableResource):
         except urllib.error.HTTPError as exc:
             error = f"HTTP {exc.code} from {self.webhook_url}"
         except (urllib.error.URLError, OSError) as exc:
+            unreachable = True
             error = f"{type(exc).__name__} posting to {self.webhook_url}: {getattr(exc, 'reason', exc)}"
-        return {"alert_id": row["alert_id"], "error": error, "at": utcnow()}
+        return {"alert_id": row["alert_id"], "error": error, "at": utcnow(), "unreachable": unreachable}
 
     def _write_outcomes(self, outcomes: list[dict]) -> int:
         with self._warehouse().connect() as con:
             if outcomes:
-                frame = pl.DataFrame(outcomes, schema={"alert_id": pl.Utf8, "error": pl.Utf8, "at": pl.Datetime("us")})
+                frame = pl.DataFrame(
+                    [{k: o[k] for k in ("alert_id", "error", "at")} for o in outcomes],
+                    schema={"alert_id": pl.Utf8, "error": pl.Utf8, "at": pl.Datetime("us")},
+                )
                 con.register("_outcomes", frame.to_arrow())
                 con.execute(
                     "UPDATE quality.alerts AS a SET attempts = coalesce(a.attempts, 0) + 1, "

@@ -6,7 +6,8 @@ API::
     seq = sequences(log, user_pos, end, seq_len)          # int32 [N, L], item position + 1, 0 = pad
     cats = item_categories(items, items_frame)             # int32 [n_items], 0 = unknown, 1.. categories
     codes, cards = encode_user_features(users, users_frame, columns)   # int32 [n_users, F], list[int]
-    x = cross_features(cooc, swing, cats, trig, tgt, slot, gap_us, recency, n_triggers)  # float32 [N, 9]
+    swing_at = swing_at_slots(cooc, swing)                  # float32 [n_items, D], -1 = not in Swing
+    x = cross_features(cooc, swing_at, cats, trig, tgt, slot, gap_us, recency, n_triggers)  # [B, C, 9]
 
 Cross features (CROSS_FEATURES order): co-occurrence score, log1p raw co-occurrence count, rank of
 the target in the trigger's relaxed list as a fraction of the depth, 1/(1 + rank), log1p Swing
@@ -123,9 +124,23 @@ def encode_user_features(users: IdIndex, users_frame: pl.DataFrame | None, colum
     return codes, cards
 
 
+def swing_at_slots(cooc: ItemIndex, swing: ItemIndex | None) -> np.ndarray | None:
+    """Swing score of every (trigger, cooc slot) pair, float32 [n_items, D]; -1 where the pair is not in Swing.
+
+    Computed once per fit so featurizing a batch is a gather, not a binary search per pair.
+    """
+    if swing is None:
+        return None
+    flat = np.flatnonzero(cooc.targets.reshape(-1) >= 0)
+    out = np.full(cooc.targets.size, -1.0, np.float32)
+    score, _, rank = swing.lookup(flat // cooc.depth, cooc.targets.reshape(-1)[flat])
+    out[flat] = np.where(rank < swing.depth, score, -1.0)
+    return out.reshape(cooc.targets.shape)
+
+
 def cross_features(
     cooc: ItemIndex,
-    swing: ItemIndex | None,
+    swing_at: np.ndarray | None,
     categories: np.ndarray,
     trig: np.ndarray,
     tgt: np.ndarray,
@@ -134,31 +149,29 @@ def cross_features(
     recency: np.ndarray,
     n_triggers: int,
 ) -> np.ndarray:
-    """Trigger–target cross features (CROSS_FEATURES order); ``slot`` = target's slot in the cooc list."""
-    trig = np.asarray(trig, np.int64)
-    tgt = np.asarray(tgt, np.int64)
+    """Cross features (CROSS_FEATURES order) of [B] triggers × [B, C] slots: float32 [B, C, 9].
+
+    ``tgt`` [B, C] are the target positions at ``slot`` [B, C] of each trigger's cooc list (any
+    value where the slot is empty); ``gap_us`` and ``recency`` are per trigger row [B];
+    ``swing_at`` comes from ``swing_at_slots`` (None: no Swing features).
+    """
+    trig = np.asarray(trig, np.int64)[:, None]
     slot = np.asarray(slot, np.int64)
-    score = cooc.scores[trig, slot]
-    count = cooc.counts[trig, slot]
-    if swing is not None:
-        sw, _, sw_rank = swing.lookup(trig, tgt)
-        in_sw = (sw_rank < swing.depth).astype(np.float32)
+    b, n_c = slot.shape
+    out = np.empty((b, n_c, len(CROSS_FEATURES)), np.float32)
+    out[..., 0] = cooc.scores[trig, slot]
+    out[..., 1] = np.log1p(cooc.counts[trig, slot])
+    out[..., 2] = slot * np.float32(1.0 / cooc.depth)
+    out[..., 3] = 1.0 / (1.0 + slot.astype(np.float32))
+    if swing_at is not None:
+        sw = swing_at[trig, slot]
+        out[..., 4] = np.log1p(np.maximum(sw, 0.0))
+        out[..., 5] = sw >= 0
     else:
-        sw = np.zeros(len(trig), np.float32)
-        in_sw = np.zeros(len(trig), np.float32)
-    same = ((categories[trig] == categories[tgt]) & (categories[trig] > 0)).astype(np.float32)
+        out[..., 4:6] = 0.0
+    cat_t = categories[trig]
+    out[..., 6] = (cat_t == categories[np.asarray(tgt, np.int64)]) & (cat_t > 0)
     gap_h = np.maximum(np.asarray(gap_us, np.float64), 0.0) / 3.6e9
-    return np.stack(
-        [
-            score,
-            np.log1p(count),
-            slot / cooc.depth,
-            1.0 / (1.0 + slot),
-            np.log1p(np.maximum(sw, 0.0)),
-            in_sw,
-            same,
-            np.log1p(gap_h),
-            np.asarray(recency, np.float64) / max(n_triggers, 1),
-        ],
-        axis=-1,
-    ).astype(np.float32)
+    out[..., 7] = np.log1p(gap_h).astype(np.float32)[:, None]
+    out[..., 8] = (np.asarray(recency, np.float32) / max(n_triggers, 1))[:, None]
+    return out

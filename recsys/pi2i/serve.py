@@ -2,7 +2,7 @@
 
 API::
 
-    pi2i = PI2I(depth=300, n_triggers=10, seq_len=30, epochs=5).fit(
+    pi2i = PI2I(depth=300, n_triggers=10, seq_len=30, epochs=4).fit(
         history, items=items_frame, users=users_frame, user_features=["age_bucket", ...], runtime=rt)
     pi2i.recommend(user_ids, k=100, exclude_seen=True)   # user_id, item_id, score, rank
     pi2i.score_pairs(frame)        # frame (user_id, item_id, ...) + pi2i_score (Float64, null = unreachable)
@@ -49,6 +49,7 @@ from recsys.pi2i.features import (
     encode_user_features,
     event_log,
     item_categories,
+    swing_at_slots,
     user_sequences,
 )
 from recsys.pi2i.model import PRSConfig, PRSModel
@@ -69,12 +70,14 @@ class PI2I:
         recency_decay: float = 0.7,
         dim: int = 32,
         heads: int = 2,
-        hidden: tuple[int, ...] = (128, 64),
-        epochs: int = 5,
+        hidden: tuple[int, ...] = (64, 32),
+        epochs: int = 4,
         batch_size: int = 512,
         lr: float = 2e-3,
-        n_negatives: int = 32,
+        n_negatives: int = 16,
         val_fraction: float = 0.1,
+        max_train_per_epoch: int | None = 20_000,
+        max_val: int = 1_000,
         cooc_params: dict | None = None,
         swing_params: dict | None = None,
         score_batch_pairs: int = 131_072,
@@ -83,6 +86,7 @@ class PI2I:
                            with_swing=with_swing, recency_decay=recency_decay, dim=dim, heads=heads,
                            hidden=list(hidden), epochs=epochs, batch_size=batch_size, lr=lr,
                            n_negatives=n_negatives, val_fraction=val_fraction,
+                           max_train_per_epoch=max_train_per_epoch, max_val=max_val,
                            cooc_params=dict(cooc_params or {}), swing_params=dict(swing_params or {}),
                            score_batch_pairs=score_batch_pairs)
 
@@ -103,7 +107,7 @@ class PI2I:
         self.user_features = list(user_features or [])
         codes, cards = encode_user_features(self.users_, users, self.user_features)
         log = event_log(history, self.users_, self.items_)
-        self.data_ = PRSData(cooc, swing, categories, codes, log, p["n_triggers"], p["seq_len"])
+        self.data_ = PRSData(cooc, swing_at_slots(cooc, swing), categories, codes, log, p["n_triggers"], p["seq_len"])
         self.triggers_ = user_triggers(history, self.users_, self.items_, p["n_triggers"])
         self.seen_ = seen_keys(history, self.users_, self.items_)
         self.config_ = PRSConfig(n_items=len(self.items_), n_categories=n_categories, user_cardinalities=cards,
@@ -114,7 +118,8 @@ class PI2I:
         examples = training_examples(log, cooc, p["trigger_window"])
         self.report_ = train_prs(self.model_, self.data_, examples, self.runtime, epochs=p["epochs"],
                                  batch_size=p["batch_size"], lr=p["lr"], n_negatives=p["n_negatives"],
-                                 val_fraction=p["val_fraction"])
+                                 val_fraction=p["val_fraction"], max_train_per_epoch=p.get("max_train_per_epoch"),
+                                 max_val=p.get("max_val", 1_000))
         return self
 
     # ------------------------------------------------------------------------------------------
@@ -142,8 +147,10 @@ class PI2I:
             for a in range(0, len(t_row), per_batch):
                 s = slice(a, a + per_batch)
                 slots = np.broadcast_to(np.arange(d), (len(t_row[s]), d))
-                seq = user_sequences(data.log, t_user[s], data.seq_len)
-                batch = featurize(data, t_user[s], t_item[s], slots, gap[s], t_rec[s], seq, device)
+                # One behaviour sequence (and its attention keys) per user, shared by the user's triggers.
+                seq_users, example_seq = np.unique(t_user[s], return_inverse=True)
+                seq = user_sequences(data.log, seq_users, data.seq_len)
+                batch = featurize(data, t_user[s], t_item[s], slots, gap[s], t_rec[s], seq, device, example_seq)
                 logp = torch.log_softmax(_forward(self.model_, batch), dim=1).cpu().numpy()
                 logp += (t_rec[s] * np.log(p["recency_decay"]))[:, None]
                 valid = batch["valid"].cpu().numpy()
@@ -187,8 +194,8 @@ class PI2I:
             "trig_recency": self.triggers_.recency, "trig_t_last": self.triggers_.t_last,
             "trig_user_t_last": self.triggers_.user_t_last, "seen": self.seen_,
         }
-        if d.swing is not None:
-            arrays |= {"swing_targets": d.swing.targets, "swing_scores": d.swing.scores, "swing_counts": d.swing.counts}
+        if d.swing_at is not None:
+            arrays["swing_at"] = d.swing_at
         meta = {"params": self.params, "config": self.config_.to_dict(), "user_features": self.user_features,
                 "report": self.report_}
         buf = io.BytesIO()
@@ -208,10 +215,8 @@ class PI2I:
         self.runtime = runtime or TorchRuntime()
         self.items_, self.users_ = IdIndex(a["items"]), IdIndex(a["users"])
         cooc = ItemIndex(self.items_, a["cooc_targets"], a["cooc_scores"], a["cooc_counts"], "cooc")
-        swing = (ItemIndex(self.items_, a["swing_targets"], a["swing_scores"], a["swing_counts"], "swing")
-                 if "swing_targets" in a else None)
         log = EventLog(self.users_, self.items_, a["log_indptr"], a["log_item_pos"], a["log_t"])
-        self.data_ = PRSData(cooc, swing, a["categories"], a["user_codes"], log,
+        self.data_ = PRSData(cooc, a.get("swing_at"), a["categories"], a["user_codes"], log,
                              self.params["n_triggers"], self.params["seq_len"])
         self.triggers_ = UserTriggers(self.users_, a["trig_user_pos"], a["trig_item_pos"], a["trig_recency"],
                                       a["trig_t_last"], a["trig_user_t_last"])

@@ -9,7 +9,8 @@ API
   ``corrupt_day`` a ``corrupt_fraction`` of the lines is malformed in ways that keep the timestamp
   (extra column, unknown behaviour, negative user id, non-integer item id) so they are quarantined
   into that day's partition. Returns per-day line counts and the number of corrupted lines.
-- ``WebhookReceiver``: an HTTP server on 127.0.0.1 in a thread recording every POST body as JSON.
+- ``WebhookReceiver(port=0)``: an HTTP server on 127.0.0.1 in a thread recording every POST body as
+  JSON; ``fail_next(n)`` answers the next n POSTs with 503.
 - ``GraphQL(url)``: ``.query(text, variables) -> data`` raising on GraphQL errors.
 - ``DagsterDev(repo_root, port, env, log_path)``: starts ``dagster dev`` in its own process group;
   ``.wait_ready(deadline_s)``, ``.stop()`` (SIGTERM to the group, then SIGKILL).
@@ -23,11 +24,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +96,7 @@ def _corrupt(lines: pl.Series, fraction: float, rng: np.random.Generator) -> tup
 class WebhookReceiver:
     """Records JSON POST bodies; ``fail_next(n)`` answers the next n POSTs with HTTP 503."""
 
-    def __init__(self):
+    def __init__(self, port: int = 0):
         self.bodies: list[dict] = []
         self._fail = 0
         self._lock = threading.Lock()
@@ -115,7 +117,7 @@ class WebhookReceiver:
             def log_message(self, *args):  # keep the test output quiet
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
@@ -160,7 +162,7 @@ class DagsterDev:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        dagster = Path(os.environ.get("VIRTUAL_ENV", Path(os.sys.executable).parent.parent)) / "bin" / "dagster"
+        dagster = Path(sys.executable).parent / "dagster"  # the CLI of the environment running the tests
         exe = str(dagster) if dagster.exists() else "dagster"
         self.proc = subprocess.Popen(
             [exe, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
@@ -208,7 +210,3 @@ class DagsterDev:
         except ProcessLookupError:
             pass
         self._log.close()
-
-
-def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")

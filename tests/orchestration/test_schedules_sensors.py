@@ -128,15 +128,27 @@ def test_down_webhook_keeps_alert_until_a_later_tick_delivers_it(instance, recei
     assert len(receiver.bodies) == 1
 
 
-def test_unreachable_webhook_is_retried(instance, tmp_path):
+def test_unreachable_webhook_is_retried_without_slowing_ticks(instance, tmp_path):
     receiver = WebhookReceiver()
-    url = receiver.url
+    port, url = receiver.server.server_address[1], receiver.url
     receiver.close()  # nothing listens on the port any more: connection refused
     sink = AlertSink(webhook_url=url, data_dir=str(tmp_path), http_timeout_s=2.0)
-    _materialize(instance, contract_ok=True, volume_ok=False)
+    _materialize(instance, contract_ok=False, volume_ok=False)
     _, cursor = _tick(instance, sink, None)
-    (row,) = _alerts(tmp_path)
-    assert row["delivered_at"] is None and row["attempts"] == 1 and "posting to" in row["last_error"]
+    rows = _alerts(tmp_path)
+    assert all(r["delivered_at"] is None for r in rows)
+    # after the first connection failure the tick stops posting: the other alert waits
+    assert sorted(r["attempts"] for r in rows) == [0, 1]
+    assert "posting to" in next(r["last_error"] for r in rows if r["attempts"] == 1)
+
+    back = WebhookReceiver(port=port)  # the endpoint comes back
+    try:
+        _tick(instance, sink, cursor)
+        rows = _alerts(tmp_path)
+        assert all(r["delivered_at"] is not None and r["last_error"] is None for r in rows)
+        assert len(back.bodies) == 2
+    finally:
+        back.close()
 
 
 def test_run_failure_sensor_one_alert_per_failed_run(instance, receiver, tmp_path):
