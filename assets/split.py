@@ -34,8 +34,16 @@ def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig) -> split
     raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, leave_last_out or files:<dir>")
 
 
+# New partitions refresh the split only when nothing upstream is missing and every blocking check passed.
+SPLIT_AUTOMATION = (
+    dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+)
+
+
 @dg.asset(
     deps=[interactions],
+    automation_condition=SPLIT_AUTOMATION,
     pool=DUCKDB_POOL,
     group_name="split",
     kinds={"duckdb", "polars"},

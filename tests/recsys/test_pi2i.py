@@ -10,9 +10,9 @@ import polars as pl
 import pytest
 import torch
 
-from recsys.channels.itemcf import ItemCFChannel
+from recsys.channels.itemcf import ItemCFChannel, build_swing_index
 from recsys.pi2i import PI2I, PI2IIndexChannel, build_relaxed_index, hit_rate_vs_depth
-from recsys.pi2i.features import CROSS_FEATURES, event_log, sequences
+from recsys.pi2i.features import CROSS_FEATURES, event_log, sequences, swing_at_slots
 from recsys.pi2i.model import PRSConfig, PRSModel
 from recsys.runtime import TorchRuntime
 from recsys.schema import RECOMMENDATION_SCHEMA
@@ -87,6 +87,44 @@ def test_prs_attention_query_depends_on_target():
     # The behaviour sequence matters, and an all-padding sequence is still defined.
     assert not torch.allclose(out, model(*args, torch.tensor([[0, 0, 9, 10, 11, 12]])))
     assert torch.isfinite(model(*args, torch.zeros(1, 6, dtype=torch.long))).all()
+
+
+def test_factorized_forward_equals_concatenation_form():
+    # The fast path splits first layers by input block and dedups candidate items; same function.
+    cfg = PRSConfig(n_items=50, n_categories=4, user_cardinalities=[3, 5], n_cross=len(CROSS_FEATURES), dim=8,
+                    hidden=(16, 8), seq_len=7)
+    torch.manual_seed(1)
+    model = PRSModel(cfg, torch.randint(0, 5, (50,))).eval()
+    b, c = 6, 11
+    user = torch.randint(0, 4, (b, 2))
+    trig = torch.randint(1, 51, (b,))
+    cands = torch.randint(0, 51, (b, c))
+    cands[0, :3] = 17  # repeated candidate items within and across rows
+    cross = torch.randn(b, c, len(CROSS_FEATURES))
+    seq = torch.randint(0, 51, (b, 7))
+    seq[1] = 0  # an empty history still attends to the always-visible slot
+    seq[2, :5] = 0
+    with torch.no_grad():
+        ref = model.forward_reference(user, trig, cands, cross, seq)
+        torch.testing.assert_close(model(user, trig, cands, cross, seq), ref, rtol=1e-5, atol=1e-5)
+        # Serving form: rows share sequences by index instead of repeating them.
+        shared = torch.tensor([0, 0, 1, 2, 1, 0])
+        torch.testing.assert_close(model(user, trig, cands, cross, seq[:3], example_seq=shared),
+                                   model.forward_reference(user, trig, cands, cross, seq[:3][shared]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_swing_at_slots_matches_pairwise_lookup(planted):
+    train, _, _, _ = planted
+    cooc = build_relaxed_index(train, depth=60)
+    swing = build_swing_index(train, 20, items=cooc.items)
+    at = swing_at_slots(cooc, swing)
+    trig, slot = np.nonzero(cooc.targets >= 0)
+    score, _, rank = swing.lookup(trig, cooc.targets[trig, slot])
+    inside = rank < swing.depth
+    assert 0 < inside.sum() < len(inside)
+    np.testing.assert_allclose(at[trig, slot][inside], score[inside])
+    assert np.all(at[trig, slot][~inside] == -1.0) and np.all(at[cooc.targets < 0] == -1.0)
 
 
 def test_prs_trains_and_beats_cooc_order_on_validation(trained):
