@@ -41,7 +41,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
         frame = build_ranker_frame(
             fold_pool, history, items, users, selected_features=chosen,
             target=target if fold == "valid" else None, label_mode=config.label_mode,
-        )
+        ).join(fold_pool.select("user_id", "item_id", "rrf", "pool_rank"), on=["user_id", "item_id"], how="left")
         warehouse.write_table(f"features.ranker_{fold}", frame)
         sizes[fold] = frame.height
     valid = warehouse.table("features.ranker_valid")
@@ -60,6 +60,9 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
 
 class RankerConfig(dg.Config):
     params: dict = {}  # overrides of the ranker's params dataclass
+    # LightGBM only: candidate settings tried on top of `params`; the one with the best NDCG@10 on the
+    # held-out valid users wins (model selection on valid, never on test).
+    params_grid: list[dict] = [{}, {"num_leaves": 7, "min_data_in_leaf": 50}]
     k: int = 100  # ranked list length written for evaluation
     max_ndcg_drop: float = 0.10  # blocking: valid NDCG@10 may fall at most this share below the promoted model
 
@@ -94,8 +97,12 @@ def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> Non
 def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore):
     valid = warehouse.table("features.ranker_valid")
     test = warehouse.table("features.ranker_test")
-    params = LGBMRankerParams(**config.params)
-    model = LGBMRanker(params).fit(valid, log=context.log.info)
+    candidates = []
+    for extra in config.params_grid or [{}]:
+        params = LGBMRankerParams(**{**config.params, **extra})
+        candidates.append((LGBMRanker(params).fit(valid, log=context.log.info), params))
+    tried = pl.DataFrame({"setting": [str(p) for p in (config.params_grid or [{}])], "valid_ndcg10": [m.valid_ndcg10 for m, _ in candidates]})
+    model, params = max(candidates, key=lambda mp: mp[0].valid_ndcg10)
     _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k))
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_iteration": model.best_iteration,
                "n_train_users": model.n_train_users, "n_valid_users": model.n_valid_users}
@@ -103,7 +110,7 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     importance = model.feature_importance().sort("gain", descending=True)
     return dg.MaterializeResult(
         metadata={**{k: v for k, v in metrics.items()}, "model_version": saved["version"], "model_path": saved["path"],
-                  "feature_importance": md(importance, 40)},
+                  "feature_importance": md(importance, 40), "settings_tried": md(tried)},
         check_results=[_gate(context, warehouse, model_store, "lgbm_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
     )
 
