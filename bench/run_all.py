@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["bench_make_run.py", "bench_outrank.py", "bench_item_index.py"]
-SECTIONS = ["results_make_run.md", "results_outrank.md", "results_item_index.md"]
+SCRIPTS = ["bench_make_run.py", "bench_outrank.py", "bench_item_index.py", "bench_pi2i_ml100k.py"]
+SECTIONS = ["results_make_run.md", "results_pi2i_ml100k.md", "results_outrank.md", "results_item_index.md"]
 
 HEADER = """# Benchmark results
 

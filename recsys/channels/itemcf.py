@@ -297,10 +297,14 @@ def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFr
     """Keep each user's ``max_items_per_user`` most recently touched distinct items."""
     if not max_items_per_user:
         return frame
-    last = frame.group_by("u", "i").agg(pl.col("t").max().alias("t_last"))
-    last = last.with_columns(
-        pl.col("t_last").rank("ordinal", descending=True).over("u").alias("recency")
-    ).filter(pl.col("recency") <= max_items_per_user)
+    # sorted before ranking: group_by output order is arbitrary, and ties on t_last must break the
+    # same way every run (by item) or the index changes between identical fits
+    last = (
+        frame.group_by("u", "i").agg(pl.col("t").max().alias("t_last"))
+        .sort(["u", "t_last", "i"], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over("u").alias("recency"))
+        .filter(pl.col("recency") <= max_items_per_user)
+    )
     return frame.join(last.select("u", "i"), on=["u", "i"], how="semi")
 
 

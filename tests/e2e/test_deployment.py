@@ -39,7 +39,8 @@ GOOD_RANGE = (START.isoformat(), (CORRUPT_DAY - timedelta(days=1)).isoformat())
 
 # One process per run: the multiprocess executor spends ~20 s per step importing the code location on
 # 2 cores, and the duckdb_writer pool serializes the steps anyway.
-RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+# The code location's default executor is in-process (orchestration/definitions.py): no execution config.
+RUN_CONFIG: dict = {}
 STARTUP_DEADLINE_S = 150
 INGESTION_DEADLINE_S = 150
 TRAIN_DEADLINE_S = 300
