@@ -3,6 +3,7 @@ headline evaluation it produced, once per split protocol.
 
     python bench/bench_make_run.py                      # temporal (the default) and leave_last_out
     python bench/bench_make_run.py --splits temporal    # writes bench/results_make_run.md
+    python bench/bench_make_run.py --dataset synthetic:200000 --splits temporal --out bench/results_make_run_synthetic.md
 
 Each protocol runs `python -m orchestration.run` in a fresh subprocess with a temporary
 RECDAG_DATA_DIR and DAGSTER_HOME (the ML-100K files are copied from the project's cache when
@@ -54,7 +55,7 @@ def table(con, sql: str) -> list[str]:
     ]
 
 
-def run_once(split: str) -> list[str]:
+def run_once(split: str, dataset: str = "movielens-100k") -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         data, home = Path(tmp) / "data", Path(tmp) / "home"
         home.mkdir()
@@ -63,7 +64,7 @@ def run_once(split: str) -> list[str]:
         if cached.exists():
             shutil.copytree(cached, data / "sources" / "ml-100k")
         env = {**os.environ, "RECDAG_DATA_DIR": str(data), "DAGSTER_HOME": str(home),
-               "RECDAG_DATASET": "movielens-100k", "RECDAG_SPLIT": split}
+               "RECDAG_DATASET": dataset, "RECDAG_SPLIT": split}
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "orchestration.run"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -72,7 +73,7 @@ def run_once(split: str) -> list[str]:
         wall = time.monotonic() - started
         jobs = re.findall(r"\[recdag\] job (\S+) (\S+) in ([0-9.]+)s", out)
         lines = [
-            f"### split = {split}",
+            f"### dataset = {dataset}, split = {split}",
             "",
             "| job | status | wall s |",
             "|---|---|---|",
@@ -93,9 +94,11 @@ def run_once(split: str) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--splits", default="temporal,leave_last_out")
+    ap.add_argument("--dataset", default="movielens-100k")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results_make_run.md"))
     args = ap.parse_args()
     lines = [
-        "## make run on MovieLens-100K (whole default pipeline)",
+        f"## make run on {args.dataset} (whole default pipeline)",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         "`python bench/bench_make_run.py`. Download excluded (cached files copied in). `make run` itself uses the "
@@ -103,8 +106,8 @@ def main() -> int:
         "",
     ]
     for split in args.splits.split(","):
-        lines += run_once(split)
-    (ROOT / "bench" / "results_make_run.md").write_text("\n".join(lines) + "\n")
+        lines += run_once(split, args.dataset)
+    Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

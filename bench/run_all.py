@@ -13,7 +13,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = ["bench_make_run.py", "bench_outrank.py", "bench_item_index.py", "bench_pi2i_ml100k.py"]
-SECTIONS = ["results_make_run.md", "results_pi2i_ml100k.md", "results_outrank.md", "results_item_index.md"]
+SECTIONS = ["results_make_run.md", "results_make_run_synthetic.md", "results_pi2i_ml100k.md", "results_outrank.md", "results_item_index.md"]
 
 HEADER = """# Benchmark results
 
@@ -42,6 +42,8 @@ def main() -> int:
         for script in SCRIPTS:
             print(f"== {script}", flush=True)
             subprocess.run([sys.executable, str(BENCH / script)], check=True)
+        subprocess.run([sys.executable, str(BENCH / "bench_make_run.py"), "--dataset", "synthetic:200000", "--splits", "temporal",
+                        "--out", str(BENCH / "results_make_run_synthetic.md")], check=True)
     assemble()
     return 0
 

@@ -1,0 +1,479 @@
+"""Item-to-item indexes: windowed co-occurrence and Swing, truncated to a depth (used by item CF and PI2I).
+
+API::
+
+    index = build_cooc_index(history, depth=50, window_hours=24.0, max_items_per_user=200,
+                             user_weighting="log", normalize="cosine")          # -> ItemIndex
+    index = build_swing_index(history, depth=50, alpha=1.0, max_items_per_user=200,
+                              max_users_per_item=300)                            # -> ItemIndex
+    index = cooc_from_baskets(basket_item_csr, basket_weights, depth=50)         # the core, on a matrix
+    index.neighbours(item_ids=None, depth=None)  # item_id, neighbour_id, score, count, rank (1-based)
+    index.lookup(trig_pos, tgt_pos)              # score, count, rank (0-based; depth when absent)
+
+
+``ItemIndex`` holds, for every item (dense int32 position of ``ItemIndex.items``), its top-D
+targets: ``targets[n_items, D]`` (int32, -1 = empty), ``scores[n_items, D]`` (float32) and
+``counts[n_items, D]`` (float32 raw support: baskets holding both items for co-occurrence, user
+pairs holding both for Swing).
+
+Co-occurrence. Baskets are (user, session) when ``session_id`` is present, else per-user
+pseudo-sessions cut wherever two consecutive events are more than ``window_hours`` apart
+(``window_hours=None``: the whole capped user history is one basket). Each (basket, item) cell
+carries the strongest behaviour weight (EVENT_WEIGHTS) seen in it; a heavy user is capped to his
+last ``max_items_per_user`` distinct items and each of his baskets is weighted by 1/log(1 + n_u)
+(n_u = his distinct items after the cap). With B the weighted basket × item matrix and D_u the
+user weights, C = Bᵀ D_u B and N_i = C_ii; ``normalize="cosine"`` gives C_ij / sqrt(N_i N_j)
+(cosine of the weighted basket vectors), ``"conditional"`` C_ij / N_i (for binary weights exactly
+P(j in basket | i in basket)), ``"none"`` C_ij.
+
+Swing (Yang et al., "Large Scale Product Graph Construction for Recommendation in E-commerce",
+2020): swing(i, j) = Σ_{u<v ∈ U_i ∩ U_j} w_u w_v / (alpha + |I_u ∩ I_v|), w_u = (|I_u| + 5)^-0.35,
+on users capped to their last ``max_items_per_user`` items and items capped to their
+``max_users_per_item`` most recent users. It is computed as Pᵀ diag(K) P where P is the
+(user pair × item) incidence of common items: no loop over pairs.
+
+Both products run in item blocks sized by their expected output, so memory stays bounded by the
+block budget and the D-deep result, not by the full item × item matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.channels.base import EVENT_WEIGHTS, IdIndex, event_weight_expr
+
+_BLOCK_NNZ = 20_000_000  # expected product entries per item block (≈ 250 MB of scipy temporaries)
+
+
+# ----------------------------------------------------------------------------------------------
+# The index
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ItemIndex:
+    """Top-D item → item lists on dense int32 positions of ``items``."""
+
+    items: IdIndex
+    targets: np.ndarray  # int32 [n_items, D], -1 = empty slot
+    scores: np.ndarray  # float32 [n_items, D], 0 in empty slots
+    counts: np.ndarray  # float32 [n_items, D], raw support of the pair
+    method: str = "cooc"
+    _keys: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _order: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def depth(self) -> int:
+        return int(self.targets.shape[1])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.targets.shape[0])
+
+    def truncate(self, depth: int) -> "ItemIndex":
+        d = min(depth, self.depth)
+        return ItemIndex(self.items, self.targets[:, :d].copy(), self.scores[:, :d].copy(),
+                         self.counts[:, :d].copy(), self.method)
+
+    def list_lengths(self) -> np.ndarray:
+        return (self.targets >= 0).sum(axis=1).astype(np.int32)
+
+    def to_csr(self, depth: int | None = None, values: str = "scores") -> sp.csr_matrix:
+        """items × items sparse matrix of the first ``depth`` slots (values: scores|counts|ones)."""
+        d = self.depth if depth is None else min(depth, self.depth)
+        tg = self.targets[:, :d]
+        keep = tg >= 0
+        rows = np.repeat(np.arange(self.n_items, dtype=np.int32), keep.sum(axis=1))
+        if values == "ones":
+            data = np.ones(int(keep.sum()), np.float32)
+        else:
+            data = (self.scores if values == "scores" else self.counts)[:, :d][keep]
+        m = sp.csr_matrix((data, (rows, tg[keep])), shape=(self.n_items, self.n_items), dtype=np.float32)
+        return m
+
+    def _lookup_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._keys is None:
+            keep = self.targets >= 0
+            flat = np.flatnonzero(keep.reshape(-1))
+            rows = flat // self.depth
+            keys = rows.astype(np.int64) * self.n_items + self.targets.reshape(-1)[flat]
+            order = np.argsort(keys, kind="stable")
+            self._keys, self._order = keys[order], flat[order]
+        return self._keys, self._order
+
+    def lookup(self, trig: np.ndarray, tgt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Score, count and 0-based rank of ``tgt`` in ``trig``'s list (0, 0, depth when absent)."""
+        keys, order = self._lookup_tables()
+        q = np.asarray(trig, np.int64) * self.n_items + np.asarray(tgt, np.int64)
+        if len(keys) == 0:
+            n = len(q)
+            return np.zeros(n, np.float32), np.zeros(n, np.float32), np.full(n, self.depth, np.int32)
+        pos = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
+        found = keys[pos] == q
+        flat = order[pos]
+        score = np.where(found, self.scores.reshape(-1)[flat], 0.0).astype(np.float32)
+        count = np.where(found, self.counts.reshape(-1)[flat], 0.0).astype(np.float32)
+        rank = np.where(found, flat % self.depth, self.depth).astype(np.int32)
+        return score, count, rank
+
+    def neighbours(self, item_ids=None, depth: int | None = None) -> pl.DataFrame:
+        """Long frame item_id, neighbour_id, score, count, rank (1-based) for ``item_ids`` (all if None)."""
+        d = self.depth if depth is None else min(depth, self.depth)
+        rows = (np.arange(self.n_items, dtype=np.int32) if item_ids is None
+                else self.items.positions(item_ids))
+        rows = rows[rows >= 0]
+        tg = self.targets[rows, :d]
+        keep = tg >= 0
+        return pl.DataFrame(
+            {
+                "item_id": np.repeat(self.items.ids[rows], keep.sum(axis=1)),
+                "neighbour_id": self.items.ids[tg[keep]],
+                "score": self.scores[rows, :d][keep].astype(np.float64),
+                "count": self.counts[rows, :d][keep].astype(np.float64),
+                "rank": (np.nonzero(keep)[1] + 1).astype(np.int32),
+            }
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _descending_key(vals: np.ndarray) -> np.ndarray:
+    """uint32 whose ascending order is the descending order of float32 ``vals`` (IEEE bit trick)."""
+    bits = np.ascontiguousarray(vals, dtype=np.float32).view(np.uint32)
+    ascending = np.where(bits & np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    return ~ascending
+
+
+def topk_sparse(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, k: int):
+    """Per-row top-k of a coordinate list (no duplicate (row, col)), best first, ties in input order.
+
+    One stable sort of a uint64 (row, descending value) key: no loop over rows.
+    Returns (idx int32 [n_rows, k], val float32 [n_rows, k], sel int64 [kept]) with -1 / 0 padding;
+    ``sel`` indexes the input entries that were kept, row-major in output order.
+    """
+    idx = np.full((n_rows, k), -1, np.int32)
+    out = np.zeros((n_rows, k), np.float32)
+    if len(rows) == 0 or k == 0:
+        return idx, out, np.empty(0, np.int64)
+    key = (np.asarray(rows).astype(np.uint64) << np.uint64(32)) | _descending_key(vals).astype(np.uint64)
+    order = np.argsort(key, kind="stable")
+    r = np.asarray(rows)[order]
+    starts = np.searchsorted(r, np.arange(n_rows), side="left")
+    slot = np.arange(len(r)) - starts[r]
+    keep = slot < k
+    sel = order[keep]
+    idx[r[keep], slot[keep]] = np.asarray(cols)[sel]
+    out[r[keep], slot[keep]] = np.asarray(vals)[sel]
+    return idx, out, sel
+
+
+def topk_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, k: int):
+    """Per-row top-k of a CSR matrix, best first (ties broken deterministically, not by position).
+
+    Rows are grouped by length (powers of two), each group padded to its widest row (≤ 2× its
+    entries) and cut with one argpartition: linear in nnz, one numpy call per group, no row loop.
+    Returns (idx int32 [n_rows, k], val float32 [n_rows, k], sel int64 [n_rows, k] entry or -1).
+    """
+    n_rows = len(indptr) - 1
+    idx = np.full((n_rows, k), -1, np.int32)
+    val = np.zeros((n_rows, k), np.float32)
+    sel = np.full((n_rows, k), -1, np.int64)
+    lengths = np.diff(indptr)
+    if k == 0 or len(data) == 0:
+        return idx, val, sel
+    group = np.ceil(np.log2(np.maximum(lengths, 1))).astype(np.int64)
+    group[lengths == 0] = -1
+    for g in np.unique(group[group >= 0]):  # ≤ 32 groups
+        rows = np.flatnonzero(group == g)
+        width = int(lengths[rows].max())
+        pos = indptr[rows][:, None] + np.arange(width)[None, :]
+        ok = np.arange(width)[None, :] < lengths[rows][:, None]
+        pos = np.where(ok, pos, 0)
+        vals = np.where(ok, data[pos], -np.inf).astype(np.float32)
+        if width > k:
+            part = np.argpartition(-vals, k - 1, axis=1)[:, :k]
+        else:
+            part = np.broadcast_to(np.arange(width), (len(rows), width))
+        pv = np.take_along_axis(vals, part, axis=1)
+        order = np.argsort(-pv, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        pv = np.take_along_axis(pv, order, axis=1)
+        entry = np.take_along_axis(pos, part, axis=1)
+        filled = np.isfinite(pv)
+        kk = part.shape[1]
+        idx[rows, :kk] = np.where(filled, indices[entry], -1)
+        val[rows, :kk] = np.where(filled, pv, 0.0)
+        sel[rows, :kk] = np.where(filled, entry, -1)
+    return idx, val, sel
+
+
+def _item_blocks(work: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """Split rows into contiguous blocks whose summed ``work`` stays near ``budget``."""
+    n = len(work)
+    if n == 0:
+        return []
+    cum = np.cumsum(work, dtype=np.float64)
+    bounds = [0]
+    while bounds[-1] < n:
+        base = cum[bounds[-1] - 1] if bounds[-1] > 0 else 0.0
+        nxt = int(np.searchsorted(cum, base + budget, side="right"))
+        bounds.append(min(n, max(nxt, bounds[-1] + 1)))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _blocked_topk(left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.csr_matrix | None,
+                  depth: int, normalize, block_nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``depth`` of each row of left_t @ right without the diagonal, in item blocks.
+
+    ``right_ones`` (same pattern as ``right``) gives the raw-support product; ``normalize(block_rows,
+    block_cols, values)`` maps raw scores to final ones.
+    """
+    n = left_t.shape[0]
+    # Expected output entries of a row: Σ over its baskets of the basket size.
+    sizes = np.diff(right.indptr).astype(np.float64)
+    work = left_t @ sizes if left_t.nnz else np.zeros(n)
+    targets = np.full((n, depth), -1, np.int32)
+    scores = np.zeros((n, depth), np.float32)
+    counts = np.zeros((n, depth), np.float32)
+    ones_left = left_t.copy()
+    ones_left.data[:] = 1.0
+    for a, b in _item_blocks(np.asarray(work).ravel() + 1.0, block_nnz):
+        prod = (left_t[a:b] @ right).tocsr()
+        raw = None
+        if right_ones is not None:
+            # Same operand patterns: once both are index-sorted, entries line up one to one.
+            raw = (ones_left[a:b] @ right_ones).tocsr()
+            if not np.array_equal(raw.indices, prod.indices):
+                prod.sort_indices()
+                raw.sort_indices()
+            if not (np.array_equal(raw.indptr, prod.indptr) and np.array_equal(raw.indices, prod.indices)):
+                raise AssertionError("weighted and raw co-occurrence products differ in sparsity")
+        # The diagonal (an item with itself) is set to -inf so selection skips it.
+        r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(prod.indptr))
+        c = prod.indices.astype(np.int64)
+        v = normalize(r, c, prod.data.astype(np.float32)).astype(np.float32)
+        v[r == c] = -np.inf
+        idx, val, sel = topk_csr(prod.indptr, prod.indices, v, depth)
+        filled = sel >= 0
+        targets[a:b], scores[a:b] = idx, val
+        cnt = raw.data if raw is not None else prod.data
+        counts[a:b][filled] = cnt[sel[filled]]
+    return targets, scores, counts
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparing the events
+# ----------------------------------------------------------------------------------------------
+
+
+def _events(history: pl.DataFrame, items: IdIndex | None, weights: dict[str, float] | None):
+    """(frame with dense u, i, w, t in µs; users IdIndex; items IdIndex)."""
+    users = IdIndex.from_values(history["user_id"])
+    items = items or IdIndex.from_values(history["item_id"])
+    cols = ["user_id", "item_id", "event_type", "ts"] + (["session_id"] if "session_id" in history.columns else [])
+    frame = history.select(cols).with_columns(
+        event_weight_expr(weights or EVENT_WEIGHTS).alias("w"),
+        pl.col("ts").dt.epoch("us").alias("t"),
+    )
+    frame = frame.with_columns(
+        pl.Series("u", users.positions(frame["user_id"])),
+        pl.Series("i", items.positions(frame["item_id"])),
+    ).filter(pl.col("i") >= 0)
+    if "session_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Int64).alias("session_id"))
+    return frame, users, items
+
+
+def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFrame:
+    """Keep each user's ``max_items_per_user`` most recently touched distinct items."""
+    if not max_items_per_user:
+        return frame
+    # sorted before ranking: group_by output order is arbitrary, and ties on t_last must break the
+    # same way every run (by item) or the index changes between identical fits
+    last = (
+        frame.group_by("u", "i").agg(pl.col("t").max().alias("t_last"))
+        .sort(["u", "t_last", "i"], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over("u").alias("recency"))
+        .filter(pl.col("recency") <= max_items_per_user)
+    )
+    return frame.join(last.select("u", "i"), on=["u", "i"], how="semi")
+
+
+def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
+    """Add a dense ``basket`` id: (user, session) or per-user pseudo-session cut at long gaps."""
+    frame = frame.sort("u", "t")
+    gap = int(window_hours * 3600e6) if window_hours is not None else None
+    new_user = pl.col("u") != pl.col("u").shift(1)
+    has_sid = pl.col("session_id").is_not_null()
+    new_sid = has_sid & (pl.col("session_id") != pl.col("session_id").shift(1)).fill_null(True)
+    new_kind = has_sid != has_sid.shift(1)
+    if gap is None:
+        new_gap = pl.lit(False)
+    else:
+        new_gap = ~has_sid & ((pl.col("t") - pl.col("t").shift(1)) > gap)
+    start = (new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False))
+    if frame["session_id"].null_count() < frame.height:
+        # Sessions may interleave in time: order by session first so each is one contiguous run.
+        frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "t")
+    return frame.with_columns((start.cast(pl.Int64).cum_sum() - 1).alias("basket"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders
+# ----------------------------------------------------------------------------------------------
+
+
+def build_cooc_index(
+    history: pl.DataFrame,
+    depth: int = 50,
+    *,
+    items: IdIndex | None = None,
+    weights: dict[str, float] | None = None,
+    window_hours: float | None = 24.0,
+    max_items_per_user: int | None = 200,
+    user_weighting: str = "log",
+    normalize: str = "cosine",
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """Session/time-windowed, behaviour-weighted co-occurrence index (see module docstring)."""
+    if normalize not in ("cosine", "conditional", "none"):
+        raise ValueError(f"normalize must be cosine|conditional|none, got {normalize!r}")
+    if user_weighting not in ("log", "none"):
+        raise ValueError(f"user_weighting must be log|none, got {user_weighting!r}")
+    frame, users, items = _events(history, items, weights)
+    frame = _baskets(_cap_users(frame, max_items_per_user), window_hours)
+    cells = frame.group_by("basket", "i").agg(pl.col("w").max(), pl.col("u").first())
+    basket = cells["basket"].to_numpy()
+    n_baskets = int(basket.max()) + 1 if len(basket) else 0
+    n_items = len(items)
+    ii = cells["i"].to_numpy().astype(np.int32)
+    w = cells["w"].to_numpy().astype(np.float32)
+    b_w = sp.csr_matrix((w, (basket, ii)), shape=(n_baskets, n_items), dtype=np.float32)
+    b_1 = sp.csr_matrix((np.ones_like(w), (basket, ii)), shape=(n_baskets, n_items), dtype=np.float32)
+    if user_weighting == "log":
+        n_u = np.bincount(frame.unique(["u", "i"])["u"].to_numpy(), minlength=len(users)).astype(np.float64)
+        basket_user = np.zeros(n_baskets, np.int64)
+        basket_user[basket] = cells["u"].to_numpy()
+        uw = (1.0 / np.log1p(np.maximum(n_u[basket_user], 1.0))).astype(np.float32)
+    else:
+        uw = np.ones(n_baskets, np.float32)
+    return cooc_from_baskets(b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz)
+
+
+def cooc_from_baskets(
+    baskets: sp.csr_matrix,
+    basket_weights: np.ndarray | None,
+    depth: int,
+    *,
+    items: IdIndex | None = None,
+    normalize: str = "cosine",
+    binary: sp.csr_matrix | None = None,
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """The co-occurrence core on a ready basket × item matrix (weights in the cells).
+
+    ``basket_weights`` (None = 1) multiply each basket's contribution; ``binary`` (same pattern,
+    ones; derived when None) gives the raw counts. ``items`` defaults to positions 0..n-1.
+    """
+    baskets = sp.csr_matrix(baskets, dtype=np.float32)
+    n_baskets, n_items = baskets.shape
+    uw = np.ones(n_baskets, np.float32) if basket_weights is None else np.asarray(basket_weights, np.float32)
+    if binary is None:
+        binary = baskets.copy()
+        binary.data[:] = 1.0
+    right = (sp.diags(uw) @ baskets).tocsr()
+    left_t = baskets.T.tocsr()
+    self_mass = np.asarray(baskets.multiply(baskets).T @ uw).ravel().astype(np.float64)
+    self_mass[self_mass <= 0] = 1.0
+
+    def norm(r, c, v):
+        if normalize == "cosine":
+            return (v / np.sqrt(self_mass[r] * self_mass[c])).astype(np.float32)
+        if normalize == "conditional":
+            return (v / self_mass[r]).astype(np.float32)
+        return v
+
+    targets, scores, counts = _blocked_topk(left_t, right, binary, depth, norm, block_nnz)
+    items = items or IdIndex(np.arange(n_items, dtype=np.int64))
+    return ItemIndex(items, targets, scores, counts, method="cooc")
+
+
+def swing_user_weights(n_items_per_user: np.ndarray) -> np.ndarray:
+    """Alibaba's Swing user weight (|I_u| + 5)^-0.35: heavy users count less."""
+    return np.power(n_items_per_user.astype(np.float64) + 5.0, -0.35)
+
+
+def _pairs_within_groups(indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (p, q), p < q, of element positions sharing a group of a CSR/CSC ``indptr``."""
+    sizes = np.diff(indptr)
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(indptr[-1]) - indptr[group]
+    n_partners = (sizes[group] - 1 - local).astype(np.int64)
+    left = np.repeat(np.arange(indptr[-1], dtype=np.int64), n_partners)
+    starts = np.cumsum(n_partners) - n_partners
+    right = left + 1 + (np.arange(len(left), dtype=np.int64) - np.repeat(starts, n_partners))
+    return left, right
+
+
+def build_swing_index(
+    history: pl.DataFrame,
+    depth: int = 50,
+    *,
+    items: IdIndex | None = None,
+    alpha: float = 1.0,
+    max_items_per_user: int | None = 200,
+    max_users_per_item: int | None = 300,
+    block_nnz: int = _BLOCK_NNZ,
+) -> ItemIndex:
+    """Swing index (see module docstring); ``counts`` = number of supporting user pairs."""
+    frame, users, items = _events(history, items, None)
+    frame = _cap_users(frame, max_items_per_user)
+    ui = frame.group_by("u", "i").agg(pl.col("t").max())
+    if max_users_per_item:
+        ui = ui.filter(pl.col("t").rank("ordinal", descending=True).over("i") <= max_users_per_item)
+    n_users, n_items = len(users), len(items)
+    u = ui["u"].to_numpy().astype(np.int64)
+    i = ui["i"].to_numpy().astype(np.int64)
+    a_csc = sp.csc_matrix((np.ones(len(u), np.float32), (u, i)), shape=(n_users, n_items))
+    a_csc.sort_indices()
+    w_u = swing_user_weights(np.bincount(u, minlength=n_users))
+    # Triples (u, v, item) with u < v both holding item: the user pairs' common items.
+    p, q = _pairs_within_groups(a_csc.indptr)
+    pu, pv = a_csc.indices[p].astype(np.int64), a_csc.indices[q].astype(np.int64)
+    p_item = np.repeat(np.arange(n_items, dtype=np.int64), np.diff(a_csc.indptr))[p]
+    del p, q
+    pair_key, pair_row, overlap = np.unique(pu * n_users + pv, return_inverse=True, return_counts=True)
+    # Only user pairs sharing ≥ 2 items contribute to an i ≠ j pair.
+    useful = overlap >= 2
+    remap = np.cumsum(useful) - 1
+    keep_triple = useful[pair_row]
+    rows = remap[pair_row[keep_triple]]
+    cols = p_item[keep_triple]
+    pk = pair_key[useful]
+    k_weight = (w_u[pk // n_users] * w_u[pk % n_users] / (alpha + overlap[useful])).astype(np.float32)
+    n_pairs = int(useful.sum())
+    incidence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_pairs, n_items))
+    right = (sp.diags(k_weight) @ incidence).tocsr()
+    left_t = incidence.T.tocsr()
+    targets, scores, counts = _blocked_topk(left_t, right, incidence, depth, lambda r, c, v: v, block_nnz)
+    return ItemIndex(items, targets, scores, counts, method="swing")
+
+
+def build_item_index(history: pl.DataFrame, depth: int = 50, method: str = "cooc", **params) -> ItemIndex:
+    if method == "cooc":
+        return build_cooc_index(history, depth, **params)
+    if method == "swing":
+        return build_swing_index(history, depth, **params)
+    raise ValueError(f"method must be cooc|swing, got {method!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# User triggers and the channel
+# ----------------------------------------------------------------------------------------------
