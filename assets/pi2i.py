@@ -9,7 +9,7 @@ from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, 
 from assets.features import selected_features
 from assets.metadata import figure, md, png
 from assets.split import split
-from recsys.event_features import attribute_columns
+from recsys.event_features import with_selected_attributes
 from recsys.pi2i.index import PI2IIndexChannel, build_relaxed_index, hit_rate_vs_depth
 from recsys.pi2i.serve import PI2I
 from resources.compute import ComputeResource
@@ -85,8 +85,9 @@ class PI2IScorerConfig(dg.Config):
 def pi2i_scorer(context: dg.AssetExecutionContext, config: PI2IScorerConfig, warehouse: Warehouse,
                 model_store: ModelStore, compute: ComputeResource) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    items, users = load_items(warehouse), load_users(warehouse)
-    chosen = [c for c in attribute_columns(warehouse.table("features.selected_features")["feature"].to_list(), users, items) if c in users.columns]
+    items = load_items(warehouse)
+    selected = warehouse.table("features.selected_features")["feature"].to_list()
+    users, chosen = with_selected_attributes(load_users(warehouse), "user_id", selected)
     runtime = compute.runtime(log=context.log.info)
     versions, reports = {}, {}
     for fold in FOLDS:

@@ -11,7 +11,7 @@ from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_us
 from assets.features import selected_features
 from assets.metadata import md
 from assets.retrieval import candidate_pool
-from recsys.event_features import attribute_columns
+from recsys.event_features import with_selected_attributes
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
 from resources.compute import ComputeResource
 from resources.model_store import ModelStore
@@ -31,8 +31,10 @@ class RankerDatasetConfig(dg.Config):
 )
 def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    items, users = load_items(warehouse), load_users(warehouse)
-    chosen = attribute_columns(warehouse.table("features.selected_features")["feature"].to_list(), users, items)
+    selected = warehouse.table("features.selected_features")["feature"].to_list()
+    users, user_features = with_selected_attributes(load_users(warehouse), "user_id", selected)
+    items, item_features = with_selected_attributes(load_items(warehouse), "item_id", selected)
+    chosen = [f for f in user_features if f not in item_features] + [f for f in item_features if f not in user_features]
     pool = warehouse.table("candidates.pool")
     sizes = {}
     for fold in ("valid", "test"):
@@ -41,7 +43,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
         frame = build_ranker_frame(
             fold_pool, history, items, users, selected_features=chosen,
             target=target if fold == "valid" else None, label_mode=config.label_mode,
-        ).join(fold_pool.select("user_id", "item_id", "rrf", "pool_rank"), on=["user_id", "item_id"], how="left")
+        )
         warehouse.write_table(f"features.ranker_{fold}", frame)
         sizes[fold] = frame.height
     valid = warehouse.table("features.ranker_valid")

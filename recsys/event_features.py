@@ -54,18 +54,16 @@ def select_features(ranking: pl.DataFrame, redundant: pl.DataFrame) -> list[str]
     return chosen
 
 
-DERIVED_SUFFIXES = ("_bucket", "_prefix", "_first")
+def with_selected_attributes(catalog: pl.DataFrame, key: str, selected: list[str], skip: tuple[str, ...] = ("title",)) -> tuple[pl.DataFrame, list[str]]:
+    """``catalog`` (users or items) plus the OutRank-selected features it can provide, derived the
+    way event_features derived them (bucketize), and the names of those features.
 
-
-def attribute_columns(selected: list[str], users: pl.DataFrame, items: pl.DataFrame) -> list[str]:
-    """OutRank feature names mapped back to the users/items attribute they were derived from."""
-    out = []
-    for name in selected:
-        base = name
-        for suffix in DERIVED_SUFFIXES:
-            if base.endswith(suffix):
-                base = base[: -len(suffix)]
-        in_users, in_items = base in users.columns, base in items.columns
-        if base not in ("user_id", "item_id", "title") and in_users != in_items and base not in out:
-            out.append(base)
-    return out
+    The rankers and PI2I must see the feature OutRank judged (e.g. ``zip_prefix``, ``genres_first``,
+    ``year_bucket``), not the raw column it came from: a raw zip code has ~800 values and a genre
+    combination ~200, which a tree model memorizes instead of generalizing.
+    """
+    attributes = catalog.drop([key, *[c for c in skip if c in catalog.columns]])
+    derived = bucketize(attributes, label="__no_label__")
+    names = [name for name in selected if name in derived.columns]
+    extra = [name for name in names if name not in catalog.columns]
+    return catalog.with_columns(derived.select(extra)) if extra else catalog, names
