@@ -159,7 +159,10 @@ class RecommendationsConfig(dg.Config):
     pool=DUCKDB_POOL,
     group_name="rankers",
     kinds={"duckdb", "parquet"},
-    description="serving.recommendations: final top-K per user from the ranker with the better valid NDCG@10; exported as Parquet.",
+    description=(
+        "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools "
+        "were built from train + valid) from the ranker with the better valid NDCG@10; exported as Parquet."
+    ),
 )
 def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse, model_store: ModelStore):
     latest = {name: model_store.latest(warehouse, name) for name in RANKER_STAGES}
