@@ -5,12 +5,16 @@ local webhook, and the UI checked in headless Chromium.
 Asserts: the good day range ingests as one run; the corrupted day fails its blocking
 ``quarantine_share`` check, its bad lines are in ``quality.quarantine`` and downstream of it nothing
 runs; the alert sensors post that check failure and the run failure to the webhook once each; the
-downstream job materializes up to ``FINAL_ASSET`` and writes ``eval.metrics``; the UI shows the
-asset graph and the final asset's page. Screenshots go to ``test-artifacts/e2e/``.
+downstream job materializes up to ``FINAL_ASSET`` and writes ``eval.metrics``; every asset of the
+definitions has a latest materialization; the UI shows the asset graph (groups collapsed, then all
+expanded with every asset node materialized), the catalog listing every asset as materialized, the
+final asset's page, and its markdown metadata (the headline table and the ndcg-vs-K plot) opened in
+their dialogs. Screenshots go to ``test-artifacts/e2e/``.
 """
 
 import json
 import os
+import re
 import shutil
 import time
 from datetime import date, timedelta
@@ -31,6 +35,9 @@ DOWNSTREAM_ASSETS = ["split", "candidates_pop", "candidates_itemcf", "lgbm_ranke
 INGESTION_ASSETS = ["raw_interactions", "items", "users", "interactions"]
 ASSET_GROUPS = ["ingestion", "split", "features", "candidates", "rankers", "evaluation"]  # boxes of the global lineage
 FINAL_UPSTREAM = ["lgbm_ranker", "sequence_ranker"]  # shown on the final asset's upstream lineage
+FAILED_PARTITION_ASSET = "interactions"  # its corrupted-day partition failed: red on the graph, the rest green
+MARKDOWN_TABLE = ("headline", "ndcg@10")  # a markdown metadata entry of FINAL_ASSET and a header of its table
+MARKDOWN_PLOT = "ndcg_vs_k"  # a markdown metadata entry of FINAL_ASSET holding an embedded image
 
 START = date(2017, 11, 25)
 N_DAYS = 5
@@ -78,6 +85,8 @@ query Latest($asset: AssetKeyInput!) {
     ... on Asset { assetMaterializations(limit: 1) { runId metadataEntries { label } } }
   }
 }"""
+ASSET_NODES = """
+{ assetNodes { assetKey { path } isPartitioned assetMaterializations(limit: 1) { runId } } }"""
 REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 
 
@@ -230,11 +239,23 @@ def test_deployment_end_to_end(deployment):
     labels = [e["label"] for e in latest["assetMaterializations"][0]["metadataEntries"]]
     assert latest["assetMaterializations"][0]["runId"] == train and labels
 
-    _check_ui(dev.url, selector["repositoryLocationName"], labels)
+    # every asset of the definitions is materialized: ingestion by the ingestion runs, the rest by `train`
+    nodes = gql.query(ASSET_NODES)["assetNodes"]
+    latest_run = {"/".join(n["assetKey"]["path"]): [m["runId"] for m in n["assetMaterializations"]] for n in nodes}
+    assert set(INGESTION_ASSETS + DOWNSTREAM_ASSETS + [FINAL_ASSET]) <= set(latest_run)
+    assert not [a for a, r in latest_run.items() if not r], f"never materialized: {latest_run}"
+    assert {a for a, r in latest_run.items() if r[0] in (good, bad)} == set(INGESTION_ASSETS)
+    assert {a for a, r in latest_run.items() if r[0] == train} == set(latest_run) - set(INGESTION_ASSETS)
+    partitioned = {"/".join(n["assetKey"]["path"]): n["isPartitioned"] for n in nodes}
+
+    _check_ui(dev.url, selector["repositoryLocationName"], labels, partitioned)
 
 
-def _check_ui(url: str, location: str, labels: list[str]) -> None:
-    """The asset graph and the final asset's page as a person sees them; screenshots for review."""
+def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str, bool]) -> None:
+    """The asset graph and the final asset's page as a person sees them; screenshots for review.
+
+    ``partitioned``: every asset key of the definitions ("/"-joined) -> whether it is partitioned.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
@@ -279,5 +300,103 @@ def _check_ui(url: str, location: str, labels: list[str]) -> None:
                 expect(page.get_by_text(label, exact=True).first).to_be_visible()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "final-asset-page.png"))
+
+            _check_markdown_dialogs(page, url)
+            _check_expanded_graph(page, url, partitioned)
+            _check_catalog(page, url, partitioned)
         finally:
             browser.close()
+
+
+def _check_markdown_dialogs(page, url: str) -> None:
+    """The final asset's markdown metadata opened as a person would: the headline table, then the plot."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1600, "height": 1100})  # the dialog centred over the asset page
+    page.goto(f"{url}/assets/{FINAL_ASSET}")
+    entry, header = MARKDOWN_TABLE
+    _show_markdown(page, entry)
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text(entry, exact=True)).to_be_visible()
+    expect(dialog.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
+    expect(dialog.locator("tbody tr").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "evaluation-headline.png"))
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+
+    _show_markdown(page, MARKDOWN_PLOT)
+    image = dialog.locator("img")
+    expect(image).to_have_count(1)
+    expect(image).to_be_visible()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    assert image.evaluate("img => img.naturalWidth") > 100  # a decoded plot, not a broken-image icon
+    page.screenshot(path=str(ARTIFACTS / "evaluation-plot.png"))
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_have_count(0)
+
+
+def _show_markdown(page, label: str) -> None:
+    row = page.locator("tr", has=page.get_by_text(label, exact=True)).first  # its row of the metadata table
+    row.get_by_text("[Show Markdown]").click()
+
+
+# Each node of the zoomed-out graph: its (middle-truncated) name and its status colour.
+_MINIMAL_NODES_JS = """() => Array.from(document.querySelectorAll('[class*="minimalAssetNodeBox"]')).map(box => ({
+  name: (box.querySelector('[class*="minimalName"]') || {}).textContent || '',
+  bg: box.style.getPropertyValue('--minimal-bg').trim(),
+}))"""
+
+
+def _shown_as(text: str, name: str) -> bool:
+    """Whether a graph node labelled ``text`` is asset ``name`` (long names are middle-truncated with '…')."""
+    if "…" not in text:
+        return text == name
+    head, tail = text.split("…", 1)
+    return len(head) + len(tail) < len(name) and name.startswith(head) and name.endswith(tail)
+
+
+def _check_expanded_graph(page, url: str, partitioned: dict[str, bool]) -> None:
+    """The global lineage with every group expanded: one node per asset, all green but the failed-day one."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 2400, "height": 1300})  # wide enough for the whole zoomed-to-fit graph
+    page.goto(f"{url}/asset-groups")
+    for group in ASSET_GROUPS:
+        expect(page.get_by_text(group, exact=True).first).to_be_visible()
+    page.keyboard.press("Alt+KeyE")  # the graph settings' "Expand all groups" shortcut
+    expect(page).to_have_url(re.compile(r"[?&]expanded="))
+    expected = {key.split("/")[-1] for key in partitioned}  # nodes show the last path component
+    deadline, nodes = time.monotonic() + 30.0, []
+    while time.monotonic() < deadline:  # the layout and then the live status load asynchronously
+        nodes = page.evaluate(_MINIMAL_NODES_JS)
+        if len(nodes) == len(expected) and all(n["bg"] for n in nodes) and not any("gray" in n["bg"] for n in nodes):
+            break
+        page.wait_for_timeout(500)
+    assert len(nodes) == len(expected), f"graph nodes {sorted(n['name'] for n in nodes)} vs assets {sorted(expected)}"
+    status = {}
+    for name in expected:
+        (node,) = [n for n in nodes if _shown_as(n["name"], name)]
+        status[name] = node["bg"]
+    green = {name for name, bg in status.items() if "green" in bg}
+    assert green == expected - {FAILED_PARTITION_ASSET}, f"not shown as materialized: {status}"
+    assert "red" in status[FAILED_PARTITION_ASSET], status  # its corrupted day failed
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "asset-graph-expanded.png"))
+
+
+def _check_catalog(page, url: str, partitioned: dict[str, bool]) -> None:
+    """The catalog lists every asset with its latest materialization (partition counts when partitioned)."""
+    from playwright.sync_api import expect
+
+    # the table is virtualized: tall enough that every row is rendered and in the screenshot
+    page.set_viewport_size({"width": 1600, "height": 240 + 64 * len(partitioned)})
+    page.goto(f"{url}/assets")
+    for key, is_partitioned in sorted(partitioned.items()):
+        row = page.locator('[class*="VirtualizedTable_row"]', has=page.get_by_test_id(f"checkbox-{key}"))
+        expect(row).to_have_count(1)
+        expect(row.get_by_role("link", name=key, exact=True)).to_be_visible()
+        expect(row).to_contain_text("partitions" if is_partitioned else "Materialized")
+        expect(row).not_to_contain_text("Never materialized")
+    expect(page.get_by_text("Never materialized")).to_have_count(0)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / "catalog.png"))
