@@ -315,16 +315,14 @@ def _check_markdown_dialogs(page, url: str) -> None:
     page.set_viewport_size({"width": 1600, "height": 1100})  # the dialog centred over the asset page
     page.goto(f"{url}/assets/{FINAL_ASSET}")
     entry, header = MARKDOWN_TABLE
-    _show_markdown(page, entry)
-    dialog = page.get_by_role("dialog")
-    expect(dialog.get_by_text(entry, exact=True)).to_be_visible()
+    dialog = _show_markdown(page, entry)
     expect(dialog.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
     expect(dialog.locator("tbody tr").first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "evaluation-headline.png"))
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_have_count(0)
 
-    _show_markdown(page, MARKDOWN_PLOT)
+    dialog = _show_markdown(page, MARKDOWN_PLOT)
     image = dialog.locator("img")
     expect(image).to_have_count(1)
     expect(image).to_be_visible()
@@ -335,9 +333,25 @@ def _check_markdown_dialogs(page, url: str) -> None:
     expect(dialog).to_have_count(0)
 
 
-def _show_markdown(page, label: str) -> None:
+# True once a dialog has finished its opening transition (fade and zoom), so the screenshot is not washed out.
+_SETTLED_JS = """dialog => document.getAnimations().every(a => {
+  const target = a.effect && a.effect.target;
+  return a.playState !== 'running' || !target || !(target.contains(dialog) || dialog.contains(target));
+}) && (() => { for (let e = dialog; e; e = e.parentElement) if (parseFloat(getComputedStyle(e).opacity) < 1) return false;
+  return true; })()"""
+
+
+def _show_markdown(page, label: str):
+    """Opens the markdown metadata entry ``label`` of the asset page and returns its dialog once shown."""
+    from playwright.sync_api import expect
+
     row = page.locator("tr", has=page.get_by_text(label, exact=True)).first  # its row of the metadata table
     row.get_by_text("[Show Markdown]").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_have_count(1)
+    expect(dialog.get_by_text(label, exact=True)).to_be_visible()
+    page.wait_for_function(_SETTLED_JS, arg=dialog.element_handle())
+    return dialog
 
 
 # Each node of the zoomed-out graph: its (middle-truncated) name and its status colour.
@@ -366,20 +380,17 @@ def _check_expanded_graph(page, url: str, partitioned: dict[str, bool]) -> None:
     page.keyboard.press("Alt+KeyE")  # the graph settings' "Expand all groups" shortcut
     expect(page).to_have_url(re.compile(r"[?&]expanded="))
     expected = {key.split("/")[-1] for key in partitioned}  # nodes show the last path component
-    deadline, nodes = time.monotonic() + 30.0, []
-    while time.monotonic() < deadline:  # the layout and then the live status load asynchronously
+    deadline = time.monotonic() + 30.0
+    while True:  # the layout, then each node's live status (a neutral "loading" colour first) load asynchronously
         nodes = page.evaluate(_MINIMAL_NODES_JS)
-        if len(nodes) == len(expected) and all(n["bg"] for n in nodes) and not any("gray" in n["bg"] for n in nodes):
+        status = {name: [n["bg"] for n in nodes if _shown_as(n["name"], name)] for name in expected}
+        green = {name for name, bg in status.items() if len(bg) == 1 and "green" in bg[0]}
+        if len(nodes) == len(expected) and green == expected - {FAILED_PARTITION_ASSET} or time.monotonic() > deadline:
             break
         page.wait_for_timeout(500)
     assert len(nodes) == len(expected), f"graph nodes {sorted(n['name'] for n in nodes)} vs assets {sorted(expected)}"
-    status = {}
-    for name in expected:
-        (node,) = [n for n in nodes if _shown_as(n["name"], name)]
-        status[name] = node["bg"]
-    green = {name for name, bg in status.items() if "green" in bg}
     assert green == expected - {FAILED_PARTITION_ASSET}, f"not shown as materialized: {status}"
-    assert "red" in status[FAILED_PARTITION_ASSET], status  # its corrupted day failed
+    assert "red" in status[FAILED_PARTITION_ASSET][0], status  # its corrupted day failed
     page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "asset-graph-expanded.png"))
 
@@ -394,7 +405,7 @@ def _check_catalog(page, url: str, partitioned: dict[str, bool]) -> None:
     for key, is_partitioned in sorted(partitioned.items()):
         row = page.locator('[class*="VirtualizedTable_row"]', has=page.get_by_test_id(f"checkbox-{key}"))
         expect(row).to_have_count(1)
-        expect(row.get_by_role("link", name=key, exact=True)).to_be_visible()
+        expect(row.locator(f'a[href="/assets/{key}"]').get_by_title(key, exact=True)).to_be_visible()
         expect(row).to_contain_text("partitions" if is_partitioned else "Materialized")
         expect(row).not_to_contain_text("Never materialized")
     expect(page.get_by_text("Never materialized")).to_have_count(0)
