@@ -1,6 +1,5 @@
 """ranker_dataset → lgbm_ranker · sequence_ranker → recommendations (with the NDCG regression gate)."""
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 

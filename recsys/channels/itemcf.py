@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from recsys.channels.base import IdIndex, recs_frame
-from recsys.channels.item_index import (  # noqa: F401  (re-exported)
+from recsys.channels.item_index import (
     ItemIndex,
     build_cooc_index,
     build_item_index,
@@ -28,6 +28,23 @@ from recsys.channels.item_index import (  # noqa: F401  (re-exported)
     topk_csr,
     topk_sparse,
 )
+
+__all__ = [
+    "ItemCFChannel",
+    "ItemIndex",
+    "UserTriggers",
+    "build_cooc_index",
+    "build_item_index",
+    "build_swing_index",
+    "cooc_from_baskets",
+    "expand_lists",
+    "reduce_pairs",
+    "seen_keys",
+    "swing_user_weights",
+    "topk_csr",
+    "topk_sparse",
+    "user_triggers",
+]
 
 
 @dataclass
