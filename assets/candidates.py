@@ -10,7 +10,7 @@ from typing import Callable
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, target_users
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, target_users, with_fold
 from assets.metadata import md
 from assets.split import split
 from recsys.channels.als import ALSChannel
@@ -49,7 +49,7 @@ def _run_channel(
         channel = make(dict(config.params)).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
-        frames.append(recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank"))
+        frames.append(with_fold(recs, fold))
         context.log.info(f"{stage}[{fold}]: {recs.height} candidates for {users.len()} users in {timings[fold]}s")
     out = pl.concat(frames)
     warehouse.write_table(f"candidates.{stage}", out)

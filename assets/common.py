@@ -30,6 +30,18 @@ def load_users(warehouse: Warehouse) -> pl.DataFrame:
     return warehouse.table("raw.users")
 
 
+def with_fold(recs: pl.DataFrame, fold: str) -> pl.DataFrame:
+    """A recommendation frame as rows of a candidates.<stage> table."""
+    return recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank")
+
+
+def warm_truth(target: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
+    """Truth (user_id, item_id) of a fold: every target interaction of its warm users."""
+    from recsys.split import relevant
+
+    return relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
+
+
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
     """Users evaluated in a fold: those with target events and some history (warm users)."""
     return (

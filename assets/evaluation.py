@@ -5,12 +5,11 @@ into eval.metrics, with the report a person reads on the asset page."""
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, eval_rows, load_candidates, load_items, load_split, target_users
+from assets.common import DUCKDB_POOL, eval_rows, load_candidates, load_items, load_split, warm_truth
 from assets.metadata import figure, md, png
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
 from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
 from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity, paired_test
-from recsys.split import relevant
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
@@ -48,7 +47,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, ware
     data = load_split(warehouse)
     protocol = data.params.get("protocol", "?")
     history, target = data.fold("test")
-    truth = relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
+    truth = warm_truth(target, history)
     items = load_items(warehouse)
     pop = item_popularity(history)
     members = cohorts(history, truth, pop)

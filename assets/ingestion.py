@@ -9,6 +9,7 @@ import polars as pl
 from assets.checks import check_result, plain_check_result
 from assets.metadata import md, md_table
 from assets.partitions import DATASET_START, daily_partitions, window
+from recsys.ingest_stats import per_day_counts, volume_ratios
 from recsys.sources import UNROUTABLE
 from resources import expectations
 from resources.datasets import DatasetSource
@@ -66,7 +67,7 @@ def raw_interactions(
     now = utcnow()
     raw = batch.interactions.with_columns(pl.lit(now).alias("ingested_at"))
     quarantine = batch.quarantine.with_columns(pl.lit(now).alias("ingested_at"))
-    per_day = _per_day_counts(batch, keys, now, context.run_id)
+    per_day = per_day_counts(batch, keys).with_columns(pl.lit(context.run_id).alias("run_id"), pl.lit(now).alias("ingested_at"))
 
     with warehouse.connect() as con:
         con.begin()
@@ -88,7 +89,7 @@ def raw_interactions(
     )["partition"].to_list()
     volume = gx_validator.validate(
         _volume_ratios(warehouse, per_day, config),
-        _volume_suite(config),
+        expectations.volume_ratio_suite(config.volume_ratio),
     )
     anomalies = gx_validator.validate(
         batch.interactions, expectations.raw_interactions_anomalies(None, config.max_duplicate_share)
@@ -126,46 +127,15 @@ def raw_interactions(
     )
 
 
-def _per_day_counts(batch, keys: list[str], now, run_id: str) -> pl.DataFrame:
-    loaded = batch.interactions.group_by(pl.col("event_date").cast(pl.Utf8).alias("partition")).agg(pl.len().alias("n_loaded"))
-    quarantined = batch.quarantine.group_by("partition").agg(pl.len().alias("n_quarantined"))
-    days = pl.DataFrame({"partition": sorted(set(keys) | set(quarantined["partition"].to_list()))})
-    return (
-        days.join(loaded, on="partition", how="left")
-        .join(quarantined, on="partition", how="left")
-        .with_columns(pl.col("n_loaded", "n_quarantined").fill_null(0).cast(pl.Int64))
-        .with_columns((pl.col("n_loaded") + pl.col("n_quarantined")).alias("n_read"))
-        .select("partition", "n_read", "n_loaded", "n_quarantined", pl.lit(run_id).alias("run_id"), pl.lit(now).alias("ingested_at"))
-    )
-
-
 def _volume_ratios(warehouse: Warehouse, per_day: pl.DataFrame, config: IngestionConfig) -> pl.DataFrame:
-    """Each day's loaded rows divided by the median of its trailing partitions (stored + this run)."""
+    """Reads the stored trailing partitions' counts; recsys.ingest_stats computes the ratios."""
     days = per_day.filter(pl.col("partition") != UNROUTABLE).sort("partition")
     if days.is_empty():
         return pl.DataFrame({"partition": [], "ratio": []}, schema={"partition": pl.Utf8, "ratio": pl.Float64})
     first = days["partition"][0]
     from_key = (pl.Series([first]).str.to_date() - timedelta(days=config.trailing_partitions)).dt.to_string("%Y-%m-%d")[0]
-    history = warehouse.query_file("analytics/trailing_volume", {"start_key": first, "from_key": from_key})
-    series = pl.concat([history.select("partition", "n_loaded"), days.select("partition", "n_loaded")]).sort("partition")
-    trailing = series.with_columns(
-        pl.col("n_loaded").shift(1).rolling_median(config.trailing_partitions, min_samples=3).alias("baseline")
-    )
-    return (
-        trailing.join(days.select("partition"), on="partition", how="semi")
-        .with_columns((pl.col("n_loaded") / pl.col("baseline")).alias("ratio"))
-        .select("partition", "n_loaded", "baseline", "ratio")
-    )
-
-
-def _volume_suite(config: IngestionConfig):
-    import great_expectations.expectations as gxe
-
-    suite = expectations.SuiteSpec(name="raw_interactions_volume")
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeBetween(column="ratio", min_value=1.0 / config.volume_ratio, max_value=config.volume_ratio)
-    )
-    return suite
+    stored = warehouse.query_file("analytics/trailing_volume", {"start_key": first, "from_key": from_key})
+    return volume_ratios(stored, days, config.trailing_partitions)
 
 
 CATALOG_CHECKS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -27,6 +27,3 @@ def window(context: dg.AssetExecutionContext) -> tuple[date, date, list[str]]:
     keys = list(context.partition_keys)
     return start, end, keys
 
-
-def parse_day(key: str) -> date:
-    return datetime.strptime(key, "%Y-%m-%d").date()

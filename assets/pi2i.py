@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, load_users, target_users
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, load_users, target_users, with_fold
 from assets.features import selected_features
 from assets.metadata import figure, md, png
 from assets.split import split
@@ -39,7 +39,7 @@ def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, wareh
         users = target_users(target, history)
         channel = PI2IIndexChannel(depth=config.depth).fit(history)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
-        frames.append(recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank"))
+        frames.append(with_fold(recs, fold))
         index = build_relaxed_index(history, depth=max(config.curve_depths))
         curve = hit_rate_vs_depth(index, history, target.join(users.to_frame(), on="user_id", how="semi"), depths=tuple(config.curve_depths))
         curves.append(curve.with_columns(pl.lit(fold).alias("fold")))
@@ -140,7 +140,7 @@ def pi2i_candidates(context: dg.AssetExecutionContext, config: PI2ICandidatesCon
             raise RuntimeError(f"no pi2i_{fold} model in models.registry; materialize pi2i_scorer first")
         model = PI2I.from_bytes(model_store.load(latest["path"]), runtime=runtime)
         recs = model.recommend(target_users(target, history), k=config.k, exclude_seen=True)
-        frames.append(recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank"))
+        frames.append(with_fold(recs, fold))
     out = pl.concat(frames)
     warehouse.write_table("candidates.pi2i", out)
     return dg.MaterializeResult(metadata={"rows": out.height, "users": out["user_id"].n_unique()})

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_users
+from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_users, with_fold
 from assets.features import selected_features
 from assets.metadata import md
 from assets.retrieval import candidate_pool
@@ -35,7 +35,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
     items, item_features = with_selected_attributes(load_items(warehouse), "item_id", selected)
     chosen = [f for f in user_features if f not in item_features] + [f for f in item_features if f not in user_features]
     pool = warehouse.table("candidates.pool")
-    sizes = {}
+    frames = {}
     for fold in ("valid", "test"):
         history, target = data.fold(fold)
         fold_pool = pool.filter(pl.col("fold") == fold).drop("fold")
@@ -44,12 +44,12 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             target=target if fold == "valid" else None, label_mode=config.label_mode,
         )
         warehouse.write_table(f"features.ranker_{fold}", frame)
-        sizes[fold] = frame.height
-    valid = warehouse.table("features.ranker_valid")
+        frames[fold] = frame
+    valid = frames["valid"]
     positives = valid.group_by("user_id").agg(pl.col("label").max())
     return dg.MaterializeResult(
         metadata={
-            "rows": dg.MetadataValue.json(sizes),
+            "rows": dg.MetadataValue.json({fold: f.height for fold, f in frames.items()}),
             "selected_attributes": ", ".join(chosen) or "none",
             "n_features": len(feature_columns(valid)),
             "valid_label_rate": float((valid["label"] > 0).mean()),
@@ -83,7 +83,12 @@ def _gate(context, warehouse: Warehouse, store: ModelStore, name: str, ndcg: flo
 
 
 def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> None:
-    warehouse.write_table(f"candidates.{stage}", ranked.with_columns(pl.lit("test").alias("fold")).select("fold", "user_id", "item_id", "score", "rank"))
+    warehouse.write_table(f"candidates.{stage}", with_fold(ranked, "test"))
+
+
+def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec("ndcg_regression", asset=asset, blocking=True,
+                             description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model")
 
 
 @dg.asset(
@@ -91,8 +96,7 @@ def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> Non
     pool=DUCKDB_POOL,
     group_name="rankers",
     kinds={"lightgbm", "duckdb"},
-    check_specs=[dg.AssetCheckSpec("ndcg_regression", asset="lgbm_ranker", blocking=True,
-                                   description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model")],
+    check_specs=[_ndcg_gate_spec("lgbm_ranker")],
     description="LightGBM LambdaRank grouped by user, early stopping on NDCG@10 of held-out valid users; test-fold ranking in candidates.lgbm_ranker.",
 )
 def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore):
@@ -110,7 +114,7 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     saved = model_store.save(warehouse, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, context.run_id)
     importance = model.feature_importance().sort("gain", descending=True)
     return dg.MaterializeResult(
-        metadata={**{k: v for k, v in metrics.items()}, "model_version": saved["version"], "model_path": saved["path"],
+        metadata={**metrics, "model_version": saved["version"], "model_path": saved["path"],
                   "feature_importance": md(importance, 40), "settings_tried": md(tried)},
         check_results=[_gate(context, warehouse, model_store, "lgbm_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
     )
@@ -121,8 +125,7 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     pool=GPU_POOL,
     group_name="rankers",
     kinds={"torch", "duckdb"},
-    check_specs=[dg.AssetCheckSpec("ndcg_regression", asset="sequence_ranker", blocking=True,
-                                   description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model")],
+    check_specs=[_ndcg_gate_spec("sequence_ranker")],
     description="BERT-style transformer reranker (transformers BertModel) over the user's recent items, trained listwise; through the compute resource.",
 )
 def sequence_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse,

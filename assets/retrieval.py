@@ -4,11 +4,10 @@ import dagster as dg
 import polars as pl
 
 from assets import candidates, pi2i
-from assets.common import DUCKDB_POOL, FOLDS, eval_rows, load_candidates, load_split, target_users
+from assets.common import DUCKDB_POOL, FOLDS, eval_rows, load_candidates, load_split, warm_truth
 from assets.metadata import figure, md, png
 from recsys.metrics import evaluate
 from recsys.pool import build_pool, pool_as_recs
-from recsys.split import relevant
 from resources.datasets import DatasetSource
 from resources.warehouse import Warehouse
 
@@ -48,10 +47,6 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
     return dg.MaterializeResult(metadata={"pool_sizes": md(sizes), "items_by_channels_agreeing": md(overlap, 40)})
 
 
-def funnel_stages() -> list[str]:
-    return CHANNEL_STAGES + ["pool"]
-
-
 @dg.asset(
     deps=[candidate_pool],
     pool=DUCKDB_POOL,
@@ -65,8 +60,8 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
     rows = []
     for fold in FOLDS:
         history, target = data.fold(fold)
-        truth = relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
-        for stage in funnel_stages():
+        truth = warm_truth(target, history)
+        for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
             scores = evaluate(recs, truth, ks=FUNNEL_KS, metrics=ACCURACY_METRICS)
             rows.append(eval_rows(scores, run_id=context.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))

@@ -10,8 +10,9 @@ from recsys.runtime import TorchRuntime
 class ComputeResource(dg.ConfigurableResource):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast on cuda)
-    # One intra-op thread: on a 2-core box shared with Dagster's own processes, two torch threads
-    # ran 4-6x slower than one (measured in PI2I and two-tower training); raise on dedicated hosts.
+    # One intra-op thread: while profiling PI2I and two-tower training on this loaded 2-core box,
+    # two torch threads ran 4-6x slower than one (an observation, not a bench/ result); raise on
+    # dedicated hosts.
     threads: int = 1
     seed: int = 0
 

@@ -132,8 +132,5 @@ def _slug(dataset: str) -> str:
     )[:40]
 
 
-def clear_cache() -> None:
-    _open.cache_clear()
 
-
-__all__ = ["DatasetSource", "fetch_movielens_100k", "dataset_bounds", "KNOWN_BOUNDS", "clear_cache"]
+__all__ = ["DatasetSource", "fetch_movielens_100k", "dataset_bounds", "KNOWN_BOUNDS"]

@@ -73,6 +73,13 @@ def raw_interactions_anomalies(volume_bounds: tuple[int, int] | None, max_duplic
     return suite
 
 
+def volume_ratio_suite(max_ratio: float) -> SuiteSpec:
+    """WARN: each day's volume within [1/max_ratio, max_ratio] of its trailing partitions' median."""
+    suite = SuiteSpec(name="raw_interactions_volume")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="ratio", min_value=1.0 / max_ratio, max_value=max_ratio))
+    return suite
+
+
 def interactions_contract(known_items: list[int] | None, known_users: list[int] | None) -> SuiteSpec:
     """Cleaned interactions: unique events; every referenced item and user exists."""
     suite = SuiteSpec(name="interactions_contract")
