@@ -5,7 +5,7 @@ Fold ``test``: fit on train + valid, recommend for the test users (evaluation re
 """
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
@@ -63,8 +63,12 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
     if uses_torch:
 
         @dg.asset(
-            name=f"candidates_{stage}", deps=[split], pool=GPU_POOL, group_name="candidates",
-            kinds={"torch", "duckdb"}, description=description,
+            name=f"candidates_{stage}",
+            deps=[split],
+            pool=GPU_POOL,
+            group_name="candidates",
+            kinds={"torch", "duckdb"},
+            description=description,
         )
         def _torch_asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse, compute: ComputeResource):
             return _run_channel(context, stage, make, config, warehouse, compute)
@@ -72,8 +76,12 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
         return _torch_asset
 
     @dg.asset(
-        name=f"candidates_{stage}", deps=[split], pool=DUCKDB_POOL, group_name="candidates",
-        kinds={"polars", "duckdb"}, description=description,
+        name=f"candidates_{stage}",
+        deps=[split],
+        pool=DUCKDB_POOL,
+        group_name="candidates",
+        kinds={"polars", "duckdb"},
+        description=description,
     )
     def _asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse):
         return _run_channel(context, stage, make, config, warehouse, None)
@@ -83,7 +91,8 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
 
 candidates_pop = channel_asset("pop", lambda p: PopularityChannel(**p), "Popularity: global, recent (time-decayed) and per category.")
 candidates_itemcf = channel_asset(
-    "itemcf", lambda p: ItemCFChannel(**{"depth": 30, "method": "cooc", **p}),
+    "itemcf",
+    lambda p: ItemCFChannel(**{"depth": 30, "method": "cooc", **p}),
     "Item CF by session/time-windowed co-occurrence with uniform truncation (depth in the tens).",
 )
 candidates_swing = channel_asset("swing", lambda p: ItemCFChannel(**{"depth": 50, "method": "swing", **p}), "Swing item-to-item index.")
@@ -91,7 +100,10 @@ candidates_als = channel_asset("als", lambda p: ALSChannel(**p), "ALS (implicit 
 candidates_ease = channel_asset("ease", lambda p: EASEChannel(**p), "EASE closed form (Steck 2019).")
 candidates_two_tower = channel_asset(
     # 6 epochs: validation HitRate@50 on ML-100K is within noise of 10 epochs at 60% of the time
-    "two_tower", lambda p: TwoTowerChannel(**{"epochs": 6, **p}), "Two-tower torch model, in-batch softmax with logQ correction.", uses_torch=True
+    "two_tower",
+    lambda p: TwoTowerChannel(**{"epochs": 6, **p}),
+    "Two-tower torch model, in-batch softmax with logQ correction.",
+    uses_torch=True,
 )
 candidates_content = channel_asset(
     "content",
@@ -100,6 +112,7 @@ candidates_content = channel_asset(
     uses_torch=True,
 )
 candidates_tgh = channel_asset(
-    "tgh", lambda p: TransitionGraphChannel(**p),
+    "tgh",
+    lambda p: TransitionGraphChannel(**p),
     "Transition-graph heuristic: rings around the last items, similarity + 0.5*log1p(edges)/row max.",
 )

@@ -13,8 +13,7 @@ FOLDS = ("valid", "test")
 
 def load_split(warehouse: Warehouse) -> Split:
     parts = {
-        fold: conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA)
-        for fold in ("train", "valid", "test")
+        fold: conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA) for fold in ("train", "valid", "test")
     }
     params = warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0]
     import json
@@ -44,15 +43,23 @@ def warm_truth(target: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
 
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
     """Users evaluated in a fold: those with target events and some history (warm users)."""
-    return (
-        target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id", how="semi")
-        .sort("user_id")["user_id"]
-    )
+    return target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id", how="semi").sort("user_id")["user_id"]
 
 
 EVAL_COLUMNS = [
-    "run_id", "evaluated_at", "dataset", "protocol", "fold", "stage", "cohort",
-    "metric", "k", "value", "ci_low", "ci_high", "n_users",
+    "run_id",
+    "evaluated_at",
+    "dataset",
+    "protocol",
+    "fold",
+    "stage",
+    "cohort",
+    "metric",
+    "k",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n_users",
 ]
 
 

@@ -42,8 +42,9 @@ def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
     kinds={"polars", "duckdb"},
     description="Every stage on the test fold: accuracy@K with bootstrap 95% CIs per cohort, coverage/novelty/diversity/popularity, exposure fairness, paired test; eval.metrics + report.",
 )
-def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse,
-               source: DatasetSource, model_store: ModelStore) -> dg.MaterializeResult:
+def evaluation(
+    context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, source: DatasetSource, model_store: ModelStore
+) -> dg.MaterializeResult:
     data = load_split(warehouse)
     protocol = data.params.get("protocol", "?")
     history, target = data.fold("test")
@@ -102,7 +103,10 @@ def _headline(out: pl.DataFrame) -> pl.DataFrame:
     )
     order = out.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K) & (pl.col("metric") == "ndcg")).select("stage", "value")
     return (
-        fmt.join(extra, on="stage", how="left").join(order, on="stage").sort("value", descending=True).drop("value")
+        fmt.join(extra, on="stage", how="left")
+        .join(order, on="stage")
+        .sort("value", descending=True)
+        .drop("value")
         .rename({c: f"{c}@{HEADLINE_K}" for c in fmt.columns if c != "stage"})
     )
 
@@ -126,9 +130,11 @@ def _paired(out, per_user_all, warehouse, model_store, config):
 
 
 def _cohort_table(out: pl.DataFrame) -> pl.DataFrame:
-    return out.filter((pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null()).pivot(
-        on="cohort", index="stage", values="value"
-    ).sort("stage")
+    return (
+        out.filter((pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null())
+        .pivot(on="cohort", index="stage", values="value")
+        .sort("stage")
+    )
 
 
 def _metric_vs_k(out: pl.DataFrame, metric: str):

@@ -34,9 +34,7 @@ def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfi
     warehouse.write_table("features.event_features", with_controls)
     positives = float(with_controls["label"].mean()) if with_controls.height else 0.0
     cards = pl.DataFrame({"feature": real, "cardinality": [features[c].n_unique() for c in real]})
-    return dg.MaterializeResult(
-        metadata={"rows": with_controls.height, "positive_share": positives, "features": md(cards, 60)}
-    )
+    return dg.MaterializeResult(metadata={"rows": with_controls.height, "positive_share": positives, "features": md(cards, 60)})
 
 
 class OutRankConfig(dg.Config):
@@ -64,16 +62,17 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
         scores = outrank.above_noise(scores)
     real = scores.filter(~pl.col("feature").str.starts_with(outrank.CONTROL_PREFIX))
     pairs = outrank.redundant_pairs(frame, real["feature"].to_list(), threshold=config.redundancy_threshold)
-    table = (
-        real.join(report.select("feature", "leakage", "is_constant", "rare_value_share"), on="feature", how="left")
-        .with_columns(pl.lit(config.heuristic).alias("heuristic"), pl.lit(context.run_id).alias("run_id"))
+    table = real.join(report.select("feature", "leakage", "is_constant", "rare_value_share"), on="feature", how="left").with_columns(
+        pl.lit(config.heuristic).alias("heuristic"), pl.lit(context.run_id).alias("run_id")
     )
     selected = select_features(table, pairs)
     table = table.with_columns(pl.col("feature").is_in(selected).alias("selected"))
     stored = table.select("feature", "heuristic", "score", "rank", "cardinality", "coverage", "above_noise", "selected", "run_id")
-    three_mr_rows = three_mr.select("feature", pl.lit("3MR").alias("heuristic"), "score", "rank").join(
-        stored.select("feature", "cardinality", "coverage", "above_noise", "selected", "run_id"), on="feature", how="inner"
-    ).select(stored.columns)
+    three_mr_rows = (
+        three_mr.select("feature", pl.lit("3MR").alias("heuristic"), "score", "rank")
+        .join(stored.select("feature", "cardinality", "coverage", "above_noise", "selected", "run_id"), on="feature", how="inner")
+        .select(stored.columns)
+    )
     with warehouse.connect() as con:
         con.begin()
         warehouse.write_table("features.outrank_scores", pl.concat([stored, three_mr_rows]), con=con)
@@ -88,7 +87,9 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
         severity=dg.AssetCheckSeverity.WARN,
         description=f"leaking: {leaks or 'none'}; constant: {constants or 'none'}",
     )
-    warehouse.record_check("outrank_ranking", "no_leakage_or_constant", None, check.passed, "WARN", {"leaking": leaks, "constant": constants}, context.run_id)
+    warehouse.record_check(
+        "outrank_ranking", "no_leakage_or_constant", None, check.passed, "WARN", {"leaking": leaks, "constant": constants}, context.run_id
+    )
     return dg.MaterializeResult(
         metadata={
             "ranking": md(stored.select("rank", "feature", "score", "cardinality", "above_noise", "selected"), 60),
@@ -120,8 +121,6 @@ def _bar_chart(scores: pl.DataFrame):
     description="features.selected_features: features above noise, de-duplicated by redundancy; read by PI2I and the rankers.",
 )
 def selected_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    chosen = warehouse.query(
-        "SELECT feature, score, rank FROM features.outrank_scores WHERE selected AND heuristic <> '3MR' ORDER BY rank"
-    )
+    chosen = warehouse.query("SELECT feature, score, rank FROM features.outrank_scores WHERE selected AND heuristic <> '3MR' ORDER BY rank")
     warehouse.write_table("features.selected_features", chosen)
     return dg.MaterializeResult(metadata={"selected": md(chosen), "n": chosen.height})

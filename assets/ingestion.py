@@ -1,6 +1,5 @@
 """Ingestion: raw_interactions (daily partitions), items, users, and the cleaned interactions."""
 
-
 from datetime import timedelta
 
 import dagster as dg
@@ -39,7 +38,9 @@ def _spec(name: str, asset: str, blocking: bool, description: str, partitioned: 
 
 
 RAW_CHECKS = [
-    _spec("contract", "raw_interactions", True, "ERROR: columns, types, non-null keys, event types, timestamps in the partition, rating range"),
+    _spec(
+        "contract", "raw_interactions", True, "ERROR: columns, types, non-null keys, event types, timestamps in the partition, rating range"
+    ),
     _spec("quarantine_share", "raw_interactions", True, "ERROR: share of lines quarantined stays under the configured maximum"),
     _spec("volume", "raw_interactions", False, "WARN: daily row volume against the trailing partitions' median"),
     _spec("duplicates", "raw_interactions", False, "WARN: share of duplicate (user, item, ts, event) rows"),
@@ -84,20 +85,26 @@ def raw_interactions(
 
     contract = gx_validator.validate(batch.interactions, expectations.raw_interactions_contract(start, end))
     share = n_quarantined / batch.n_read if batch.n_read else 0.0
-    bad_days = per_day.filter(pl.col("n_read") > 0).filter(
-        pl.col("n_quarantined") / pl.col("n_read") > config.max_quarantine_share
-    )["partition"].to_list()
+    bad_days = (
+        per_day.filter(pl.col("n_read") > 0)
+        .filter(pl.col("n_quarantined") / pl.col("n_read") > config.max_quarantine_share)["partition"]
+        .to_list()
+    )
     volume = gx_validator.validate(
         _volume_ratios(warehouse, per_day, config),
         expectations.volume_ratio_suite(config.volume_ratio),
     )
-    anomalies = gx_validator.validate(
-        batch.interactions, expectations.raw_interactions_anomalies(None, config.max_duplicate_share)
-    )
+    anomalies = gx_validator.validate(batch.interactions, expectations.raw_interactions_anomalies(None, config.max_duplicate_share))
     checks = [
         check_result(context, warehouse, "raw_interactions", "contract", contract, SEV_ERROR, partition_label),
         plain_check_result(
-            context, warehouse, "raw_interactions", "quarantine_share", not bad_days, SEV_ERROR, partition_label,
+            context,
+            warehouse,
+            "raw_interactions",
+            "quarantine_share",
+            not bad_days,
+            SEV_ERROR,
+            partition_label,
             description=(
                 f"quarantined {n_quarantined}/{batch.n_read} lines ({share:.2%})"
                 + (f"; partitions over {config.max_quarantine_share:.0%}: {', '.join(bad_days)}" if bad_days else "")

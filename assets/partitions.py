@@ -26,4 +26,3 @@ def window(context: dg.AssetExecutionContext) -> tuple[date, date, list[str]]:
     end = (time_window.end - timedelta(days=1)).date()
     keys = list(context.partition_keys)
     return start, end, keys
-

@@ -41,7 +41,9 @@ def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, wareh
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         frames.append(with_fold(recs, fold))
         index = build_relaxed_index(history, depth=max(config.curve_depths))
-        curve = hit_rate_vs_depth(index, history, target.join(users.to_frame(), on="user_id", how="semi"), depths=tuple(config.curve_depths))
+        curve = hit_rate_vs_depth(
+            index, history, target.join(users.to_frame(), on="user_id", how="semi"), depths=tuple(config.curve_depths)
+        )
         curves.append(curve.with_columns(pl.lit(fold).alias("fold")))
     warehouse.write_table("candidates.pi2i_index", pl.concat(frames))
     curve = pl.concat(curves)
@@ -82,8 +84,9 @@ class PI2IScorerConfig(dg.Config):
     kinds={"torch"},
     description="PI2I stage 2 (PRS): interactive scoring model with target attention, softmax over the trigger's own list; one model per fold, in the model store.",
 )
-def pi2i_scorer(context: dg.AssetExecutionContext, config: PI2IScorerConfig, warehouse: Warehouse,
-                model_store: ModelStore, compute: ComputeResource) -> dg.MaterializeResult:
+def pi2i_scorer(
+    context: dg.AssetExecutionContext, config: PI2IScorerConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
+) -> dg.MaterializeResult:
     data = load_split(warehouse)
     items = load_items(warehouse)
     selected = warehouse.table("features.selected_features")["feature"].to_list()
@@ -96,12 +99,22 @@ def pi2i_scorer(context: dg.AssetExecutionContext, config: PI2IScorerConfig, war
         model = PI2I(**config.params).fit(history, items=items, users=users, user_features=chosen, runtime=runtime)
         report = dict(getattr(model, "report_", {}) or {})
         report["fit_seconds"] = round(time.monotonic() - started, 1)
-        saved = model_store.save(warehouse, f"pi2i_{fold}", model.to_bytes(), {**config.params, "user_features": chosen},
-                                 {k: v for k, v in report.items() if isinstance(v, (int, float, str))}, context.run_id)
+        saved = model_store.save(
+            warehouse,
+            f"pi2i_{fold}",
+            model.to_bytes(),
+            {**config.params, "user_features": chosen},
+            {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
+            context.run_id,
+        )
         versions[fold], reports[fold] = saved["version"], report
     return dg.MaterializeResult(
-        metadata={"user_features": ", ".join(chosen) or "none", "versions": dg.MetadataValue.json(versions),
-                  "training": dg.MetadataValue.json(_jsonable(reports)), "compute": dg.MetadataValue.json(compute.describe())}
+        metadata={
+            "user_features": ", ".join(chosen) or "none",
+            "versions": dg.MetadataValue.json(versions),
+            "training": dg.MetadataValue.json(_jsonable(reports)),
+            "compute": dg.MetadataValue.json(compute.describe()),
+        }
     )
 
 
@@ -128,8 +141,9 @@ class PI2ICandidatesConfig(dg.Config):
     kinds={"torch", "duckdb"},
     description="PI2I serving: recent items as triggers, union of relaxed lists as candidates, personalized top-K by the PRS score (candidates.pi2i).",
 )
-def pi2i_candidates(context: dg.AssetExecutionContext, config: PI2ICandidatesConfig, warehouse: Warehouse,
-                    model_store: ModelStore, compute: ComputeResource) -> dg.MaterializeResult:
+def pi2i_candidates(
+    context: dg.AssetExecutionContext, config: PI2ICandidatesConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
+) -> dg.MaterializeResult:
     data = load_split(warehouse)
     runtime = compute.runtime(log=context.log.info)
     frames = []

@@ -17,6 +17,8 @@ from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
+
+
 class RankerDatasetConfig(dg.Config):
     label_mode: str = "binary"  # binary | graded
 
@@ -40,8 +42,13 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
         history, target = data.fold(fold)
         fold_pool = pool.filter(pl.col("fold") == fold).drop("fold")
         frame = build_ranker_frame(
-            fold_pool, history, items, users, selected_features=chosen,
-            target=target if fold == "valid" else None, label_mode=config.label_mode,
+            fold_pool,
+            history,
+            items,
+            users,
+            selected_features=chosen,
+            target=target if fold == "valid" else None,
+            label_mode=config.label_mode,
         )
         warehouse.write_table(f"features.ranker_{fold}", frame)
         frames[fold] = frame
@@ -74,12 +81,20 @@ def _gate(context, warehouse: Warehouse, store: ModelStore, name: str, ndcg: flo
     floor = None if baseline is None else baseline * (1 - max_drop)
     passed = floor is None or ndcg >= floor
     description = (
-        f"valid NDCG@10 {ndcg:.4f}; no promoted model yet" if floor is None
+        f"valid NDCG@10 {ndcg:.4f}; no promoted model yet"
+        if floor is None
         else f"valid NDCG@10 {ndcg:.4f} vs promoted {baseline:.4f} (floor {floor:.4f})"
     )
-    warehouse.record_check(name, "ndcg_regression", None, passed, "ERROR", {"ndcg": ndcg, "baseline": baseline, "floor": floor}, context.run_id)
-    return dg.AssetCheckResult(check_name="ndcg_regression", passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=description,
-                               metadata={"valid_ndcg10": ndcg, "promoted_ndcg10": baseline if baseline is not None else -1.0})
+    warehouse.record_check(
+        name, "ndcg_regression", None, passed, "ERROR", {"ndcg": ndcg, "baseline": baseline, "floor": floor}, context.run_id
+    )
+    return dg.AssetCheckResult(
+        check_name="ndcg_regression",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"valid_ndcg10": ndcg, "promoted_ndcg10": baseline if baseline is not None else -1.0},
+    )
 
 
 def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> None:
@@ -87,8 +102,12 @@ def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> Non
 
 
 def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec("ndcg_regression", asset=asset, blocking=True,
-                             description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model")
+    return dg.AssetCheckSpec(
+        "ndcg_regression",
+        asset=asset,
+        blocking=True,
+        description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model",
+    )
 
 
 @dg.asset(
@@ -106,16 +125,27 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     for extra in config.params_grid or [{}]:
         params = LGBMRankerParams(**{**config.params, **extra})
         candidates.append((LGBMRanker(params).fit(valid, log=context.log.info), params))
-    tried = pl.DataFrame({"setting": [str(p) for p in (config.params_grid or [{}])], "valid_ndcg10": [m.valid_ndcg10 for m, _ in candidates]})
+    tried = pl.DataFrame(
+        {"setting": [str(p) for p in (config.params_grid or [{}])], "valid_ndcg10": [m.valid_ndcg10 for m, _ in candidates]}
+    )
     model, params = max(candidates, key=lambda mp: mp[0].valid_ndcg10)
     _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k))
-    metrics = {"valid_ndcg10": model.valid_ndcg10, "best_iteration": model.best_iteration,
-               "n_train_users": model.n_train_users, "n_valid_users": model.n_valid_users}
+    metrics = {
+        "valid_ndcg10": model.valid_ndcg10,
+        "best_iteration": model.best_iteration,
+        "n_train_users": model.n_train_users,
+        "n_valid_users": model.n_valid_users,
+    }
     saved = model_store.save(warehouse, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, context.run_id)
     importance = model.feature_importance().sort("gain", descending=True)
     return dg.MaterializeResult(
-        metadata={**metrics, "model_version": saved["version"], "model_path": saved["path"],
-                  "feature_importance": md(importance, 40), "settings_tried": md(tried)},
+        metadata={
+            **metrics,
+            "model_version": saved["version"],
+            "model_path": saved["path"],
+            "feature_importance": md(importance, 40),
+            "settings_tried": md(tried),
+        },
         check_results=[_gate(context, warehouse, model_store, "lgbm_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
     )
 
@@ -128,8 +158,9 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     check_specs=[_ndcg_gate_spec("sequence_ranker")],
     description="BERT-style transformer reranker (transformers BertModel) over the user's recent items, trained listwise; through the compute resource.",
 )
-def sequence_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse,
-                    model_store: ModelStore, compute: ComputeResource):
+def sequence_ranker(
+    context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
+):
     from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
 
     data = load_split(warehouse)
@@ -145,8 +176,12 @@ def sequence_ranker(context: dg.AssetExecutionContext, config: RankerConfig, war
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}
     saved = model_store.save(warehouse, "sequence_ranker", model.to_bytes(), asdict(params), metrics, context.run_id)
     return dg.MaterializeResult(
-        metadata={**metrics, "model_version": saved["version"], "train_losses": dg.MetadataValue.json([round(x, 4) for x in model.train_losses]),
-                  "compute": dg.MetadataValue.json(compute.describe())},
+        metadata={
+            **metrics,
+            "model_version": saved["version"],
+            "train_losses": dg.MetadataValue.json([round(x, 4) for x in model.train_losses]),
+            "compute": dg.MetadataValue.json(compute.describe()),
+        },
         check_results=[_gate(context, warehouse, model_store, "sequence_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
     )
 
@@ -180,6 +215,12 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     recs.write_parquet(path)
     model_store.promote(warehouse, best, latest[best]["version"])
     return dg.MaterializeResult(
-        metadata={"chosen_ranker": best, "valid_ndcg10": dg.MetadataValue.json(scored), "users": recs["user_id"].n_unique(),
-                  "rows": recs.height, "parquet": str(path), "preview": md(recs.head(20))}
+        metadata={
+            "chosen_ranker": best,
+            "valid_ndcg10": dg.MetadataValue.json(scored),
+            "users": recs["user_id"].n_unique(),
+            "rows": recs.height,
+            "parquet": str(path),
+            "preview": md(recs.head(20)),
+        }
     )

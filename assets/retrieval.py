@@ -40,8 +40,11 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
     warehouse.write_table("candidates.pool", out)
     ranked = pl.concat([pool_as_recs(f).with_columns(pl.lit(fold).alias("fold")) for f, fold in zip(frames, FOLDS)])
     warehouse.write_table("candidates.pool_ranked", ranked.select("fold", "user_id", "item_id", "score", "rank"))
-    sizes = out.group_by("fold", "user_id").len().group_by("fold").agg(
-        pl.col("len").mean().alias("mean_pool_size"), pl.col("len").max().alias("max_pool_size"), pl.len().alias("users")
+    sizes = (
+        out.group_by("fold", "user_id")
+        .len()
+        .group_by("fold")
+        .agg(pl.col("len").mean().alias("mean_pool_size"), pl.col("len").max().alias("max_pool_size"), pl.len().alias("users"))
     )
     overlap = out.group_by("fold", "n_channels").len().sort("fold", "n_channels")
     return dg.MaterializeResult(metadata={"pool_sizes": md(sizes), "items_by_channels_agreeing": md(overlap, 40)})
@@ -67,12 +70,12 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
             rows.append(eval_rows(scores, run_id=context.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))
     out = pl.concat(rows)
     warehouse.append("eval.metrics", out)
-    test_hr = out.filter((pl.col("fold") == "test") & (pl.col("metric").is_in(["hit_rate", "recall"]))).pivot(
-        on="k", index=["stage", "metric"], values="value"
-    ).sort("metric", "stage")
-    return dg.MaterializeResult(
-        metadata={"funnel_test": md(test_hr, 40), "funnel_plot": png(_funnel_plot(out)), "n_rows": out.height}
+    test_hr = (
+        out.filter((pl.col("fold") == "test") & (pl.col("metric").is_in(["hit_rate", "recall"])))
+        .pivot(on="k", index=["stage", "metric"], values="value")
+        .sort("metric", "stage")
     )
+    return dg.MaterializeResult(metadata={"funnel_test": md(test_hr, 40), "funnel_plot": png(_funnel_plot(out)), "n_rows": out.height})
 
 
 def _funnel_plot(out: pl.DataFrame):

@@ -30,7 +30,9 @@ def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig) -> split
 
         folder = Path(protocol.split(":", 1)[1])
         parts = read_benchmark_split(folder)
-        return splitting.files_split(parts["train"].interactions, parts["valid"].interactions, parts["test"].interactions, source=str(folder))
+        return splitting.files_split(
+            parts["train"].interactions, parts["valid"].interactions, parts["test"].interactions, source=str(folder)
+        )
     raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, leave_last_out or files:<dir>")
 
 
@@ -54,7 +56,10 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
     frame = warehouse.query_file("staging/split_input")
     result = make_split(protocol, frame, config)
     folded = pl.concat(
-        [part.with_columns(pl.lit(name).alias("fold")) for name, part in (("train", result.train), ("valid", result.valid), ("test", result.test))],
+        [
+            part.with_columns(pl.lit(name).alias("fold"))
+            for name, part in (("train", result.train), ("valid", result.valid), ("test", result.test))
+        ],
         how="vertical",
     )
     params = {**result.params, "protocol_spec": protocol}
@@ -63,10 +68,17 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
         warehouse.write_table("staging.split", folded, con=con)
         warehouse.write_table("staging.split_params", pl.DataFrame({"params": [json.dumps(params, default=str)]}), con=con)
         con.commit()
-    summary = folded.group_by("fold").agg(
-        pl.len().alias("rows"), pl.col("user_id").n_unique().alias("users"), pl.col("item_id").n_unique().alias("items"),
-        pl.col("ts").min().alias("from"), pl.col("ts").max().alias("to"),
-    ).sort("from")
+    summary = (
+        folded.group_by("fold")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("user_id").n_unique().alias("users"),
+            pl.col("item_id").n_unique().alias("items"),
+            pl.col("ts").min().alias("from"),
+            pl.col("ts").max().alias("to"),
+        )
+        .sort("from")
+    )
     context.log.info(f"split {protocol}: {summary.to_dicts()}")
     return dg.MaterializeResult(
         metadata={"protocol": protocol, "params": dg.MetadataValue.json(json.loads(json.dumps(params, default=str))), "folds": md(summary)}

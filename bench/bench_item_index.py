@@ -90,8 +90,9 @@ def worker(kind: str, n: int, k: int, out: str) -> None:
 
 def measure(kind: str, n: int, k: int, tmp: str) -> dict:
     out = os.path.join(tmp, f"{kind}_{n}.npy")
-    proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--n", str(n), "--k", str(k), "--out", out],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", kind, "--n", str(n), "--k", str(k), "--out", out], stdout=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     text = proc.stdout.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -155,8 +156,7 @@ def main() -> None:
             continue
         name = "recsys cooc_from_baskets" if r["kind"] == "ours" else "implicit CosineRecommender"
         agree = "" if np.isnan(r["agreement"]) else f"{r['agreement']:.3f}"
-        lines.append(f"| {name} | {r['n']:,} | {r['users']:,} | {r['nnz']:,} | {r['build_s']:.1f} | "
-                     f"{r['peak_rss_gib']:.2f} | {agree} |")
+        lines.append(f"| {name} | {r['n']:,} | {r['users']:,} | {r['nnz']:,} | {r['build_s']:.1f} | {r['peak_rss_gib']:.2f} | {agree} |")
     Path(args.results).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

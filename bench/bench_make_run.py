@@ -63,11 +63,11 @@ def run_once(split: str, dataset: str = "movielens-100k") -> list[str]:
         cached = ROOT / "data" / "sources" / "ml-100k"
         if cached.exists():
             shutil.copytree(cached, data / "sources" / "ml-100k")
-        env = {**os.environ, "RECDAG_DATA_DIR": str(data), "DAGSTER_HOME": str(home),
-               "RECDAG_DATASET": dataset, "RECDAG_SPLIT": split}
+        env = {**os.environ, "RECDAG_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "RECDAG_DATASET": dataset, "RECDAG_SPLIT": split}
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "orchestration.run"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestration.run"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started

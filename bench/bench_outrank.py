@@ -183,7 +183,9 @@ def report(rows: int, cards: list[int], ours: dict, ours1: dict, ref: dict, pref
         f"{max(diffs_prefix) if diffs_prefix else 0.0:.2e} on the prefixes of the {len(extrapolated)} extrapolated ones "
         "(outrank accumulates in float32).",
         f"- Extrapolation model (time ∝ rows × distinct values) checked on {len(checks)} features timed both ways: "
-        f"predicted / measured = {min(model_err):.2f} … {max(model_err):.2f}." if checks else "- (no model check)",
+        f"predicted / measured = {min(model_err):.2f} … {max(model_err):.2f}."
+        if checks
+        else "- (no model check)",
         "- Ours: best of 3 runs; the label's shift index is built once and reused by every feature.",
         "",
         "| feature | cardinality | outrank s | mode | ours score | outrank score | abs diff |",
@@ -195,9 +197,7 @@ def report(rows: int, cards: list[int], ours: dict, ours1: dict, ref: dict, pref
             o, rs = ours["scores"][n], r["score"]
         else:
             o, rs = ours["prefix_scores"][n], r["prefix_score"]
-        lines.append(
-            f"| {n} | {r['cardinality']:,} | {r['seconds']:.3f} | {r['mode']} | {o:.6f} | {rs:.6f} | {abs(o - rs):.1e} |"
-        )
+        lines.append(f"| {n} | {r['cardinality']:,} | {r['seconds']:.3f} | {r['mode']} | {o:.6f} | {rs:.6f} | {abs(o - rs):.1e} |")
     return "\n".join(lines) + "\n"
 
 
@@ -232,8 +232,17 @@ def main() -> None:
         n = len(cards)
         common = ["--data", str(folder), "--features", str(n)]
         ref = _child(
-            ["--side", "reference", *common, "--cards", json.dumps(cards),
-             "--full-cost-limit", str(args.full_cost_limit), "--prefix-rows", str(args.prefix_rows)]
+            [
+                "--side",
+                "reference",
+                *common,
+                "--cards",
+                json.dumps(cards),
+                "--full-cost-limit",
+                str(args.full_cost_limit),
+                "--prefix-rows",
+                str(args.prefix_rows),
+            ]
         )
         prefixes = {name: args.prefix_rows for name, r in ref["features"].items() if r["mode"] == "extrapolated"}
         ours = _child(["--side", "ours", *common, "--prefixes", json.dumps(prefixes), "--n-jobs", "2"])

@@ -45,11 +45,19 @@ def load(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     raw = pl.read_csv(data / "ml-100k.inter", separator="\t")
     raw = raw.rename({c: c.split(":")[0] for c in raw.columns})
     ts = pl.from_epoch(pl.col("timestamp"), time_unit="s").cast(pl.Datetime("us"))
-    inter = conform(raw.select(
-        pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64), pl.lit("rate").alias("event_type"),
-        pl.col("rating").cast(pl.Float64).alias("value"), ts.alias("ts"), ts.dt.date().alias("event_date"),
-        pl.lit(None, pl.Int64).alias("session_id"), pl.lit("movielens-100k").alias("source"),
-    ), INTERACTION_SCHEMA)
+    inter = conform(
+        raw.select(
+            pl.col("user_id").cast(pl.Int64),
+            pl.col("item_id").cast(pl.Int64),
+            pl.lit("rate").alias("event_type"),
+            pl.col("rating").cast(pl.Float64).alias("value"),
+            ts.alias("ts"),
+            ts.dt.date().alias("event_date"),
+            pl.lit(None, pl.Int64).alias("session_id"),
+            pl.lit("movielens-100k").alias("source"),
+        ),
+        INTERACTION_SCHEMA,
+    )
     reader = open_reader(f"movielens:{data}", Path(os.environ.get("TMPDIR", "/tmp")) / "pi2i_bench_cache")
     return inter, reader.items(), reader.users()
 
@@ -69,8 +77,12 @@ def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log) -> p
         split = temporal_split(inter) if protocol == "temporal" else leave_last_out_split(inter)
         for fold in folds:
             history, target = split.fold(fold)
-            eval_users = (target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id",
-                                                                  how="semi").sort("user_id")["user_id"])
+            eval_users = (
+                target.select("user_id")
+                .unique()
+                .join(history.select("user_id").unique(), on="user_id", how="semi")
+                .sort("user_id")["user_id"]
+            )
             truth = relevant(target).join(eval_users.to_frame(), on="user_id", how="semi")
             for name, make in models(pi2i_params).items():
                 runtime = TorchRuntime(threads=threads, seed=0, log=log)
@@ -84,8 +96,14 @@ def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log) -> p
                 recs = model.recommend(eval_users, k=max(KS), exclude_seen=True)
                 t2 = time.perf_counter()
                 m = evaluate(recs, truth, ks=KS, metrics=("hit_rate", "recall"))
-                row = {"protocol": protocol, "fold": fold, "model": name, "n_users": len(eval_users),
-                       "fit_s": round(t1 - t0, 1), "recommend_s": round(t2 - t1, 1)}
+                row = {
+                    "protocol": protocol,
+                    "fold": fold,
+                    "model": name,
+                    "n_users": len(eval_users),
+                    "fit_s": round(t1 - t0, 1),
+                    "recommend_s": round(t2 - t1, 1),
+                }
                 for r in m.iter_rows(named=True):
                     row[f"{r['metric']}@{r['k']}"] = round(r["value"], 4)
                 if isinstance(model, PI2I):

@@ -1,7 +1,7 @@
 """Run every benchmark in bench/ and assemble bench/RESULTS.md from their result sections.
 
-    python bench/run_all.py            # run the benches, then assemble
-    python bench/run_all.py --assemble # only assemble from the existing results_*.md
+python bench/run_all.py            # run the benches, then assemble
+python bench/run_all.py --assemble # only assemble from the existing results_*.md
 """
 
 from __future__ import annotations
@@ -42,8 +42,19 @@ def main() -> int:
         for script in SCRIPTS:
             print(f"== {script}", flush=True)
             subprocess.run([sys.executable, str(BENCH / script)], check=True)
-        subprocess.run([sys.executable, str(BENCH / "bench_make_run.py"), "--dataset", "synthetic:200000", "--splits", "temporal",
-                        "--out", str(BENCH / "results_make_run_synthetic.md")], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / "bench_make_run.py"),
+                "--dataset",
+                "synthetic:200000",
+                "--splits",
+                "temporal",
+                "--out",
+                str(BENCH / "results_make_run_synthetic.md"),
+            ],
+            check=True,
+        )
     assemble()
     return 0
 

@@ -18,7 +18,7 @@ stays in a file spool and the next tick records it.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
@@ -47,9 +47,7 @@ def failed_check_alerts(instance: dg.DagsterInstance, run: dg.DagsterRun) -> lis
     """One alert per failed (passed=False) asset-check evaluation in ``run``, any severity."""
     out, cursor = [], None
     while True:
-        page = instance.get_records_for_run(
-            run.run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=500
-        )
+        page = instance.get_records_for_run(run.run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=500)
         for record in page.records:
             evaluation = record.event_log_entry.dagster_event.event_specific_data
             if evaluation.passed:
@@ -85,7 +83,7 @@ class _CheckCursor:
 
     def since(self, now: float) -> datetime:
         start = (self.after - OVERLAP_S) if self.after is not None else now - FIRST_LOOKBACK_S
-        return datetime.fromtimestamp(start, tz=timezone.utc)
+        return datetime.fromtimestamp(start, tz=UTC)
 
     def advance(self, records) -> None:
         for record in records:
@@ -109,7 +107,7 @@ class _CheckCursor:
 )
 def asset_check_alerts(context: dg.SensorEvaluationContext, alerts: AlertSink) -> dg.SkipReason:
     state = _CheckCursor(context.cursor)
-    now = datetime.now(timezone.utc).timestamp()
+    now = datetime.now(UTC).timestamp()
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(statuses=FINISHED, updated_after=state.since(now)),
         limit=MAX_RUNS_PER_TICK,

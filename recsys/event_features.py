@@ -37,12 +37,16 @@ def select_features(ranking: pl.DataFrame, redundant: pl.DataFrame) -> list[str]
     Walks the ranking best first and skips a feature that is redundant (a row of ``redundant``:
     feature_a, feature_b) with one already chosen, so of a near-duplicate pair the better one stays.
     """
-    eligible = ranking.filter(
-        pl.col("above_noise")
-        & ~pl.col("leakage").fill_null(False)
-        & ~pl.col("is_constant").fill_null(False)
-        & ~pl.col("feature").str.ends_with(RAW_ID_SUFFIX)
-    ).sort("rank")["feature"].to_list()
+    eligible = (
+        ranking.filter(
+            pl.col("above_noise")
+            & ~pl.col("leakage").fill_null(False)
+            & ~pl.col("is_constant").fill_null(False)
+            & ~pl.col("feature").str.ends_with(RAW_ID_SUFFIX)
+        )
+        .sort("rank")["feature"]
+        .to_list()
+    )
     partners: dict[str, set[str]] = {}
     for a, b in redundant.select("feature_a", "feature_b").iter_rows():
         partners.setdefault(a, set()).add(b)
@@ -54,7 +58,9 @@ def select_features(ranking: pl.DataFrame, redundant: pl.DataFrame) -> list[str]
     return chosen
 
 
-def with_selected_attributes(catalog: pl.DataFrame, key: str, selected: list[str], skip: tuple[str, ...] = ("title",)) -> tuple[pl.DataFrame, list[str]]:
+def with_selected_attributes(
+    catalog: pl.DataFrame, key: str, selected: list[str], skip: tuple[str, ...] = ("title",)
+) -> tuple[pl.DataFrame, list[str]]:
     """``catalog`` (users or items) plus the OutRank-selected features it can provide, derived the
     way event_features derived them (bucketize), and the names of those features.
 

@@ -34,9 +34,7 @@ def build_pool(channel_recs: dict[str, pl.DataFrame], per_channel: int = 100, ma
     for name in channel_recs:  # a channel with no rows at all still gets its (null) columns
         if f"{name}__score" not in wide.columns:
             wide = wide.with_columns(pl.lit(None, pl.Float64).alias(f"{name}__score"), pl.lit(None, pl.Int32).alias(f"{name}__rank"))
-    fused = long.group_by("user_id", "item_id").agg(
-        pl.len().alias("n_channels"), (1.0 / (RRF_K + pl.col("rank"))).sum().alias("rrf")
-    )
+    fused = long.group_by("user_id", "item_id").agg(pl.len().alias("n_channels"), (1.0 / (RRF_K + pl.col("rank"))).sum().alias("rrf"))
     pool = (
         wide.join(fused, on=["user_id", "item_id"], how="inner")
         .with_columns([pl.col(f"{n}__rank").cast(pl.Int32) for n in channel_recs])

@@ -128,9 +128,7 @@ def leave_last_out_split(interactions: pl.DataFrame, min_interactions: int = 3) 
     # restore the input's row order inside each part
     parts = [p.sort("_row").drop(["_row", "_from_end", "_eligible"]) for p in (train, valid, test)]
     n_short = ordered.filter(~pl.col("_eligible"))["user_id"].n_unique()
-    params = _describe(
-        "leave_last_out", *parts, min_interactions=min_interactions, n_users_kept_in_train=n_short
-    )
+    params = _describe("leave_last_out", *parts, min_interactions=min_interactions, n_users_kept_in_train=n_short)
     return Split(*parts, params)
 
 
@@ -147,9 +145,7 @@ def files_split(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, so
 def relevant(target: pl.DataFrame, positive: pl.Expr | None = None) -> pl.DataFrame:
     """Truth frame (user_id, item_id), deduplicated: target rows passing ``positive`` (default: all)."""
     rows = target if positive is None else target.filter(positive)
-    return rows.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64)).unique().sort(
-        ["user_id", "item_id"]
-    )
+    return rows.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64)).unique().sort(["user_id", "item_id"])
 
 
 def drop_cold(truth: pl.DataFrame, history: pl.DataFrame, users: bool = True, items: bool = False) -> pl.DataFrame:

@@ -31,9 +31,9 @@ noise. Sessions are stored in ``session_id`` and never cross midnight.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Mapping
 
 import numpy as np
 import polars as pl
@@ -130,7 +130,7 @@ class SyntheticWorld:
     _category_cdf: np.ndarray = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, config: SyntheticConfig) -> "SyntheticWorld":
+    def build(cls, config: SyntheticConfig) -> SyntheticWorld:
         rng = np.random.default_rng([config.seed, 1])
         C, I, U = config.categories, config.items, config.users
         K, T, d = config.n_next, config.n_taste, config.latent_dim
@@ -199,9 +199,7 @@ class SyntheticWorld:
         # observable attributes: age and gender follow the main taste 70% of the time; city is noise
         main = world.taste_categories[:, 0]
         world.user_age_bucket = np.where(rng.random(U) < 0.7, main % 6, rng.integers(0, 6, size=U)).astype(np.int8)
-        world.user_gender = np.where(
-            np.where(rng.random(U) < 0.7, main % 2, rng.integers(0, 2, size=U)) == 0, "F", "M"
-        )
+        world.user_gender = np.where(np.where(rng.random(U) < 0.7, main % 2, rng.integers(0, 2, size=U)) == 0, "F", "M")
         world.user_city_tier = rng.integers(1, 5, size=U).astype(np.int8)
 
         # calibrate rows per session so a config's n_interactions is met on average
@@ -427,11 +425,7 @@ def corrupt_lines(lines: pl.Series, fraction: float, rng: np.random.Generator) -
         pl.when(k == 0)
         .then(parts.list.head(5).list.join(","))
         .when(k == 1)
-        .then(
-            pl.concat_str(
-                [parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.tail(2).list.join(",")], separator=","
-            )
-        )
+        .then(pl.concat_str([parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.tail(2).list.join(",")], separator=","))
         .when(k == 2)
         .then(pl.concat_str([pl.lit("-"), pl.col("raw_line")]))
         .when(k == 3)

@@ -31,9 +31,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import dagster as dg
 import duckdb
@@ -81,9 +81,7 @@ def payload(row: dict) -> dict:
             {"type": "section", "text": {"type": "mrkdwn", "text": alert.message[:2900]}},
             {
                 "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": f"run `{alert.run_id}` · alert `{row['alert_id']}` · {row['created_at']} UTC"}
-                ],
+                "elements": [{"type": "mrkdwn", "text": f"run `{alert.run_id}` · alert `{row['alert_id']}` · {row['created_at']} UTC"}],
             },
         ],
     }
@@ -211,11 +209,15 @@ class AlertSink(dg.ConfigurableResource):
             if self.webhook_url is None:
                 undelivered = []
             else:
-                undelivered = con.execute(
-                    'SELECT alert_id, kind, asset, "check", "partition", run_id, severity, message, CAST(created_at AS VARCHAR) AS created_at '
-                    "FROM quality.alerts WHERE delivered_at IS NULL ORDER BY created_at, alert_id LIMIT $n",
-                    {"n": self.max_deliveries},
-                ).pl().to_dicts()
+                undelivered = (
+                    con.execute(
+                        'SELECT alert_id, kind, asset, "check", "partition", run_id, severity, message, CAST(created_at AS VARCHAR) AS created_at '
+                        "FROM quality.alerts WHERE delivered_at IS NULL ORDER BY created_at, alert_id LIMIT $n",
+                        {"n": self.max_deliveries},
+                    )
+                    .pl()
+                    .to_dicts()
+                )
         for p in spooled:  # recorded (or already present): the table is now the alert's home
             p.unlink(missing_ok=True)
         if rows and self.webhook_url:

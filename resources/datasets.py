@@ -127,10 +127,7 @@ def dataset_bounds(dataset: str, data_dir: str) -> tuple[date, date]:
 
 
 def _slug(dataset: str) -> str:
-    return hashlib.sha1(dataset.encode()).hexdigest()[:10] + "-" + "".join(
-        ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset
-    )[:40]
-
+    return hashlib.sha1(dataset.encode()).hexdigest()[:10] + "-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset)[:40]
 
 
 __all__ = ["DatasetSource", "fetch_movielens_100k", "dataset_bounds", "KNOWN_BOUNDS"]

@@ -5,9 +5,8 @@ Contract suites are ERROR severity (blocking checks); anomaly suites are WARN.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import great_expectations.expectations as gxe
 

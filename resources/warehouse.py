@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from datetime import date, datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -31,7 +32,7 @@ def load_sql(name: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Warehouse(dg.ConfigurableResource):

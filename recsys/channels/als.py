@@ -47,7 +47,7 @@ class ALSChannel:
         self.weights = weights
         self.batch_size = batch_size
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "ALSChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ALSChannel:
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
@@ -83,6 +83,12 @@ class ALSChannel:
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         return recommend_dense(
-            user_ids, k, self.users_, self.items_, self._score_block,
-            self.seen_ if exclude_seen else None, self.pop_, self.batch_size,
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.seen_ if exclude_seen else None,
+            self.pop_,
+            self.batch_size,
         )

@@ -33,7 +33,7 @@ EVENT_WEIGHTS: dict[str, float] = {
 class Channel(Protocol):
     name: str
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "Channel": ...
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> Channel: ...
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame: ...
 
@@ -45,7 +45,7 @@ class IdIndex:
     ids: np.ndarray  # sorted unique external ids, int64
 
     @classmethod
-    def from_values(cls, values) -> "IdIndex":
+    def from_values(cls, values) -> IdIndex:
         arr = values.to_numpy() if isinstance(values, pl.Series) else np.asarray(values)
         return cls(np.unique(arr.astype(np.int64)))
 

@@ -83,9 +83,9 @@ def encode_texts(texts, runtime=None, batch_size: int = 256, cache_dir: str | os
         runtime.seed_everything()
         runtime.log(f"content: encoding {len(texts)} texts with MiniLM on {device}")
     model = _load_model(device)
-    emb = model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    ).astype(np.float32)
+    emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False).astype(
+        np.float32
+    )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npy")
@@ -107,11 +107,7 @@ def item_texts(items: pl.DataFrame, text_columns=DEFAULT_TEXT_COLUMNS) -> pl.Dat
             expr = expr.list.eval(pl.element().cast(pl.Utf8)).list.join(" ")
         parts.append(expr.cast(pl.Utf8).fill_null(""))
     text = pl.concat_str(parts, separator=" ").str.strip_chars().alias("text")
-    return (
-        items.select(pl.col("item_id").cast(pl.Int64), text)
-        .unique("item_id", keep="first")
-        .sort("item_id")
-    )
+    return items.select(pl.col("item_id").cast(pl.Int64), text).unique("item_id", keep="first").sort("item_id")
 
 
 class ContentChannel:
@@ -135,7 +131,7 @@ class ContentChannel:
         self.batch_size = batch_size
         self.weights = weights
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "ContentChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ContentChannel:
         texts = item_texts(items, self.text_columns)
         self.items_ = IdIndex(texts["item_id"].to_numpy())
         self.texts_ = texts["text"].to_list()
@@ -171,8 +167,14 @@ class ContentChannel:
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         return recommend_dense(
-            user_ids, k, self.users_, self.items_, self._score_block,
-            self.seen_ if exclude_seen else None, self.pop_, self.batch_size,
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.seen_ if exclude_seen else None,
+            self.pop_,
+            self.batch_size,
         )
 
     def item_neighbours(self, k: int, item_ids=None) -> pl.DataFrame:

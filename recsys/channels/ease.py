@@ -56,7 +56,7 @@ class EASEChannel:
         self.weights = weights
         self.batch_size = batch_size
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "EASEChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> EASEChannel:
         self.items_ = IdIndex.from_values(history["item_id"])
         n_items = len(self.items_)
         if n_items > self.max_items:
@@ -78,6 +78,12 @@ class EASEChannel:
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         return recommend_dense(
-            user_ids, k, self.users_, self.items_, self._score_block,
-            self.X_ if exclude_seen else None, self.pop_, self.batch_size,
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.X_ if exclude_seen else None,
+            self.pop_,
+            self.batch_size,
         )

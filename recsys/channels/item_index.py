@@ -74,10 +74,9 @@ class ItemIndex:
     def n_items(self) -> int:
         return int(self.targets.shape[0])
 
-    def truncate(self, depth: int) -> "ItemIndex":
+    def truncate(self, depth: int) -> ItemIndex:
         d = min(depth, self.depth)
-        return ItemIndex(self.items, self.targets[:, :d].copy(), self.scores[:, :d].copy(),
-                         self.counts[:, :d].copy(), self.method)
+        return ItemIndex(self.items, self.targets[:, :d].copy(), self.scores[:, :d].copy(), self.counts[:, :d].copy(), self.method)
 
     def list_lengths(self) -> np.ndarray:
         return (self.targets >= 0).sum(axis=1).astype(np.int32)
@@ -123,8 +122,7 @@ class ItemIndex:
     def neighbours(self, item_ids=None, depth: int | None = None) -> pl.DataFrame:
         """Long frame item_id, neighbour_id, score, count, rank (1-based) for ``item_ids`` (all if None)."""
         d = self.depth if depth is None else min(depth, self.depth)
-        rows = (np.arange(self.n_items, dtype=np.int32) if item_ids is None
-                else self.items.positions(item_ids))
+        rows = np.arange(self.n_items, dtype=np.int32) if item_ids is None else self.items.positions(item_ids)
         rows = rows[rows >= 0]
         tg = self.targets[rows, :d]
         keep = tg >= 0
@@ -228,8 +226,9 @@ def _item_blocks(work: np.ndarray, budget: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _blocked_topk(left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.csr_matrix | None,
-                  depth: int, normalize, block_nnz: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _blocked_topk(
+    left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.csr_matrix | None, depth: int, normalize, block_nnz: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``depth`` of each row of left_t @ right without the diagonal, in item blocks.
 
     ``right_ones`` (same pattern as ``right``) gives the raw-support product; ``normalize(block_rows,
@@ -298,7 +297,8 @@ def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFr
     # sorted before ranking: group_by output order is arbitrary, and ties on t_last must break the
     # same way every run (by item) or the index changes between identical fits
     last = (
-        frame.group_by("u", "i").agg(pl.col("t").max().alias("t_last"))
+        frame.group_by("u", "i")
+        .agg(pl.col("t").max().alias("t_last"))
         .sort(["u", "t_last", "i"], descending=[False, True, False])
         .with_columns(pl.int_range(1, pl.len() + 1).over("u").alias("recency"))
         .filter(pl.col("recency") <= max_items_per_user)
@@ -318,7 +318,7 @@ def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
         new_gap = pl.lit(False)
     else:
         new_gap = ~has_sid & ((pl.col("t") - pl.col("t").shift(1)) > gap)
-    start = (new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False))
+    start = new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False)
     if frame["session_id"].null_count() < frame.height:
         # Sessions may interleave in time: order by session first so each is one contiguous run.
         frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "t")

@@ -66,14 +66,22 @@ def user_triggers(history: pl.DataFrame, users: IdIndex, items: IdIndex, n_trigg
         pl.col("ts").dt.epoch("us").alias("t"),
     ).filter((pl.col("u") >= 0) & (pl.col("i") >= 0))
     last = frame.group_by("u", "i").agg(pl.col("t").max())
-    last = last.with_columns(
-        (pl.struct("t", "i").rank("ordinal", descending=True).over("u") - 1).alias("recency")
-    ).filter(pl.col("recency") < n_triggers).sort("u", "recency")
+    last = (
+        last.with_columns((pl.struct("t", "i").rank("ordinal", descending=True).over("u") - 1).alias("recency"))
+        .filter(pl.col("recency") < n_triggers)
+        .sort("u", "recency")
+    )
     user_t = np.zeros(len(users), np.int64)
     agg = frame.group_by("u").agg(pl.col("t").max())
     user_t[agg["u"].to_numpy()] = agg["t"].to_numpy()
-    return UserTriggers(users, last["u"].to_numpy().astype(np.int32), last["i"].to_numpy().astype(np.int32),
-                        last["recency"].to_numpy().astype(np.int32), last["t"].to_numpy().astype(np.int64), user_t)
+    return UserTriggers(
+        users,
+        last["u"].to_numpy().astype(np.int32),
+        last["i"].to_numpy().astype(np.int32),
+        last["recency"].to_numpy().astype(np.int32),
+        last["t"].to_numpy().astype(np.int64),
+        user_t,
+    )
 
 
 def seen_keys(history: pl.DataFrame, users: IdIndex, items: IdIndex) -> np.ndarray:
@@ -112,8 +120,16 @@ class ItemCFChannel:
     ``aggregate="max"``) over triggers of recency weight × index score.
     """
 
-    def __init__(self, depth: int = 50, method: str = "cooc", n_triggers: int = 20,
-                 recency_decay: float = 0.8, aggregate: str = "sum", name: str | None = None, **index_params):
+    def __init__(
+        self,
+        depth: int = 50,
+        method: str = "cooc",
+        n_triggers: int = 20,
+        recency_decay: float = 0.8,
+        aggregate: str = "sum",
+        name: str | None = None,
+        **index_params,
+    ):
         if aggregate not in ("sum", "max"):
             raise ValueError(f"aggregate must be sum|max, got {aggregate!r}")
         self.depth, self.method, self.n_triggers = depth, method, n_triggers
@@ -121,7 +137,7 @@ class ItemCFChannel:
         self.index_params = index_params
         self.name = name or ("swing" if method == "swing" else "itemcf")
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "ItemCFChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ItemCFChannel:
         item_ids = history["item_id"] if items is None else pl.concat([history["item_id"], items["item_id"]])
         self.items_ = IdIndex.from_values(item_ids)
         self.users_ = IdIndex.from_values(history["user_id"])

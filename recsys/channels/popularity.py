@@ -28,7 +28,7 @@ for users the channel never saw).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -110,9 +110,11 @@ def category_codes(items_frame: pl.DataFrame | None, items: IdIndex) -> tuple[np
     codes = np.full(len(items), -1, np.int32)
     if items_frame is None or "category_id" not in items_frame.columns:
         return codes, 0
-    cats = items_frame.select(
-        pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8)
-    ).drop_nulls().unique("item_id", keep="first")
+    cats = (
+        items_frame.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8))
+        .drop_nulls()
+        .unique("item_id", keep="first")
+    )
     if cats.height == 0:
         return codes, 0
     dense = (cats["category_id"].rank("dense") - 1).cast(pl.Int32).to_numpy()
@@ -143,7 +145,7 @@ class PopularityChannel:
         self.weights = weights
         self.batch_size = batch_size
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "PopularityChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> PopularityChannel:
         item_ids = history["item_id"]
         if items is not None:
             item_ids = pl.concat([item_ids, items["item_id"].cast(pl.Int64)])
@@ -219,6 +221,4 @@ class PopularityChannel:
 
     def item_scores(self) -> pl.DataFrame:
         s = self.fallback_scores()
-        return pl.DataFrame({"item_id": self.items_.ids, "score": s.astype(np.float64)}).sort(
-            "score", "item_id", descending=[True, False]
-        )
+        return pl.DataFrame({"item_id": self.items_.ids, "score": s.astype(np.float64)}).sort("score", "item_id", descending=[True, False])

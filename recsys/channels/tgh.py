@@ -94,7 +94,7 @@ class TransitionGraphChannel:
         self.weights = weights
         self.batch_size = batch_size
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "TransitionGraphChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> TransitionGraphChannel:
         self.items_ = IdIndex.from_values(history["item_id"])
         self.users_ = IdIndex.from_values(history["user_id"])
         n = len(self.items_)
@@ -158,8 +158,14 @@ class TransitionGraphChannel:
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         return recommend_dense(
-            user_ids, k, self.users_, self.items_, self._score_block,
-            self.seen_ if exclude_seen else None, self.pop_, self.batch_size,
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.seen_ if exclude_seen else None,
+            self.pop_,
+            self.batch_size,
         )
 
     def item_graph(self) -> pl.DataFrame:

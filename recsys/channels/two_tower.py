@@ -42,8 +42,18 @@ from recsys.channels.popularity import category_codes, popularity_vector, recomm
 from recsys.runtime import TorchRuntime
 
 _PARAMS = (
-    "dim", "history_len", "epochs", "batch_size", "lr", "weight_decay", "temperature",
-    "logq_correction", "validate", "patience", "eval_k", "score_batch",
+    "dim",
+    "history_len",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "temperature",
+    "logq_correction",
+    "validate",
+    "patience",
+    "eval_k",
+    "score_batch",
 )
 
 
@@ -124,7 +134,7 @@ class TwoTowerChannel:
         valid = offs >= row_start[:, None]
         return np.where(valid, seq_item[np.maximum(offs, 0)], len(self.items_)).astype(np.int64)
 
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> "TwoTowerChannel":
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> TwoTowerChannel:
         import torch
 
         runtime = runtime or TorchRuntime()
@@ -256,8 +266,14 @@ class TwoTowerChannel:
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         return recommend_dense(
-            user_ids, k, self.users_, self.items_, self._score_block,
-            self.seen_ if exclude_seen else None, self.pop_, self.score_batch,
+            user_ids,
+            k,
+            self.users_,
+            self.items_,
+            self._score_block,
+            self.seen_ if exclude_seen else None,
+            self.pop_,
+            self.score_batch,
         )
 
     # --------------------------------------------------------- persistence
@@ -283,7 +299,7 @@ class TwoTowerChannel:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes, runtime: TorchRuntime | None = None) -> "TwoTowerChannel":
+    def from_bytes(cls, blob: bytes, runtime: TorchRuntime | None = None) -> TwoTowerChannel:
         import torch
 
         data = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
@@ -297,9 +313,7 @@ class TwoTowerChannel:
         self.history_ = data["history"]
         self.ctx_ = data["ctx"].numpy()
         indptr, indices = data["seen_indptr"].numpy(), data["seen_indices"].numpy()
-        self.seen_ = sp.csr_matrix(
-            (np.ones(len(indices), np.float32), indices, indptr), shape=(len(self.users_), len(self.items_))
-        )
+        self.seen_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(self.users_), len(self.items_)))
         self.pop_ = data["pop"].numpy()
         model = _build_model(len(self.users_), len(self.items_), self.n_cats_, self.dim)
         model.load_state_dict(data["state"])

@@ -33,7 +33,7 @@ Duplicate (user_id, item_id) rows in ``recs`` are an error: a list cannot show a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -143,9 +143,7 @@ def per_user_metrics(
     }
     wide = frame.select("user_id", "k", *[exprs[m].alias(m) for m in metrics]).sort(["k", "user_id"])
     # stacking one block per metric keeps (metric, k, user) order without sorting the long frame
-    return pl.concat(
-        [wide.select("user_id", pl.lit(m).alias("metric"), "k", pl.col(m).cast(pl.Float64).alias("value")) for m in metrics]
-    )
+    return pl.concat([wide.select("user_id", pl.lit(m).alias("metric"), "k", pl.col(m).cast(pl.Float64).alias("value")) for m in metrics])
 
 
 def summarize(per_user: pl.DataFrame, keys: Sequence[str] = ()) -> pl.DataFrame:

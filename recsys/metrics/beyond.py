@@ -27,7 +27,7 @@ Definitions (top-K of each list, K cut by rank; means are over lists, i.e. users
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -74,9 +74,8 @@ def novelty(recs: pl.DataFrame, items_pop: pl.DataFrame, k: int, per_user: bool 
 def _novelty(positions: pl.DataFrame, items_pop: pl.DataFrame, per_user: bool):
     # pop_share / n_users equals 1 / #history users on every row: the share of an item seen once
     floor_share = float((items_pop["pop_share"] / items_pop["n_users"]).max())
-    values = (
-        positions.join(items_pop.select("item_id", "pop_share"), on="item_id", how="left")
-        .select("user_id", (-pl.col("pop_share").fill_null(floor_share).log(2)).alias("value"))
+    values = positions.join(items_pop.select("item_id", "pop_share"), on="item_id", how="left").select(
+        "user_id", (-pl.col("pop_share").fill_null(floor_share).log(2)).alias("value")
     )
     return _per_list_mean(values, per_user)
 
@@ -86,9 +85,8 @@ def average_popularity(recs: pl.DataFrame, items_pop: pl.DataFrame, k: int, per_
 
 
 def _average_popularity(positions: pl.DataFrame, items_pop: pl.DataFrame, per_user: bool):
-    values = (
-        positions.join(items_pop.select("item_id", "n_users"), on="item_id", how="left")
-        .select("user_id", pl.col("n_users").fill_null(0).cast(pl.Float64).alias("value"))
+    values = positions.join(items_pop.select("item_id", "n_users"), on="item_id", how="left").select(
+        "user_id", pl.col("n_users").fill_null(0).cast(pl.Float64).alias("value")
     )
     return _per_list_mean(values, per_user)
 
@@ -122,9 +120,7 @@ def _ild_vectors(lists: pl.DataFrame, item_features: pl.DataFrame, column: str) 
     users, user_pos = np.unique(rows["user_id"].to_numpy(), return_inverse=True)
     item_rows = rows["_row"].to_numpy().astype(np.int64)
     # user x item incidence times unit vectors = per-list vector sums, one sparse product for all lists
-    incidence = sp.csr_matrix(
-        (np.ones(len(item_rows)), (user_pos, item_rows)), shape=(len(users), unit.shape[0])
-    )
+    incidence = sp.csr_matrix((np.ones(len(item_rows)), (user_pos, item_rows)), shape=(len(users), unit.shape[0]))
     sums = incidence @ unit
     sq_norm_sum = incidence @ np.square(np.linalg.norm(unit, axis=1))
     length = np.asarray(incidence.sum(axis=1)).ravel()

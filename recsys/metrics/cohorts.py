@@ -27,7 +27,7 @@ the users of ``truth`` (the evaluated population):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -57,9 +57,9 @@ def cohorts(
 ) -> pl.DataFrame:
     """(user_id, cohort) membership rows; a user can be in several cohorts."""
     users = truth.select(pl.col("user_id").cast(pl.Int64)).unique()
-    activity = users.join(
-        history.group_by("user_id").agg(pl.len().cast(pl.Int64).alias("n")), on="user_id", how="left"
-    ).with_columns(pl.col("n").fill_null(0))
+    activity = users.join(history.group_by("user_id").agg(pl.len().cast(pl.Int64).alias("n")), on="user_id", how="left").with_columns(
+        pl.col("n").fill_null(0)
+    )
     low = activity["n"].quantile(tail_frac, interpolation="lower")
     high = activity["n"].quantile(1.0 - heavy_frac, interpolation="higher")
     cold_users = _cold_truth(truth, items_pop, cold_max_interactions).select("user_id").unique()

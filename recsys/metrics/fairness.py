@@ -43,7 +43,7 @@ fairest and unfairest coincide (a single list, or k ≥ n) return NaN rather tha
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl

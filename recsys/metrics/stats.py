@@ -115,9 +115,7 @@ def paired_test(
     joined = per_user_a.join(per_user_b, on=on, how="full", coalesce=True, suffix="_b")
     unmatched = joined.filter(pl.col("value").is_null() | pl.col("value_b").is_null())
     if unmatched.height:
-        raise ValueError(
-            f"{unmatched.height} (user, metric, k) rows appear on one side only, e.g. {unmatched.head(1).to_dicts()[0]}"
-        )
+        raise ValueError(f"{unmatched.height} (user, metric, k) rows appear on one side only, e.g. {unmatched.head(1).to_dicts()[0]}")
     diffs = joined.select(*on, (pl.col("value") - pl.col("value_b")).alias("value"))
     rng = np.random.default_rng(seed)
     parts = []

@@ -63,9 +63,7 @@ def redundancy_matrix(names: list[str], encoded: dict[str, EncodedColumn], n_job
     return matrix
 
 
-def relation_matrix(
-    names: list[str], encoded: dict[str, EncodedColumn], label_groups: LabelGroups, n_jobs: int = 2
-) -> np.ndarray:
+def relation_matrix(names: list[str], encoded: dict[str, EncodedColumn], label_groups: LabelGroups, n_jobs: int = 2) -> np.ndarray:
     f = len(names)
     pairs = _pairs(names)
 

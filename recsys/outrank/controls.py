@@ -31,9 +31,7 @@ def control_codes(n_rows: int, cardinality: int, rng: np.random.Generator) -> np
     """Uniform random codes that take every one of ``cardinality`` values at least once."""
     if cardinality <= 0:
         return np.zeros(n_rows, dtype=np.int32)
-    codes = np.concatenate(
-        [np.arange(cardinality, dtype=np.int32), rng.integers(0, cardinality, n_rows - cardinality, dtype=np.int32)]
-    )
+    codes = np.concatenate([np.arange(cardinality, dtype=np.int32), rng.integers(0, cardinality, n_rows - cardinality, dtype=np.int32)])
     rng.shuffle(codes)
     return codes
 

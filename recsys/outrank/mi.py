@@ -45,7 +45,7 @@ class LabelGroups:
         return int(self.codes.size)
 
     @classmethod
-    def build(cls, codes: np.ndarray, cardinality: int) -> "LabelGroups":
+    def build(cls, codes: np.ndarray, cardinality: int) -> LabelGroups:
         n = codes.size
         counts = np.bincount(codes, minlength=cardinality)
         per_row = counts[codes]
@@ -69,9 +69,7 @@ class LabelGroups:
 
 def _conditional_xlogx(feature: np.ndarray, cardinality: int, groups: LabelGroups) -> float:
     """Σ c·ln c over (label, feature) pair counts of the rows in groups with n_l > 1."""
-    return joint_xlogx(
-        groups.kept(groups.codes), groups.kept(feature), cardinality, groups.cardinality * cardinality
-    )
+    return joint_xlogx(groups.kept(groups.codes), groups.kept(feature), cardinality, groups.cardinality * cardinality)
 
 
 def mi_plain(feature: np.ndarray, cardinality: int, groups: LabelGroups) -> float:

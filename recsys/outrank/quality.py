@@ -97,9 +97,7 @@ def quality_report(
             "label_explained_noise": pl.Float64,
         },
     )
-    return report.with_columns(
-        leakage=(pl.col("label_explained") - pl.col("label_explained_noise")) >= leak_threshold
-    )
+    return report.with_columns(leakage=(pl.col("label_explained") - pl.col("label_explained_noise")) >= leak_threshold)
 
 
 def redundant_pairs(
@@ -114,6 +112,4 @@ def redundant_pairs(
         {"feature_a": [a for a, _ in pairs], "feature_b": [b for _, b in pairs], "redundancy": scores},
         schema={"feature_a": pl.Utf8, "feature_b": pl.Utf8, "redundancy": pl.Float64},
     )
-    return table.filter(pl.col("redundancy") >= threshold).sort(
-        ["redundancy", "feature_a", "feature_b"], descending=[True, False, False]
-    )
+    return table.filter(pl.col("redundancy") >= threshold).sort(["redundancy", "feature_a", "feature_b"], descending=[True, False, False])

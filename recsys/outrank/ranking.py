@@ -111,9 +111,7 @@ def rank_features(
             }
         )
     else:
-        ranking = pl.DataFrame({"feature": names, "score": scores}).sort(
-            ["score", "feature"], descending=[True, False]
-        )
+        ranking = pl.DataFrame({"feature": names, "score": scores}).sort(["score", "feature"], descending=[True, False])
 
     ranking = ranking.with_columns(
         heuristic=pl.lit(heuristic),

@@ -54,11 +54,15 @@ class EventLog:
 
 
 def event_log(history: pl.DataFrame, users: IdIndex, items: IdIndex) -> EventLog:
-    frame = history.select(
-        pl.Series("u", users.positions(history["user_id"])),
-        pl.Series("i", items.positions(history["item_id"])),
-        pl.col("ts").dt.epoch("us").alias("t"),
-    ).filter((pl.col("u") >= 0) & (pl.col("i") >= 0)).sort("u", "t", "i")
+    frame = (
+        history.select(
+            pl.Series("u", users.positions(history["user_id"])),
+            pl.Series("i", items.positions(history["item_id"])),
+            pl.col("ts").dt.epoch("us").alias("t"),
+        )
+        .filter((pl.col("u") >= 0) & (pl.col("i") >= 0))
+        .sort("u", "t", "i")
+    )
     # pv → cart → buy of one item is one step of the walk, not a self-transition.
     repeat = (pl.col("u") == pl.col("u").shift(1)) & (pl.col("i") == pl.col("i").shift(1))
     frame = frame.filter(~repeat.fill_null(False))

@@ -56,9 +56,7 @@ def hit_rate_vs_depth(
     users = IdIndex.from_values(history["user_id"])
     items = index.items
     trig = user_triggers(history, users, items, n_triggers)
-    trig_m = sp.csr_matrix(
-        (np.ones(len(trig.user_pos), np.float32), (trig.user_pos, trig.item_pos)), shape=(len(users), len(items))
-    )
+    trig_m = sp.csr_matrix((np.ones(len(trig.user_pos), np.float32), (trig.user_pos, trig.item_pos)), shape=(len(users), len(items)))
     truth = _user_item_csr(users, items, target["user_id"], target["item_id"])
     seen = _user_item_csr(users, items, history["user_id"], history["item_id"]) if exclude_seen else None
     eval_users = np.flatnonzero(np.diff(truth.indptr) > 0)
@@ -82,14 +80,21 @@ def hit_rate_vs_depth(
                 "n_users": int(len(eval_users)),
             }
         )
-    return pl.DataFrame(rows, schema={"depth": pl.Int64, "hit_rate": pl.Float64, "recall": pl.Float64,
-                                      "avg_pool_size": pl.Float64, "n_users": pl.Int64})
+    return pl.DataFrame(
+        rows, schema={"depth": pl.Int64, "hit_rate": pl.Float64, "recall": pl.Float64, "avg_pool_size": pl.Float64, "n_users": pl.Int64}
+    )
 
 
 class PI2IIndexChannel(ItemCFChannel):
-    """"pi2i_index": the relaxed lists ranked by co-occurrence score alone (PRS's no-model baseline)."""
+    """ "pi2i_index": the relaxed lists ranked by co-occurrence score alone (PRS's no-model baseline)."""
 
-    def __init__(self, depth: int = 300, n_triggers: int = 10, recency_decay: float = 0.8,
-                 aggregate: str = "sum", **index_params):
-        super().__init__(depth=depth, method="cooc", n_triggers=n_triggers, recency_decay=recency_decay,
-                         aggregate=aggregate, name="pi2i_index", **index_params)
+    def __init__(self, depth: int = 300, n_triggers: int = 10, recency_decay: float = 0.8, aggregate: str = "sum", **index_params):
+        super().__init__(
+            depth=depth,
+            method="cooc",
+            n_triggers=n_triggers,
+            recency_decay=recency_decay,
+            aggregate=aggregate,
+            name="pi2i_index",
+            **index_params,
+        )

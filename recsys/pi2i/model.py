@@ -60,7 +60,7 @@ class PRSConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PRSConfig":
+    def from_dict(cls, d: dict) -> PRSConfig:
         d = dict(d)
         d["hidden"] = tuple(d["hidden"])
         return cls(**d)
@@ -121,11 +121,11 @@ class PRSModel(nn.Module):
     def _keys(self, seq):
         """Attention keys/values of each sequence: [S, H, L + 1, hd] twice, and the padding mask."""
         c, s = self.config, seq.shape[0]
-        keys = self.key(self._item_repr(seq)) + self.position.weight[-seq.shape[1]:][None]
+        keys = self.key(self._item_repr(seq)) + self.position.weight[-seq.shape[1] :][None]
         keys = torch.cat([self.empty_slot.expand(s, 1, -1), keys], dim=1)
         w, b = self.attention.in_proj_weight, self.attention.in_proj_bias
-        k = F.linear(keys, w[c.dim:2 * c.dim], b[c.dim:2 * c.dim])
-        v = F.linear(keys, w[2 * c.dim:], b[2 * c.dim:])
+        k = F.linear(keys, w[c.dim : 2 * c.dim], b[c.dim : 2 * c.dim])
+        v = F.linear(keys, w[2 * c.dim :], b[2 * c.dim :])
         split = lambda a: a.view(s, -1, c.heads, c.dim // c.heads).transpose(1, 2)  # noqa: E731
         visible = torch.cat([torch.ones(s, 1, dtype=torch.bool, device=seq.device), seq != 0], dim=1)
         return split(k), split(v), visible
@@ -141,10 +141,11 @@ class PRSModel(nn.Module):
         d_item = F.linear(g, self.dnn_pair.weight[:, :w])
         e_item = self.item(uniq)
         x = self.cross(cross)  # [B, C, 16]
-        q_hidden = torch.relu(F.linear(x, self.query_pair.weight[:, w:], self.query_pair.bias)
-                              + q_item[inv] + self.query_trig(t)[:, None, :])
+        q_hidden = torch.relu(
+            F.linear(x, self.query_pair.weight[:, w:], self.query_pair.bias) + q_item[inv] + self.query_trig(t)[:, None, :]
+        )
         # query_out then the attention's query projection: one linear map.
-        w_q, b_q = self.attention.in_proj_weight[:c.dim], self.attention.in_proj_bias[:c.dim]
+        w_q, b_q = self.attention.in_proj_weight[: c.dim], self.attention.in_proj_bias[: c.dim]
         q = F.linear(q_hidden, w_q @ self.query_out.weight, w_q @ self.query_out.bias + b_q)
         k, v, visible = self._keys(seq)
         if example_seq is not None:
@@ -161,7 +162,7 @@ class PRSModel(nn.Module):
         b = cands.shape[0]
         t, g, x = self._item_repr(trig), self._item_repr(cands), self.cross(cross)
         q = self.query_out(torch.relu(self.query_trig(t)[:, None, :] + self.query_pair(torch.cat([g, x], dim=-1))))
-        keys = self.key(self._item_repr(seq)) + self.position.weight[-seq.shape[1]:][None]
+        keys = self.key(self._item_repr(seq)) + self.position.weight[-seq.shape[1] :][None]
         keys = torch.cat([self.empty_slot.expand(b, 1, -1), keys], dim=1)
         pad = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=seq.device), seq == 0], dim=1)
         att, _ = self.attention(q, keys, keys, key_padding_mask=pad, need_weights=False)

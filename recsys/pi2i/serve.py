@@ -82,17 +82,37 @@ class PI2I:
         swing_params: dict | None = None,
         score_batch_pairs: int = 131_072,
     ):
-        self.params = dict(depth=depth, n_triggers=n_triggers, seq_len=seq_len, trigger_window=trigger_window,
-                           with_swing=with_swing, recency_decay=recency_decay, dim=dim, heads=heads,
-                           hidden=list(hidden), epochs=epochs, batch_size=batch_size, lr=lr,
-                           n_negatives=n_negatives, val_fraction=val_fraction,
-                           max_train_per_epoch=max_train_per_epoch, max_val=max_val,
-                           cooc_params=dict(cooc_params or {}), swing_params=dict(swing_params or {}),
-                           score_batch_pairs=score_batch_pairs)
+        self.params = dict(
+            depth=depth,
+            n_triggers=n_triggers,
+            seq_len=seq_len,
+            trigger_window=trigger_window,
+            with_swing=with_swing,
+            recency_decay=recency_decay,
+            dim=dim,
+            heads=heads,
+            hidden=list(hidden),
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            n_negatives=n_negatives,
+            val_fraction=val_fraction,
+            max_train_per_epoch=max_train_per_epoch,
+            max_val=max_val,
+            cooc_params=dict(cooc_params or {}),
+            swing_params=dict(swing_params or {}),
+            score_batch_pairs=score_batch_pairs,
+        )
 
     # ------------------------------------------------------------------------------------------
-    def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, users: pl.DataFrame | None = None,
-            user_features=(), runtime: TorchRuntime | None = None) -> "PI2I":
+    def fit(
+        self,
+        history: pl.DataFrame,
+        items: pl.DataFrame | None = None,
+        users: pl.DataFrame | None = None,
+        user_features=(),
+        runtime: TorchRuntime | None = None,
+    ) -> PI2I:
         if isinstance(users, TorchRuntime):  # called positionally as Channel.fit(history, items, runtime)
             users, runtime = None, users
         p = self.params
@@ -110,16 +130,32 @@ class PI2I:
         self.data_ = PRSData(cooc, swing_at_slots(cooc, swing), categories, codes, log, p["n_triggers"], p["seq_len"])
         self.triggers_ = user_triggers(history, self.users_, self.items_, p["n_triggers"])
         self.seen_ = seen_keys(history, self.users_, self.items_)
-        self.config_ = PRSConfig(n_items=len(self.items_), n_categories=n_categories, user_cardinalities=cards,
-                                 n_cross=len(CROSS_FEATURES), dim=p["dim"], heads=p["heads"],
-                                 seq_len=p["seq_len"], hidden=tuple(p["hidden"]))
+        self.config_ = PRSConfig(
+            n_items=len(self.items_),
+            n_categories=n_categories,
+            user_cardinalities=cards,
+            n_cross=len(CROSS_FEATURES),
+            dim=p["dim"],
+            heads=p["heads"],
+            seq_len=p["seq_len"],
+            hidden=tuple(p["hidden"]),
+        )
         self.runtime.seed_everything()
         self.model_ = PRSModel(self.config_, torch.from_numpy(categories))
         examples = training_examples(log, cooc, p["trigger_window"])
-        self.report_ = train_prs(self.model_, self.data_, examples, self.runtime, epochs=p["epochs"],
-                                 batch_size=p["batch_size"], lr=p["lr"], n_negatives=p["n_negatives"],
-                                 val_fraction=p["val_fraction"], max_train_per_epoch=p.get("max_train_per_epoch"),
-                                 max_val=p.get("max_val", 1_000))
+        self.report_ = train_prs(
+            self.model_,
+            self.data_,
+            examples,
+            self.runtime,
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            lr=p["lr"],
+            n_negatives=p["n_negatives"],
+            val_fraction=p["val_fraction"],
+            max_train_per_epoch=p.get("max_train_per_epoch"),
+            max_val=p.get("max_val", 1_000),
+        )
         return self
 
     # ------------------------------------------------------------------------------------------
@@ -179,32 +215,49 @@ class PI2I:
         user_ids = frame["user_id"].unique().to_numpy()
         user_ids, upos = self._user_rows(user_ids)
         r, c, v = self._candidate_scores(upos, exclude_seen=False)
-        scored = pl.DataFrame({"user_id": user_ids[r], "item_id": self.items_.ids[c], "pi2i_score": v.astype(np.float64)},
-                              schema={"user_id": pl.Int64, "item_id": pl.Int64, "pi2i_score": pl.Float64})
+        scored = pl.DataFrame(
+            {"user_id": user_ids[r], "item_id": self.items_.ids[c], "pi2i_score": v.astype(np.float64)},
+            schema={"user_id": pl.Int64, "item_id": pl.Int64, "pi2i_score": pl.Float64},
+        )
         return frame.join(scored, on=["user_id", "item_id"], how="left", maintain_order="left")
 
     # ------------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         d = self.data_
         arrays = {
-            "items": self.items_.ids, "users": self.users_.ids, "categories": d.categories, "user_codes": d.user_codes,
-            "cooc_targets": d.cooc.targets, "cooc_scores": d.cooc.scores, "cooc_counts": d.cooc.counts,
-            "log_indptr": d.log.indptr, "log_item_pos": d.log.item_pos, "log_t": d.log.t,
-            "trig_user_pos": self.triggers_.user_pos, "trig_item_pos": self.triggers_.item_pos,
-            "trig_recency": self.triggers_.recency, "trig_t_last": self.triggers_.t_last,
-            "trig_user_t_last": self.triggers_.user_t_last, "seen": self.seen_,
+            "items": self.items_.ids,
+            "users": self.users_.ids,
+            "categories": d.categories,
+            "user_codes": d.user_codes,
+            "cooc_targets": d.cooc.targets,
+            "cooc_scores": d.cooc.scores,
+            "cooc_counts": d.cooc.counts,
+            "log_indptr": d.log.indptr,
+            "log_item_pos": d.log.item_pos,
+            "log_t": d.log.t,
+            "trig_user_pos": self.triggers_.user_pos,
+            "trig_item_pos": self.triggers_.item_pos,
+            "trig_recency": self.triggers_.recency,
+            "trig_t_last": self.triggers_.t_last,
+            "trig_user_t_last": self.triggers_.user_t_last,
+            "seen": self.seen_,
         }
         if d.swing_at is not None:
             arrays["swing_at"] = d.swing_at
-        meta = {"params": self.params, "config": self.config_.to_dict(), "user_features": self.user_features,
-                "report": self.report_}
+        meta = {"params": self.params, "config": self.config_.to_dict(), "user_features": self.user_features, "report": self.report_}
         buf = io.BytesIO()
-        torch.save({"meta": json.dumps(meta), "state_dict": self.model_.state_dict(),
-                    "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}}, buf)
+        torch.save(
+            {
+                "meta": json.dumps(meta),
+                "state_dict": self.model_.state_dict(),
+                "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+            },
+            buf,
+        )
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes, runtime: TorchRuntime | None = None) -> "PI2I":
+    def from_bytes(cls, blob: bytes, runtime: TorchRuntime | None = None) -> PI2I:
         obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         meta = json.loads(obj["meta"])
         a = {k: v.numpy() for k, v in obj["arrays"].items()}
@@ -216,10 +269,12 @@ class PI2I:
         self.items_, self.users_ = IdIndex(a["items"]), IdIndex(a["users"])
         cooc = ItemIndex(self.items_, a["cooc_targets"], a["cooc_scores"], a["cooc_counts"], "cooc")
         log = EventLog(self.users_, self.items_, a["log_indptr"], a["log_item_pos"], a["log_t"])
-        self.data_ = PRSData(cooc, a.get("swing_at"), a["categories"], a["user_codes"], log,
-                             self.params["n_triggers"], self.params["seq_len"])
-        self.triggers_ = UserTriggers(self.users_, a["trig_user_pos"], a["trig_item_pos"], a["trig_recency"],
-                                      a["trig_t_last"], a["trig_user_t_last"])
+        self.data_ = PRSData(
+            cooc, a.get("swing_at"), a["categories"], a["user_codes"], log, self.params["n_triggers"], self.params["seq_len"]
+        )
+        self.triggers_ = UserTriggers(
+            self.users_, a["trig_user_pos"], a["trig_item_pos"], a["trig_recency"], a["trig_t_last"], a["trig_user_t_last"]
+        )
         self.seen_ = a["seen"]
         self.config_ = PRSConfig.from_dict(meta["config"])
         self.model_ = PRSModel(self.config_)

@@ -64,7 +64,7 @@ class Examples:
     def __len__(self) -> int:
         return len(self.user)
 
-    def take(self, idx: np.ndarray) -> "Examples":
+    def take(self, idx: np.ndarray) -> Examples:
         return Examples(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
 
 
@@ -80,16 +80,24 @@ def training_examples(log: EventLog, cooc: ItemIndex, trigger_window: int = 1) -
         trig, tgt = log.item_pos[q], log.item_pos[p]
         _, _, slot = cooc.lookup(trig, tgt)
         keep = (trig != tgt) & (slot < cooc.depth) & (lengths[trig] >= 2)
-        parts.append((user[p][keep], trig[keep], tgt[keep], slot[keep], (log.t[p] - log.t[q])[keep],
-                      np.full(int(keep.sum()), lag - 1, np.int32), p[keep]))
+        parts.append(
+            (
+                user[p][keep],
+                trig[keep],
+                tgt[keep],
+                slot[keep],
+                (log.t[p] - log.t[q])[keep],
+                np.full(int(keep.sum()), lag - 1, np.int32),
+                p[keep],
+            )
+        )
     cols = [np.concatenate(c) for c in zip(*parts)]
     order = np.argsort(cols[6], kind="stable")
     dtypes = (np.int32, np.int32, np.int32, np.int32, np.int64, np.int32, np.int64)
     return Examples(*(c[order].astype(d) for c, d in zip(cols, dtypes)))
 
 
-def featurize(data: PRSData, user, trig, slots, gap_us, recency, seq: np.ndarray, device,
-              example_seq: np.ndarray | None = None) -> dict:
+def featurize(data: PRSData, user, trig, slots, gap_us, recency, seq: np.ndarray, device, example_seq: np.ndarray | None = None) -> dict:
     """Tensors for PRSModel.forward; ``slots`` [B, C] are positions in each trigger's cooc list.
 
     ``example_seq`` (optional, [B]): row of ``seq`` each example reads (sequences shared by rows).
@@ -98,8 +106,7 @@ def featurize(data: PRSData, user, trig, slots, gap_us, recency, seq: np.ndarray
     slots = np.asarray(slots, np.int64)
     cands = data.cooc.targets[trig[:, None], slots]
     valid = cands >= 0
-    cross = cross_features(data.cooc, data.swing_at, data.categories, trig, cands, slots,
-                           gap_us, recency, data.n_triggers)
+    cross = cross_features(data.cooc, data.swing_at, data.categories, trig, cands, slots, gap_us, recency, data.n_triggers)
     as_t = lambda a, dt=torch.long: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=dt)  # noqa: E731
     batch = {
         "user_codes": as_t(data.user_codes[np.asarray(user, np.int64)]),
@@ -115,8 +122,7 @@ def featurize(data: PRSData, user, trig, slots, gap_us, recency, seq: np.ndarray
 
 
 def _forward(model: PRSModel, batch: dict) -> torch.Tensor:
-    logits = model(batch["user_codes"], batch["trig"], batch["cands"], batch["cross"], batch["seq"],
-                   example_seq=batch.get("example_seq"))
+    logits = model(batch["user_codes"], batch["trig"], batch["cands"], batch["cross"], batch["seq"], example_seq=batch.get("example_seq"))
     return logits.float().masked_fill(~batch["valid"], float("-inf"))
 
 
@@ -127,8 +133,7 @@ def _sample_slots(rng: np.random.Generator, slot: np.ndarray, length: np.ndarray
     return np.concatenate([slot[:, None].astype(np.int64), draw], axis=1)
 
 
-def evaluate_full_list(model: PRSModel, data: PRSData, ex: Examples, k: int, device, runtime,
-                       batch_pairs: int = 65_536) -> float:
+def evaluate_full_list(model: PRSModel, data: PRSData, ex: Examples, k: int, device, runtime, batch_pairs: int = 65_536) -> float:
     """hit@k of the true target when the trigger's whole list is ranked by the model."""
     if len(ex) == 0:
         return float("nan")
@@ -188,15 +193,17 @@ def train_prs(
     lengths = data.cooc.list_lengths()
     optim = _optimizer(model, lr, weight_decay)
     cooc_hit = float(np.mean(val.slot < val_k)) if n_val else float("nan")
-    runtime.log(f"prs: {len(train)} training pairs ({per_epoch} sampled per epoch), {n_val} validation pairs, "
-                f"list depth {data.cooc.depth}, cooc-order val hit@{val_k} {cooc_hit:.4f}")
+    runtime.log(
+        f"prs: {len(train)} training pairs ({per_epoch} sampled per epoch), {n_val} validation pairs, "
+        f"list depth {data.cooc.depth}, cooc-order val hit@{val_k} {cooc_hit:.4f}"
+    )
     history, best, best_state, best_epoch = [], -1.0, None, 0
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(len(train))[:per_epoch]
         total, seen = 0.0, 0
         for a in range(0, len(order), batch_size):
-            part = train.take(order[a:a + batch_size])
+            part = train.take(order[a : a + batch_size])
             slots = _sample_slots(rng, part.slot, lengths[part.trig], n_negatives)
             seq = sequences(data.log, part.user, part.end, data.seq_len)
             batch = featurize(data, part.user, part.trig, slots, part.gap_us, part.recency, seq, device)
@@ -210,13 +217,11 @@ def train_prs(
             seen += len(part)
         val_hit = evaluate_full_list(model, data, val, val_k, device, runtime) if n_val else float("nan")
         history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_hit": val_hit, "cooc_hit": cooc_hit})
-        runtime.log(f"prs epoch {epoch}/{epochs} loss {total / max(seen, 1):.4f} "
-                    f"val hit@{val_k} {val_hit:.4f} (cooc order {cooc_hit:.4f})")
+        runtime.log(f"prs epoch {epoch}/{epochs} loss {total / max(seen, 1):.4f} val hit@{val_k} {val_hit:.4f} (cooc order {cooc_hit:.4f})")
         if not n_val or val_hit > best:
             best, best_state = val_hit, copy.deepcopy(model.state_dict())
             best_epoch = epoch
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return {"epochs": history, "best_epoch": best_epoch, "n_train": len(train), "n_val": n_val,
-            "n_train_per_epoch": per_epoch}
+    return {"epochs": history, "best_epoch": best_epoch, "n_train": len(train), "n_val": n_val, "n_train_per_epoch": per_epoch}

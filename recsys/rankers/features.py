@@ -223,7 +223,11 @@ def build_ranker_frame(
     label_mode: str = "binary",
 ) -> pl.DataFrame:
     """Join channel, user, item, user×item and categorical features (and the label) onto the pool."""
-    for name, frame, cols in (("pool", pool, ID_COLUMNS), ("history", history, ("user_id", "item_id", "ts")), ("items", items, ("item_id", "category_id"))):
+    for name, frame, cols in (
+        ("pool", pool, ID_COLUMNS),
+        ("history", history, ("user_id", "item_id", "ts")),
+        ("items", items, ("item_id", "category_id")),
+    ):
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise ValueError(f"{name} frame lacks columns {missing}")
@@ -259,11 +263,7 @@ def build_ranker_frame(
         .agg(pl.len().cast(pl.Int64).alias("ui_cat_count"), pl.col("ts").max().alias("_cat_last"))
         .filter(pl.col("category_id").is_not_null())
     )
-    last_cat = (
-        _last_items(hist, 1)
-        .join(item_cat, on="item_id", how="left")
-        .select("user_id", pl.col("category_id").alias("_last_cat"))
-    )
+    last_cat = _last_items(hist, 1).join(item_cat, on="item_id", how="left").select("user_id", pl.col("category_id").alias("_last_cat"))
     user_item = hist.group_by("user_id", "item_id").agg(pl.len().cast(pl.Int64).alias("ui_n_events"))
 
     out = (

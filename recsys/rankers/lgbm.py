@@ -120,7 +120,7 @@ class LGBMRanker:
         feature_cols: Sequence[str] | None = None,
         categorical_cols: Sequence[str] | None = None,
         log: Callable[[str], None] | None = None,
-    ) -> "LGBMRanker":
+    ) -> LGBMRanker:
         if LABEL not in frame.columns:
             raise ValueError("fit needs a 'label' column (build_ranker_frame(..., target=...))")
         p = self.params
@@ -159,7 +159,9 @@ class LGBMRanker:
             callbacks.append(lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False))
         if log is not None and use_valid:
             callbacks.append(_log_every(log, 50))
-        self.booster = lgb.train(p.lgb_params(), dtrain, num_boost_round=p.n_estimators, valid_sets=valid_sets, valid_names=valid_names, callbacks=callbacks)
+        self.booster = lgb.train(
+            p.lgb_params(), dtrain, num_boost_round=p.n_estimators, valid_sets=valid_sets, valid_names=valid_names, callbacks=callbacks
+        )
         if use_valid:
             self.best_iteration = int(self.booster.best_iteration) or self.booster.current_iteration()
             self.valid_ndcg10 = float(self.booster.best_score["valid"][f"ndcg@{p.eval_at}"])
@@ -217,7 +219,7 @@ class LGBMRanker:
         return json.dumps({"meta": meta, "model": booster.model_to_string()}).encode("utf-8")
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "LGBMRanker":
+    def from_bytes(cls, blob: bytes) -> LGBMRanker:
         payload = json.loads(blob.decode("utf-8"))
         meta = payload["meta"]
         ranker = cls(LGBMRankerParams(**meta["params"]))

@@ -149,7 +149,9 @@ class _Lists:
     row: np.ndarray  # [U, M] frame row index, -1 where empty
 
 
-def _pack(user_ids: np.ndarray, tokens: np.ndarray, feats: np.ndarray, labels: np.ndarray, rows: np.ndarray, width: int | None = None) -> _Lists:
+def _pack(
+    user_ids: np.ndarray, tokens: np.ndarray, feats: np.ndarray, labels: np.ndarray, rows: np.ndarray, width: int | None = None
+) -> _Lists:
     """Scatter rows (already ordered with each user's rows contiguous and in slot order) into [U, M]."""
     users, start, counts = np.unique(user_ids, return_index=True, return_counts=True)
     g = np.repeat(np.arange(len(users)), counts)
@@ -233,7 +235,11 @@ class SequenceRanker:
         token_cat = np.zeros(len(self.items) + N_SPECIAL, dtype=np.int64)
         n_categories = 0
         if items is not None and "category_id" in items.columns:
-            cats = items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8)).unique("item_id", keep="first").drop_nulls()
+            cats = (
+                items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id").cast(pl.Utf8))
+                .unique("item_id", keep="first")
+                .drop_nulls()
+            )
             vocab = cats["category_id"].unique().sort()
             codes = cats.join(pl.DataFrame({"category_id": vocab, "code": np.arange(1, len(vocab) + 1)}), on="category_id")
             token_cat[self._tokens(codes["item_id"])] = codes["code"].to_numpy()
@@ -249,7 +255,9 @@ class SequenceRanker:
         cols = np.argsort(key, axis=1, kind="stable")[:, :m]
         return np.arange(len(lists.users))[:, None], cols
 
-    def fit(self, frame: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame | None = None, *, runtime: TorchRuntime) -> "SequenceRanker":
+    def fit(
+        self, frame: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame | None = None, *, runtime: TorchRuntime
+    ) -> SequenceRanker:
         if LABEL not in frame.columns:
             raise ValueError("fit needs a 'label' column (build_ranker_frame(..., target=...))")
         p = self.params
@@ -318,9 +326,12 @@ class SequenceRanker:
             msg = f"sequence_ranker: epoch {epoch} loss {total / n:.4f}"
             if use_valid:
                 scores = self._score_lists(valid_lists, valid_seq, runtime)
-                ndcg = grouped_ndcg_at_k(np.repeat(np.arange(len(valid_lists.users)), valid_lists.cand.shape[1])[valid_lists.row.ravel() >= 0],
-                                         valid_lists.labels.ravel()[valid_lists.row.ravel() >= 0],
-                                         scores.ravel()[valid_lists.row.ravel() >= 0], p.eval_at)
+                ndcg = grouped_ndcg_at_k(
+                    np.repeat(np.arange(len(valid_lists.users)), valid_lists.cand.shape[1])[valid_lists.row.ravel() >= 0],
+                    valid_lists.labels.ravel()[valid_lists.row.ravel() >= 0],
+                    scores.ravel()[valid_lists.row.ravel() >= 0],
+                    p.eval_at,
+                )
                 self.valid_history.append(ndcg)
                 msg += f" valid ndcg@{p.eval_at} {ndcg:.4f}"
                 if ndcg > best_score:
@@ -397,7 +408,7 @@ class SequenceRanker:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes) -> "SequenceRanker":
+    def from_bytes(cls, blob: bytes) -> SequenceRanker:
         payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         params = dict(payload["params"])
         if params["feature_cols"] is not None:

@@ -58,17 +58,14 @@ class ParsedBatch:
 
     def __post_init__(self) -> None:
         if self.n_read != self.interactions.height + self.quarantine.height:
-            raise ValueError(
-                f"n_read {self.n_read} != {self.interactions.height} loaded"
-                f" + {self.quarantine.height} quarantined"
-            )
+            raise ValueError(f"n_read {self.n_read} != {self.interactions.height} loaded + {self.quarantine.height} quarantined")
 
     @staticmethod
-    def empty() -> "ParsedBatch":
+    def empty() -> ParsedBatch:
         return ParsedBatch(empty(INTERACTION_SCHEMA), empty(QUARANTINE_SCHEMA), 0)
 
     @staticmethod
-    def concat(batches: list["ParsedBatch"]) -> "ParsedBatch":
+    def concat(batches: list[ParsedBatch]) -> ParsedBatch:
         if not batches:
             return ParsedBatch.empty()
         return ParsedBatch(
@@ -118,10 +115,7 @@ def open_reader(spec: str, cache_dir: Path) -> DatasetReader:
             raise SourceError(f"bad synthetic spec {spec!r}: expected synthetic[:N[:SEED]]") from exc
         return SyntheticReader(SyntheticConfig(n_interactions=n, seed=seed))
     if not arg:
-        raise SourceError(
-            f"source spec {spec!r} has no path: expected 'movielens:<dir>', 'taobao:<file>'"
-            " or 'synthetic[:N[:SEED]]'"
-        )
+        raise SourceError(f"source spec {spec!r} has no path: expected 'movielens:<dir>', 'taobao:<file>' or 'synthetic[:N[:SEED]]'")
     path = Path(arg).expanduser()
     if kind == "taobao":
         from recsys.sources.taobao import TaobaoReader
@@ -131,6 +125,4 @@ def open_reader(spec: str, cache_dir: Path) -> DatasetReader:
         from recsys.sources.movielens import open_movielens
 
         return open_movielens(path, cache_dir)
-    raise SourceError(
-        f"unknown source kind {kind!r} in spec {spec!r}: expected movielens, ml-*, taobao or synthetic"
-    )
+    raise SourceError(f"unknown source kind {kind!r} in spec {spec!r}: expected movielens, ml-*, taobao or synthetic")

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -107,10 +108,7 @@ class LineFormat:
         """Typed columns + ts/event_date + reason for (line_no, raw_line) lines; vectorized."""
         k = len(self.fields)
         parts = pl.col("raw_line").str.split(self.separator)
-        raw_cols = [
-            parts.list.get(j, null_on_oob=True).str.strip_chars().alias(f"__raw_{f.name}")
-            for j, f in enumerate(self.fields)
-        ]
+        raw_cols = [parts.list.get(j, null_on_oob=True).str.strip_chars().alias(f"__raw_{f.name}") for j, f in enumerate(self.fields)]
         staged = lines.with_columns(parts.list.len().alias("__n_cols"), *raw_cols)
 
         typed: list[pl.Expr] = []
@@ -132,9 +130,7 @@ class LineFormat:
                 ]
             elif f.kind == "float":
                 typed.append(raw.cast(pl.Float64, strict=False).alias(f.name))
-                checks.append(
-                    (out.is_null() | ~out.is_finite(), pl.format("{} '{}' is not a number", pl.lit(f.shown), raw))
-                )
+                checks.append((out.is_null() | ~out.is_finite(), pl.format("{} '{}' is not a number", pl.lit(f.shown), raw)))
                 if f.lo is not None or f.hi is not None:
                     lo = -np.inf if f.lo is None else f.lo
                     hi = np.inf if f.hi is None else f.hi
@@ -162,9 +158,7 @@ class LineFormat:
                 ]
             elif f.kind == "enum":
                 assert f.choices is not None, f"enum field {f.name} needs choices"
-                typed.append(
-                    raw.replace_strict(dict(f.choices), default=None, return_dtype=pl.Utf8).alias(f.name)
-                )
+                typed.append(raw.replace_strict(dict(f.choices), default=None, return_dtype=pl.Utf8).alias(f.name))
                 allowed = "|".join(f.choices)
                 checks.append((out.is_null(), pl.format("{} '{}' not in {}", pl.lit(f.shown), raw, pl.lit(allowed))))
             elif f.kind == "any":
@@ -306,9 +300,7 @@ def finalize(
     if session_gap is not None:
         good = sessionize(good, session_gap)
     interactions = good.select([pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()])
-    quarantine = bad.with_columns(
-        pl.lit(source_path).alias("source"), pl.col("raw_line").fill_null("")
-    ).select(
+    quarantine = bad.with_columns(pl.lit(source_path).alias("source"), pl.col("raw_line").fill_null("")).select(
         [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
     )
     return ParsedBatch(interactions, quarantine, routed.height)
@@ -341,12 +333,7 @@ class InMemoryStore:
         return self.parsed.lazy().filter(~pl.col("event_date").is_between(lo, hi).fill_null(False))
 
     def day_counts(self) -> pl.DataFrame:
-        return (
-            self.parsed.filter(pl.col("event_date").is_not_null())
-            .group_by("event_date")
-            .agg(*_COUNT_AGGS)
-            .sort("event_date")
-        )
+        return self.parsed.filter(pl.col("event_date").is_not_null()).group_by("event_date").agg(*_COUNT_AGGS).sort("event_date")
 
 
 def source_fingerprint(path: Path) -> dict:
@@ -372,7 +359,7 @@ class DayCache:
         *,
         batch_size: int = 2_000_000,
         log: Callable[[str], None] | None = None,
-    ) -> "DayCache":
+    ) -> DayCache:
         root = Path(root)
         manifest_path = root / "manifest.json"
         wanted = {"fingerprint": fingerprint, "format_version": CACHE_FORMAT_VERSION, "format": repr(fmt)}
@@ -383,7 +370,7 @@ class DayCache:
         return DayCache._build(lines, fmt, root, wanted, batch_size=batch_size, log=log)
 
     @staticmethod
-    def _build(lines, fmt, root, wanted, *, batch_size, log) -> "DayCache":
+    def _build(lines, fmt, root, wanted, *, batch_size, log) -> DayCache:
         tmp = root.parent / f".{root.name}.building-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "parts").mkdir(parents=True)
@@ -393,14 +380,8 @@ class DayCache:
         # one streaming pass: each batch is split by day and appended as a part file
         for b, batch in enumerate(parsed.collect_batches(chunk_size=batch_size)):
             batch_rows.append(batch.height)
-            key = batch.with_columns(
-                pl.col("event_date").dt.to_string("%Y-%m-%d").fill_null("undated").alias("__day")
-            )
-            counts.append(
-                key.group_by("__day").agg(
-                    *_COUNT_AGGS
-                )
-            )
+            key = batch.with_columns(pl.col("event_date").dt.to_string("%Y-%m-%d").fill_null("undated").alias("__day"))
+            counts.append(key.group_by("__day").agg(*_COUNT_AGGS))
             for (day,), part in key.partition_by("__day", as_dict=True, include_key=False).items():
                 (tmp / "parts" / day).mkdir(exist_ok=True)
                 part.write_parquet(tmp / "parts" / day / f"{b:06d}.parquet")
@@ -431,11 +412,7 @@ class DayCache:
         return DayCache(root, manifest)
 
     def _day_files(self, keep: Callable[[date], bool]) -> list[Path]:
-        return [
-            self.root / "days" / f"{d}.parquet"
-            for d in self.manifest["days"]
-            if d != "undated" and keep(date.fromisoformat(d))
-        ]
+        return [self.root / "days" / f"{d}.parquet" for d in self.manifest["days"] if d != "undated" and keep(date.fromisoformat(d))]
 
     def _scan(self, files: list[Path]) -> pl.LazyFrame:
         if not files:
@@ -457,9 +434,7 @@ class DayCache:
 
     def day_counts(self) -> pl.DataFrame:
         rows = [(date.fromisoformat(d), v[0], v[1]) for d, v in self.manifest["days"].items() if d != "undated"]
-        return pl.DataFrame(
-            rows, schema={"event_date": pl.Date, "n_rows": pl.Int64, "n_valid": pl.Int64}, orient="row"
-        ).sort("event_date")
+        return pl.DataFrame(rows, schema={"event_date": pl.Date, "n_rows": pl.Int64, "n_valid": pl.Int64}, orient="row").sort("event_date")
 
 
 def valid_bounds(day_counts: pl.DataFrame, *, tail_fraction: float = 0.0) -> tuple[date, date] | None:
@@ -506,9 +481,7 @@ class LineSourceReader:
             parts.append(self.store.scan_outside(lo, hi))
         raw = pl.concat(parts, how="vertical").collect()
         routed = route(raw.lazy(), self.bounds).collect()
-        return finalize(
-            routed, source_name=self.name, source_path=self.source_path, session_gap=self.session_gap
-        )
+        return finalize(routed, source_name=self.name, source_path=self.source_path, session_gap=self.session_gap)
 
 
 def read_whole(reader, *, chunk_days: int = 31) -> ParsedBatch:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -88,9 +88,9 @@ def _text_lines(path: Path, encoding: str) -> pl.Series:
 
 def _genre_columns(genre_list: pl.Expr) -> list[pl.Expr]:
     """category_id, genres from a List(Utf8) of raw genre names."""
-    norm = genre_list.list.eval(
-        pl.element().str.strip_chars().replace({"Children's": "Children"})
-    ).list.eval(pl.element().filter(pl.element().is_in(list(GENRES))))
+    norm = genre_list.list.eval(pl.element().str.strip_chars().replace({"Children's": "Children"})).list.eval(
+        pl.element().filter(pl.element().is_in(list(GENRES)))
+    )
     index = {g: i for i, g in enumerate(GENRES)}
     return [
         norm.list.first().replace_strict(index, default=None, return_dtype=pl.Int64).alias("category_id"),
@@ -111,31 +111,35 @@ ITEM_COLUMNS = ("item_id", "category_id", "title", "year", "genres")
 
 def _split_text(lines: pl.Series, sep: str, names: list[str]) -> pl.DataFrame:
     parts = pl.col("line").str.split(sep)
-    return pl.DataFrame({"line": lines}).select(
-        [parts.list.get(j, null_on_oob=True).alias(n) for j, n in enumerate(names)]
-    )
+    return pl.DataFrame({"line": lines}).select([parts.list.get(j, null_on_oob=True).alias(n) for j, n in enumerate(names)])
 
 
 def _items_ml100k(path: Path) -> pl.DataFrame:
     flags = [f"g{j}" for j in range(len(ML100K_FLAG_GENRES))]
     raw = _split_text(_text_lines(path, "latin-1"), "|", ["item_id", "title", "release", "video", "url", *flags])
-    genre_list = pl.concat_list(
-        [pl.when(pl.col(f) == "1").then(pl.lit(g)) for f, g in zip(flags, ML100K_FLAG_GENRES)]
-    ).list.drop_nulls()
-    return raw.select(
-        pl.col("item_id").cast(pl.Int64, strict=False),
-        *_title_year(pl.col("title"), pl.col("release").str.slice(-4).cast(pl.Int64, strict=False)),
-        *_genre_columns(genre_list),
-    ).filter(pl.col("item_id").is_not_null()).select(ITEM_COLUMNS)
+    genre_list = pl.concat_list([pl.when(pl.col(f) == "1").then(pl.lit(g)) for f, g in zip(flags, ML100K_FLAG_GENRES)]).list.drop_nulls()
+    return (
+        raw.select(
+            pl.col("item_id").cast(pl.Int64, strict=False),
+            *_title_year(pl.col("title"), pl.col("release").str.slice(-4).cast(pl.Int64, strict=False)),
+            *_genre_columns(genre_list),
+        )
+        .filter(pl.col("item_id").is_not_null())
+        .select(ITEM_COLUMNS)
+    )
 
 
 def _items_ml1m(path: Path) -> pl.DataFrame:
     raw = _split_text(_text_lines(path, "latin-1"), "::", ["item_id", "title", "genres_raw"])
-    return raw.select(
-        pl.col("item_id").cast(pl.Int64, strict=False),
-        *_title_year(pl.col("title")),
-        *_genre_columns(pl.col("genres_raw").str.split("|")),
-    ).filter(pl.col("item_id").is_not_null()).select(ITEM_COLUMNS)
+    return (
+        raw.select(
+            pl.col("item_id").cast(pl.Int64, strict=False),
+            *_title_year(pl.col("title")),
+            *_genre_columns(pl.col("genres_raw").str.split("|")),
+        )
+        .filter(pl.col("item_id").is_not_null())
+        .select(ITEM_COLUMNS)
+    )
 
 
 def _items_csv(path: Path) -> pl.DataFrame:
@@ -143,26 +147,32 @@ def _items_csv(path: Path) -> pl.DataFrame:
         io.BytesIO(path.read_bytes().decode("utf-8", errors="replace").encode()),
         schema_overrides={"movieId": pl.Utf8, "title": pl.Utf8, "genres": pl.Utf8},
     )
-    return raw.select(
-        pl.col("movieId").cast(pl.Int64, strict=False).alias("item_id"),
-        *_title_year(pl.col("title")),
-        *_genre_columns(pl.col("genres").str.split("|")),
-    ).filter(pl.col("item_id").is_not_null()).select(ITEM_COLUMNS)
+    return (
+        raw.select(
+            pl.col("movieId").cast(pl.Int64, strict=False).alias("item_id"),
+            *_title_year(pl.col("title")),
+            *_genre_columns(pl.col("genres").str.split("|")),
+        )
+        .filter(pl.col("item_id").is_not_null())
+        .select(ITEM_COLUMNS)
+    )
 
 
 def _items_recbole(path: Path) -> pl.DataFrame:
     raw = read_atomic(path)
     has_title = "movie_title" in raw.columns
-    frame = raw.with_columns(
-        (pl.col("movie_title").list.join(" ") if has_title else pl.lit(None, dtype=pl.Utf8)).alias("title_raw")
-    )
+    frame = raw.with_columns((pl.col("movie_title").list.join(" ") if has_title else pl.lit(None, dtype=pl.Utf8)).alias("title_raw"))
     year = pl.col("release_year").cast(pl.Int64, strict=False) if "release_year" in raw.columns else None
     genre_list = pl.col("class") if "class" in raw.columns else pl.lit([], dtype=pl.List(pl.Utf8))
-    return frame.select(
-        pl.col("item_id").cast(pl.Int64, strict=False),
-        *_title_year(pl.col("title_raw"), year),
-        *_genre_columns(genre_list),
-    ).filter(pl.col("item_id").is_not_null()).select(ITEM_COLUMNS)
+    return (
+        frame.select(
+            pl.col("item_id").cast(pl.Int64, strict=False),
+            *_title_year(pl.col("title_raw"), year),
+            *_genre_columns(genre_list),
+        )
+        .filter(pl.col("item_id").is_not_null())
+        .select(ITEM_COLUMNS)
+    )
 
 
 USER_COLUMNS = ("user_id", "age", "gender", "occupation", "zip")
@@ -286,12 +296,7 @@ class MovieLensReader(LineSourceReader):
             else:
                 lo, hi = self.bounds
                 self._users = (
-                    self.store.scan_days(lo, hi)
-                    .filter(pl.col("reason").is_null())
-                    .select("user_id")
-                    .unique()
-                    .sort("user_id")
-                    .collect()
+                    self.store.scan_days(lo, hi).filter(pl.col("reason").is_null()).select("user_id").unique().sort("user_id").collect()
                 )
         return self._users
 

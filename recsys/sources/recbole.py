@@ -39,9 +39,7 @@ def _header(path: Path) -> list[tuple[str, str]]:
     for col in first.split("\t"):
         name, _, kind = col.partition(":")
         if kind not in ATOMIC_TYPES:
-            raise SourceError(
-                f"{path}: header field {col!r} is not name:type with type in {'|'.join(ATOMIC_TYPES)}"
-            )
+            raise SourceError(f"{path}: header field {col!r} is not name:type with type in {'|'.join(ATOMIC_TYPES)}")
         fields.append((name, kind))
     return fields
 
@@ -52,9 +50,7 @@ def read_atomic(path: Path) -> pl.DataFrame:
     header = _header(path)
     lines = scan_raw_lines(path, header=True).filter(pl.col("raw_line").is_not_null())
     parts = pl.col("raw_line").str.split("\t")
-    frame = lines.select(
-        "line_no", *[parts.list.get(j, null_on_oob=True).alias(name) for j, (name, _) in enumerate(header)]
-    ).collect()
+    frame = lines.select("line_no", *[parts.list.get(j, null_on_oob=True).alias(name) for j, (name, _) in enumerate(header)]).collect()
     out = []
     for name, kind in header:
         col = pl.col(name)
@@ -72,9 +68,7 @@ def read_atomic(path: Path) -> pl.DataFrame:
         if kind == "float":
             bad = frame.filter(typed[name].is_null() & frame[name].str.strip_chars().ne(""))
             if bad.height:
-                raise SourceError(
-                    f"{path}: line {bad['line_no'][0]}: column {name}:float value {bad[name][0]!r} is not a number"
-                )
+                raise SourceError(f"{path}: line {bad['line_no'][0]}: column {name}:float value {bad[name][0]!r} is not a number")
     return typed.drop("line_no")
 
 
@@ -88,11 +82,10 @@ def inter_format(
     for need in ("user_id", "item_id", "timestamp"):
         if need not in names:
             raise SourceError(
-                f"{path}: .inter header {names} lacks {need};"
-                " expected user_id:token item_id:token [rating:float] timestamp:float"
+                f"{path}: .inter header {names} lacks {need}; expected user_id:token item_id:token [rating:float] timestamp:float"
             )
     fields = []
-    for name, kind in header:
+    for name, _kind in header:
         if name in ("user_id", "item_id"):
             fields.append(Field(name, "id"))
         elif name == "rating":
@@ -118,15 +111,12 @@ def read_benchmark_split(directory: Path, name: str | None = None) -> dict[str, 
     """Parsed train/valid/test interactions of a RecBole benchmark split (``files`` protocol)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise SourceError(
-            f"{directory}: benchmark split folder not found; expected <name>.train.inter/.valid.inter/.test.inter"
-        )
+        raise SourceError(f"{directory}: benchmark split folder not found; expected <name>.train.inter/.valid.inter/.test.inter")
     if name is None:
         found = sorted(directory.glob("*.train.inter"))
         if len(found) != 1:
             raise SourceError(
-                f"{directory}: expected exactly one <name>.train.inter with .valid.inter/.test.inter,"
-                f" found {[p.name for p in found]}"
+                f"{directory}: expected exactly one <name>.train.inter with .valid.inter/.test.inter, found {[p.name for p in found]}"
             )
         name = found[0].name[: -len(".train.inter")]
     paths = {s: directory / f"{name}.{s}.inter" for s in SPLITS}

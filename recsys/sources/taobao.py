@@ -26,9 +26,9 @@ hash of (user_id, session start second), so it is the same whichever window read
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 

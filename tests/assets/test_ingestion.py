@@ -91,13 +91,11 @@ def test_corrupted_partition_fails_its_blocking_check_and_stops_downstream(tmp_p
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "raw_interactions" in materialized and "interactions" not in materialized
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        reasons = con.execute('SELECT reason FROM quality.quarantine WHERE "partition" IN ($k, \'unroutable\')', {"k": key}).fetchall()
+        reasons = con.execute("SELECT reason FROM quality.quarantine WHERE \"partition\" IN ($k, 'unroutable')", {"k": key}).fetchall()
         n_read, n_loaded, n_quarantined = con.execute(
-            'SELECT sum(n_read), sum(n_loaded), sum(n_quarantined) FROM quality.ingestion_log'
+            "SELECT sum(n_read), sum(n_loaded), sum(n_quarantined) FROM quality.ingestion_log"
         ).fetchone()
-        failed = con.execute(
-            "SELECT count(*) FROM quality.check_results WHERE \"check\" = 'quarantine_share' AND NOT passed"
-        ).fetchone()[0]
+        failed = con.execute("SELECT count(*) FROM quality.check_results WHERE \"check\" = 'quarantine_share' AND NOT passed").fetchone()[0]
     assert len(reasons) == n_quarantined > 0
     assert n_loaded + n_quarantined == n_read
     assert failed == 1

@@ -28,25 +28,44 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
     keys = daily_partitions.get_partition_keys()
     instance = dg.DagsterInstance.ephemeral()
     ingest = dg.materialize(
-        all_assets, selection=dg.AssetSelection.groups("ingestion"), resources=resources, instance=instance,
+        all_assets,
+        selection=dg.AssetSelection.groups("ingestion"),
+        resources=resources,
+        instance=instance,
         tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
     )
     assert ingest.success
     downstream = dg.materialize(
-        [*all_assets, *all_checks], selection=dg.AssetSelection.assets("interactions").downstream(include_self=False),
-        resources=resources, instance=instance, run_config={"ops": FAST},
+        [*all_assets, *all_checks],
+        selection=dg.AssetSelection.assets("interactions").downstream(include_self=False),
+        resources=resources,
+        instance=instance,
+        run_config={"ops": FAST},
     )
     assert downstream.success
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         stages = {r[0] for r in con.execute("SELECT DISTINCT stage FROM eval.metrics WHERE fold = 'test'").fetchall()}
         n_recs = con.execute("SELECT count(*) FROM serving.recommendations").fetchone()[0]
         selected = con.execute("SELECT count(*) FROM features.selected_features").fetchone()[0]
-        ci_ok = con.execute(
-            "SELECT bool_and(ci_low <= value AND value <= ci_high) FROM eval.metrics WHERE ci_low IS NOT NULL"
-        ).fetchone()[0]
+        ci_ok = con.execute("SELECT bool_and(ci_low <= value AND value <= ci_high) FROM eval.metrics WHERE ci_low IS NOT NULL").fetchone()[
+            0
+        ]
         registry = {r[0] for r in con.execute("SELECT name FROM models.registry").fetchall()}
-    expected = {"pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh", "pi2i_index", "pi2i", "pool",
-                "lgbm_ranker", "sequence_ranker"}
+    expected = {
+        "pop",
+        "itemcf",
+        "swing",
+        "als",
+        "ease",
+        "two_tower",
+        "content",
+        "tgh",
+        "pi2i_index",
+        "pi2i",
+        "pool",
+        "lgbm_ranker",
+        "sequence_ranker",
+    }
     assert expected <= stages
     assert n_recs > 0 and selected > 0 and ci_ok
     assert {"lgbm_ranker", "sequence_ranker", "pi2i_valid", "pi2i_test"} <= registry

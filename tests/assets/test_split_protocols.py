@@ -13,9 +13,14 @@ def _interactions(n_users=20, per_user=6):
     frame = pl.DataFrame(rows, schema=["user_id", "item_id", "value", "sec"], orient="row")
     ts = pl.from_epoch(pl.col("sec"), time_unit="s").cast(pl.Datetime("us"))
     return frame.select(
-        pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64), pl.lit("rate").alias("event_type"),
-        pl.col("value").cast(pl.Float64), ts.alias("ts"), ts.dt.date().alias("event_date"),
-        pl.lit(None, pl.Int64).alias("session_id"), pl.lit("test").alias("source"),
+        pl.col("user_id").cast(pl.Int64),
+        pl.col("item_id").cast(pl.Int64),
+        pl.lit("rate").alias("event_type"),
+        pl.col("value").cast(pl.Float64),
+        ts.alias("ts"),
+        ts.dt.date().alias("event_date"),
+        pl.lit(None, pl.Int64).alias("session_id"),
+        pl.lit("test").alias("source"),
     )
 
 

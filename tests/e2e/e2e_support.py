@@ -83,10 +83,14 @@ def _corrupt(lines: pl.Series, fraction: float, rng: np.random.Generator) -> tup
     parts = pl.col("line").str.split(",")
     k = pl.col("kind")
     out = pl.DataFrame({"line": lines, "kind": kind}).select(
-        pl.when(k == 0).then(pl.concat_str([pl.col("line"), pl.lit(",extra")]))
-        .when(k == 1).then(pl.concat_str([parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.get(4)], separator=","))
-        .when(k == 2).then(pl.concat_str([pl.lit("-"), pl.col("line")]))
-        .when(k == 3).then(pl.concat_str([parts.list.get(0), pl.lit("x1"), parts.list.tail(3).list.join(",")], separator=","))
+        pl.when(k == 0)
+        .then(pl.concat_str([pl.col("line"), pl.lit(",extra")]))
+        .when(k == 1)
+        .then(pl.concat_str([parts.list.head(3).list.join(","), pl.lit("zz"), parts.list.get(4)], separator=","))
+        .when(k == 2)
+        .then(pl.concat_str([pl.lit("-"), pl.col("line")]))
+        .when(k == 3)
+        .then(pl.concat_str([parts.list.get(0), pl.lit("x1"), parts.list.tail(3).list.join(",")], separator=","))
         .otherwise(pl.col("line"))
         .alias("line")
     )["line"]
@@ -180,8 +184,11 @@ class DagsterDev:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"dagster dev exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                data = gql.query("{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
-                                 "locationOrLoadError { __typename ... on PythonError { message } } } } } }", timeout=5)
+                data = gql.query(
+                    "{ workspaceOrError { __typename ... on Workspace { locationEntries { name "
+                    "locationOrLoadError { __typename ... on PythonError { message } } } } } }",
+                    timeout=5,
+                )
                 entries = data["workspaceOrError"].get("locationEntries") or []
                 loaded = [e for e in entries if e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "RepositoryLocation"]
                 errors = [e for e in entries if e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "PythonError"]
@@ -189,7 +196,7 @@ class DagsterDev:
                     raise RuntimeError(f"code location failed to load: {errors[0]['locationOrLoadError']['message']}")
                 if loaded:
                     return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(1.0)
         raise TimeoutError(f"dagster dev not ready after {deadline_s}s:\n{self.log_tail()}")

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
 from e2e_support import DagsterDev, GraphQL, WebhookReceiver, free_port, write_taobao_csv
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
@@ -53,8 +52,15 @@ INGESTION_DEADLINE_S = 150
 TRAIN_DEADLINE_S = 300
 ALERT_DEADLINE_S = 90
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
@@ -159,9 +165,7 @@ def _read_warehouse(path: Path, deadline_s: float = 30.0) -> dict:
         try:
             with duckdb.connect(str(path), read_only=True) as con:
                 return {
-                    "quarantine": con.execute(
-                        'SELECT "partition", reason FROM quality.quarantine ORDER BY line_no'
-                    ).pl(),
+                    "quarantine": con.execute('SELECT "partition", reason FROM quality.quarantine ORDER BY line_no').pl(),
                     "metrics": con.execute("SELECT stage, metric, k, cohort, value, run_id FROM eval.metrics").pl(),
                     "alerts": con.execute(
                         'SELECT kind, asset, "check", "partition", run_id, severity, delivered_at FROM quality.alerts'
@@ -180,9 +184,15 @@ def test_deployment_end_to_end(deployment):
     repo = gql.query(REPOSITORIES)["repositoriesOrError"]["nodes"][0]
     selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
 
-    good = _launch(gql, selector, "daily_ingestion", {
-        "dagster/asset_partition_range_start": GOOD_RANGE[0], "dagster/asset_partition_range_end": GOOD_RANGE[1],
-    })
+    good = _launch(
+        gql,
+        selector,
+        "daily_ingestion",
+        {
+            "dagster/asset_partition_range_start": GOOD_RANGE[0],
+            "dagster/asset_partition_range_end": GOOD_RANGE[1],
+        },
+    )
     bad = _launch(gql, selector, "daily_ingestion", {"dagster/partition": CORRUPT_DAY.isoformat()})
     runs = _wait(gql, [good, bad], INGESTION_DEADLINE_S, dev)
     assert runs[good]["status"] == "SUCCESS", dev.log_tail()

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -31,8 +31,18 @@ class EventsConfig(dg.Config):
 def events(config: EventsConfig) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         check_results=[
-            dg.AssetCheckResult(check_name="contract", passed=config.contract_ok, severity=dg.AssetCheckSeverity.ERROR, description="3 rows with a null user_id"),
-            dg.AssetCheckResult(check_name="volume", passed=config.volume_ok, severity=dg.AssetCheckSeverity.WARN, description="volume 40x the trailing median"),
+            dg.AssetCheckResult(
+                check_name="contract",
+                passed=config.contract_ok,
+                severity=dg.AssetCheckSeverity.ERROR,
+                description="3 rows with a null user_id",
+            ),
+            dg.AssetCheckResult(
+                check_name="volume",
+                passed=config.volume_ok,
+                severity=dg.AssetCheckSeverity.WARN,
+                description="volume 40x the trailing median",
+            ),
         ]
     )
 
@@ -70,9 +80,13 @@ def _tick(instance, sink: AlertSink, cursor: str | None):
 
 def _alerts(data_dir: Path) -> list[dict]:
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(
-            'SELECT kind, asset, "check", severity, run_id, message, delivered_at, attempts, last_error FROM quality.alerts ORDER BY asset, "check"'
-        ).pl().to_dicts()
+        return (
+            con.execute(
+                'SELECT kind, asset, "check", severity, run_id, message, delivered_at, attempts, last_error FROM quality.alerts ORDER BY asset, "check"'
+            )
+            .pl()
+            .to_dicts()
+        )
 
 
 def test_failed_checks_alert_once_across_ticks(instance, receiver, tmp_path):
@@ -175,9 +189,14 @@ def test_locked_warehouse_spools_and_next_tick_records(instance, receiver, tmp_p
     sink = AlertSink(webhook_url=receiver.url, data_dir=str(tmp_path), lock_timeout_s=1.0)
     _materialize(instance, contract_ok=True, volume_ok=False)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
-         str(tmp_path / "warehouse.duckdb")],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
+            str(tmp_path / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"  # another process (the pipeline) holds the write lock
@@ -205,7 +224,7 @@ def test_schedules_are_stopped_and_target_the_right_partitions():
     assert daily.default_status == weekly.default_status == dg.DefaultScheduleStatus.STOPPED
     assert daily.job_name == "daily_ingestion" and weekly.job_name == "train_and_evaluate"
     assert weekly.cron_schedule == "0 4 * * 1"
-    tick = datetime(2017, 11, 28, 2, 15, tzinfo=timezone.utc)
+    tick = datetime(2017, 11, 28, 2, 15, tzinfo=UTC)
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         requests = daily.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2017-11-27"]  # the day that just ended

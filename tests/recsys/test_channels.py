@@ -161,9 +161,7 @@ def test_two_tower_logs_validation_and_round_trips_bytes(fitted, taste):
     _, held_out, _ = taste
     model = fitted["two_tower"]
     lines = []
-    TwoTowerChannel(dim=16, epochs=2, batch_size=512).fit(
-        taste[0], taste[2], runtime=TorchRuntime(threads=1, seed=7, log=lines.append)
-    )
+    TwoTowerChannel(dim=16, epochs=2, batch_size=512).fit(taste[0], taste[2], runtime=TorchRuntime(threads=1, seed=7, log=lines.append))
     assert len(lines) >= 2 and all("loss=" in line and "HitRate@50=" in line for line in lines[:2])
     hr = [r["hit_rate@50"] for r in model.history_]
     assert max(hr) > hr[0]  # training improved the held-out metric
@@ -195,8 +193,7 @@ def test_category_popularity_serves_the_users_categories(taste):
     channel = PopularityChannel(mode="category", n_top_categories=1).fit(history, items)
     recs = channel.recommend(held_out["user_id"], k=10).join(items, on="item_id")
     user_top = (
-        history.join(items, on="item_id").group_by("user_id", "category_id").len()
-        .sort("len", descending=True).group_by("user_id").first()
+        history.join(items, on="item_id").group_by("user_id", "category_id").len().sort("len", descending=True).group_by("user_id").first()
     )
     in_top = recs.join(user_top.select("user_id", pl.col("category_id").alias("top")), on="user_id")
     assert (in_top["category_id"] == in_top["top"]).mean() > 0.95

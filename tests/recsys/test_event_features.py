@@ -17,7 +17,9 @@ def _users():
 
 
 def test_bucketize_gives_small_categoricals_and_keeps_label_and_raw_ids():
-    frame = _users().drop("user_id").with_columns(pl.Series("label", [i % 2 for i in range(100)]), pl.Series("user_id_raw", list(range(100))))
+    frame = (
+        _users().drop("user_id").with_columns(pl.Series("label", [i % 2 for i in range(100)]), pl.Series("user_id_raw", list(range(100))))
+    )
     out = bucketize(frame)
     assert set(out.columns) == {"age_bucket", "gender", "zip_prefix", "label", "user_id_raw"}
     assert out["age_bucket"].n_unique() <= 10 and out["zip_prefix"].n_unique() <= 10

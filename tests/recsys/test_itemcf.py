@@ -20,8 +20,9 @@ from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA
 ITEM_OFFSET = 10_000  # external ids differ from positions, so a mapping bug cannot hide
 
 
-def make_planted_walks(n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30, 70), seed=0,
-                       taste_power=2.0, n_styles=3, style_boost=4.0):
+def make_planted_walks(
+    n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30, 70), seed=0, taste_power=2.0, n_styles=3, style_boost=4.0
+):
     """Users walking a planted next-item graph, with category tastes.
 
     Item j's category is j % n_cats. Each item has ``n_next`` planted next items, half in its own
@@ -75,24 +76,30 @@ def make_planted_walks(n_users=300, n_items=300, n_cats=10, n_next=24, steps=(30
             rows_u.append(u), rows_i.append(cur), rows_t.append(t), rows_s.append(session), rows_e.append(ev)
             left_in_session -= 1
     ts = pl.Series("ts", (np.array(rows_t) * 1e6).astype(np.int64)).cast(pl.Datetime("us"))
-    history = pl.DataFrame(
-        {
-            "user_id": np.array(rows_u, np.int64) + 1,
-            "item_id": np.array(rows_i, np.int64) + ITEM_OFFSET,
-            "event_type": rows_e,
-            "value": np.ones(len(rows_u)),
-            "ts": ts,
-            "session_id": np.array(rows_s, np.int64),
-            "source": "planted",
-        }
-    ).with_columns(pl.col("ts").dt.date().alias("event_date")).select(list(INTERACTION_SCHEMA))
+    history = (
+        pl.DataFrame(
+            {
+                "user_id": np.array(rows_u, np.int64) + 1,
+                "item_id": np.array(rows_i, np.int64) + ITEM_OFFSET,
+                "event_type": rows_e,
+                "value": np.ones(len(rows_u)),
+                "ts": ts,
+                "session_id": np.array(rows_s, np.int64),
+                "source": "planted",
+            }
+        )
+        .with_columns(pl.col("ts").dt.date().alias("event_date"))
+        .select(list(INTERACTION_SCHEMA))
+    )
     history = history.cast(INTERACTION_SCHEMA)
     items = pl.DataFrame({"item_id": np.arange(n_items, dtype=np.int64) + ITEM_OFFSET, "category_id": cat})
-    users = pl.DataFrame({
-        "user_id": np.arange(n_users, dtype=np.int64) + 1,
-        "segment": fav.astype(str),  # the planted taste as a categorical user feature
-        "noise": rng.integers(0, 7, n_users).astype(str),
-    })
+    users = pl.DataFrame(
+        {
+            "user_id": np.arange(n_users, dtype=np.int64) + 1,
+            "segment": fav.astype(str),  # the planted taste as a categorical user feature
+            "noise": rng.integers(0, 7, n_users).astype(str),
+        }
+    )
     return history, items, users, nxt
 
 
@@ -147,10 +154,8 @@ def test_cooc_recovers_planted_neighbours(planted):
 
 def test_session_window_beats_whole_history(planted):
     history, _, _, nxt = planted
-    windowed = build_cooc_index(history.with_columns(pl.lit(None, pl.Int64).alias("session_id")),
-                                depth=20, window_hours=6)
-    whole = build_cooc_index(history.with_columns(pl.lit(None, pl.Int64).alias("session_id")),
-                             depth=20, window_hours=None)
+    windowed = build_cooc_index(history.with_columns(pl.lit(None, pl.Int64).alias("session_id")), depth=20, window_hours=6)
+    whole = build_cooc_index(history.with_columns(pl.lit(None, pl.Int64).alias("session_id")), depth=20, window_hours=None)
     by_session = build_cooc_index(history, depth=20)
     # Walks restart between sessions: windowing removes cross-session noise pairs (seeds 0-2: +0.06..0.08).
     assert planted_precision(windowed, nxt, 10) > planted_precision(whole, nxt, 10) + 0.04
@@ -159,16 +164,21 @@ def test_session_window_beats_whole_history(planted):
 
 def test_cooc_counts_match_bruteforce():
     # Two sessions: {a, b, c} and {a, b}; a third user with {b, c} in one session.
-    history = pl.DataFrame({
-        "user_id": [1, 1, 1, 1, 1, 2, 2],
-        "item_id": [10, 11, 12, 10, 11, 11, 12],
-        "event_type": ["view", "view", "buy", "view", "cart", "view", "view"],
-        "value": [1.0] * 7,
-        "session_id": [1, 1, 1, 2, 2, 3, 3],
-        "source": ["t"] * 7,
-    }).with_columns(
-        (pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.int_range(pl.len()))).alias("ts").cast(pl.Datetime("us"))
-    ).with_columns(pl.col("ts").dt.date().alias("event_date")).select(list(INTERACTION_SCHEMA))
+    history = (
+        pl.DataFrame(
+            {
+                "user_id": [1, 1, 1, 1, 1, 2, 2],
+                "item_id": [10, 11, 12, 10, 11, 11, 12],
+                "event_type": ["view", "view", "buy", "view", "cart", "view", "view"],
+                "value": [1.0] * 7,
+                "session_id": [1, 1, 1, 2, 2, 3, 3],
+                "source": ["t"] * 7,
+            }
+        )
+        .with_columns((pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.int_range(pl.len()))).alias("ts").cast(pl.Datetime("us")))
+        .with_columns(pl.col("ts").dt.date().alias("event_date"))
+        .select(list(INTERACTION_SCHEMA))
+    )
     idx = build_cooc_index(history, depth=2, user_weighting="none", normalize="none", max_items_per_user=None)
     pos = idx.items.positions([10, 11, 12])
     score, count, rank = idx.lookup(pos[[0, 0, 1]], pos[[1, 2, 2]])
@@ -178,8 +188,11 @@ def test_cooc_counts_match_bruteforce():
     cos = build_cooc_index(history, depth=2, user_weighting="none", normalize="cosine", max_items_per_user=None)
     # Cosine of weighted basket vectors: a=(1,1,0), b=(1,3,1), c=(4,0,1).
     a, b, c = np.array([1, 1, 0.0]), np.array([1, 3, 1.0]), np.array([4, 0, 1.0])
-    expect = [a @ b / np.linalg.norm(a) / np.linalg.norm(b), a @ c / np.linalg.norm(a) / np.linalg.norm(c),
-              b @ c / np.linalg.norm(b) / np.linalg.norm(c)]
+    expect = [
+        a @ b / np.linalg.norm(a) / np.linalg.norm(b),
+        a @ c / np.linalg.norm(a) / np.linalg.norm(c),
+        b @ c / np.linalg.norm(b) / np.linalg.norm(c),
+    ]
     np.testing.assert_allclose(cos.lookup(pos[[0, 0, 1]], pos[[1, 2, 2]])[0], expect, rtol=1e-5)
 
 
@@ -198,7 +211,7 @@ def test_swing_matches_bruteforce_and_recovers_planted(planted):
         if i == j:
             continue
         both = np.flatnonzero(a[:, i] & a[:, j])
-        expect = sum(w[u] * w[v] / (1.0 + overlap[u, v]) for x, u in enumerate(both) for v in both[x + 1:])
+        expect = sum(w[u] * w[v] / (1.0 + overlap[u, v]) for x, u in enumerate(both) for v in both[x + 1 :])
         got = swing.lookup(np.array([i]), np.array([j]))[0][0]
         assert got == pytest.approx(expect, rel=1e-5, abs=1e-9)
     full = build_swing_index(history, depth=20)

@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from recsys.metrics import (
     METRICS,
+    average_popularity,
     beyond_accuracy,
     bootstrap_ci,
     catalog_coverage,
@@ -22,7 +23,6 @@ from recsys.metrics import (
     intra_list_diversity,
     item_popularity,
     novelty,
-    average_popularity,
     paired_test,
 )
 
@@ -124,9 +124,7 @@ def test_hand_worked_list():
 
 def test_users_without_recs_score_zero_and_outsiders_are_ignored():
     truth = pl.DataFrame({"user_id": [1, 2], "item_id": [5, 6]})
-    recs = pl.DataFrame(
-        {"user_id": [1, 3], "item_id": [5, 6], "score": [1.0, 1.0], "rank": [1, 1]}, schema=REC_SCHEMA
-    )
+    recs = pl.DataFrame({"user_id": [1, 3], "item_id": [5, 6], "score": [1.0, 1.0], "rank": [1, 1]}, schema=REC_SCHEMA)
     out = evaluate(recs, truth, ks=(10,), metrics=("hit_rate", "ndcg"))
     assert out["value"].to_list() == [0.5, 0.5]
     assert out["n_users"].to_list() == [2, 2]
@@ -216,9 +214,7 @@ def test_cohorts_by_activity_and_cold_items():
     hist_users = np.repeat(np.arange(1, 101), np.arange(1, 101))
     history = pl.DataFrame({"user_id": hist_users, "item_id": hist_users % 10})
     # everyone wants item 0 (warm); users 1..5 also want item 500 (never seen: cold)
-    truth = pl.DataFrame(
-        {"user_id": list(range(1, 101)) + [1, 2, 3, 4, 5], "item_id": [0] * 100 + [500] * 5}
-    )
+    truth = pl.DataFrame({"user_id": list(range(1, 101)) + [1, 2, 3, 4, 5], "item_id": [0] * 100 + [500] * 5})
     pop = item_popularity(history)
     members = cohorts(history, truth, pop)
     sizes = dict(members.group_by("cohort").len().rows())

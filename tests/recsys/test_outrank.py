@@ -124,9 +124,7 @@ def test_3mr_demotes_exact_duplicate_of_top_feature() -> None:
 def test_three_mr_greedy_on_hand_made_scores() -> None:
     # b duplicates a; c is weaker alone but unredundant and combines well with a
     relevance = np.array([1.0, 0.99, 0.5, 0.0])
-    redundancy = np.array(
-        [[np.nan, 3.0, 0.0, 0.1], [3.0, np.nan, 0.0, 0.1], [0.0, 0.0, np.nan, 0.1], [0.1, 0.1, 0.1, np.nan]]
-    )
+    redundancy = np.array([[np.nan, 3.0, 0.0, 0.1], [3.0, np.nan, 0.0, 0.1], [0.0, 0.0, np.nan, 0.1], [0.1, 0.1, 0.1, np.nan]])
     relation = np.array([[np.nan, 1.0, 1.5, 1.0], [1.0, np.nan, 1.4, 1.0], [1.5, 1.4, np.nan, 0.5], [1.0, 1.0, 0.5, np.nan]])
     picked = three_mr(relevance, redundancy, relation, tie_order=np.arange(4))
     assert picked.order.tolist() == [0, 2, 1, 3]

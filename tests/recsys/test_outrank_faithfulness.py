@@ -32,9 +32,7 @@ def outrank_scores(frame: pl.DataFrame, label: str, correction: bool) -> dict[st
         feature_codes = outrank_codes(frame[name])
         # outrank silently drops the correction when the code sums coincide ("diagonal" check)
         assert np.sum(label_codes.astype(np.int64) - feature_codes) != 0, f"{name}: pick another seed"
-        scores[name] = float(
-            ranking_mi_numba.mutual_info_estimator_numba(feature_codes, label_codes, np.float32(1.0), correction)
-        )
+        scores[name] = float(ranking_mi_numba.mutual_info_estimator_numba(feature_codes, label_codes, np.float32(1.0), correction))
     return scores
 
 

@@ -23,8 +23,7 @@ _spec.loader.exec_module(_planted)
 make_planted_walks, leave_last_out, hit_rate = _planted.make_planted_walks, _planted.leave_last_out, _planted.hit_rate
 
 # Small enough to train in seconds on a shared 2-core CPU; one intra-op thread is faster there.
-PRS_PARAMS = dict(depth=100, n_triggers=10, epochs=6, dim=16, hidden=(64, 32), n_negatives=16,
-                  batch_size=256, lr=3e-3)
+PRS_PARAMS = dict(depth=100, n_triggers=10, epochs=6, dim=16, hidden=(64, 32), n_negatives=16, batch_size=256, lr=3e-3)
 
 
 def runtime(seed=0, logs=None):
@@ -42,8 +41,7 @@ def planted():
 def trained(planted):
     train, _, items, users = planted
     logs: list[str] = []
-    model = PI2I(**PRS_PARAMS).fit(train, items=items, users=users, user_features=["segment", "noise"],
-                                   runtime=runtime(0, logs))
+    model = PI2I(**PRS_PARAMS).fit(train, items=items, users=users, user_features=["segment", "noise"], runtime=runtime(0, logs))
     return model, logs
 
 
@@ -70,13 +68,12 @@ def test_sequences_are_left_padded_and_causal(planted):
     end = np.array([log.indptr[0] + 2, log.indptr[1]])
     seq = sequences(log, u, end, 5)
     assert seq[0].tolist() == [0, 0, 0, log.item_pos[0] + 1, log.item_pos[1] + 1]
-    assert seq[1].tolist() == (log.item_pos[log.indptr[1] - 5:log.indptr[1]] + 1).tolist()
-    assert np.all(np.diff(log.t[log.indptr[0]:log.indptr[1]]) >= 0)
+    assert seq[1].tolist() == (log.item_pos[log.indptr[1] - 5 : log.indptr[1]] + 1).tolist()
+    assert np.all(np.diff(log.t[log.indptr[0] : log.indptr[1]]) >= 0)
 
 
 def test_prs_attention_query_depends_on_target():
-    cfg = PRSConfig(n_items=20, n_categories=3, user_cardinalities=[4], n_cross=len(CROSS_FEATURES), dim=8,
-                    hidden=(16,), seq_len=6)
+    cfg = PRSConfig(n_items=20, n_categories=3, user_cardinalities=[4], n_cross=len(CROSS_FEATURES), dim=8, hidden=(16,), seq_len=6)
     torch.manual_seed(0)
     model = PRSModel(cfg, torch.randint(1, 4, (20,))).eval()
     seq = torch.tensor([[0, 0, 3, 4, 5, 6]])
@@ -91,8 +88,7 @@ def test_prs_attention_query_depends_on_target():
 
 def test_factorized_forward_equals_concatenation_form():
     # The fast path splits first layers by input block and dedups candidate items; same function.
-    cfg = PRSConfig(n_items=50, n_categories=4, user_cardinalities=[3, 5], n_cross=len(CROSS_FEATURES), dim=8,
-                    hidden=(16, 8), seq_len=7)
+    cfg = PRSConfig(n_items=50, n_categories=4, user_cardinalities=[3, 5], n_cross=len(CROSS_FEATURES), dim=8, hidden=(16, 8), seq_len=7)
     torch.manual_seed(1)
     model = PRSModel(cfg, torch.randint(0, 5, (50,))).eval()
     b, c = 6, 11
@@ -109,9 +105,12 @@ def test_factorized_forward_equals_concatenation_form():
         torch.testing.assert_close(model(user, trig, cands, cross, seq), ref, rtol=1e-5, atol=1e-5)
         # Serving form: rows share sequences by index instead of repeating them.
         shared = torch.tensor([0, 0, 1, 2, 1, 0])
-        torch.testing.assert_close(model(user, trig, cands, cross, seq[:3], example_seq=shared),
-                                   model.forward_reference(user, trig, cands, cross, seq[:3][shared]),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model(user, trig, cands, cross, seq[:3], example_seq=shared),
+            model.forward_reference(user, trig, cands, cross, seq[:3][shared]),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 def test_swing_at_slots_matches_pairwise_lookup(planted):
@@ -146,8 +145,9 @@ def test_prs_beats_uniform_itemcf_and_relaxed_cooc_at_equal_k(planted, trained):
     assert recs.join(train, on=["user_id", "item_id"], how="semi").height == 0
     prs = hit_rate(recs, test, 10)
     uniform = max(hit_rate(ItemCFChannel(depth=d).fit(train, items).recommend(users, 10), test, 10) for d in (10, 30))
-    relaxed = max(hit_rate(PI2IIndexChannel(depth=100, aggregate=a).fit(train, items).recommend(users, 10), test, 10)
-                  for a in ("sum", "max"))
+    relaxed = max(
+        hit_rate(PI2IIndexChannel(depth=100, aggregate=a).fit(train, items).recommend(users, 10), test, 10) for a in ("sum", "max")
+    )
     # Seeds 0-2 (≈280 test users): PRS − best uniform item CF = +0.08, PRS − relaxed cooc = +0.03..0.07.
     assert prs > uniform + 0.03
     assert prs > relaxed + 0.02

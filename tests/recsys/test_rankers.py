@@ -57,9 +57,7 @@ def _pool(cand_users, cand_items, channel_scores: dict[str, np.ndarray], keep: d
     for c, s in channel_scores.items():
         kept = np.ones(len(s), bool) if keep is None or c not in keep else keep[c]
         pool = pool.with_columns(pl.Series(f"{c}__score", np.where(kept, s, np.nan)).fill_nan(None))
-        pool = pool.with_columns(
-            pl.col(f"{c}__score").rank("ordinal", descending=True).over("user_id").cast(pl.Int32).alias(f"{c}__rank")
-        )
+        pool = pool.with_columns(pl.col(f"{c}__score").rank("ordinal", descending=True).over("user_id").cast(pl.Int32).alias(f"{c}__rank"))
     return pool.with_columns(
         pl.sum_horizontal([pl.col(f"{c}__rank").is_not_null().cast(pl.Int32) for c in channel_scores]).alias("n_channels")
     )
@@ -125,16 +123,18 @@ def test_label_marks_exactly_the_target_pairs_and_grades_strength():
     pool = _pool([1, 1, 1, 2, 2], [1000, 1001, 1002, 1000, 1003], {"a": np.array([3.0, 2.0, 1.0, 2.0, 1.0])})
     history = _interactions([1, 2], [1010, 1011], [T0, T0 + dt.timedelta(days=1)])
     target = _interactions(
-        [1, 1, 1, 2, 3], [1000, 1000, 1002, 1003, 1000],
+        [1, 1, 1, 2, 3],
+        [1000, 1000, 1002, 1003, 1000],
         [CUTOFF + dt.timedelta(hours=h) for h in range(5)],
-        ["click", "buy", "rate", "rate", "click"], [1, 1, 5, 3, 1],
+        ["click", "buy", "rate", "rate", "click"],
+        [1, 1, 5, 3, 1],
     )
     binary = build_ranker_frame(pool, history, items, None, [], target)
     graded = build_ranker_frame(pool, history, items, None, [], target, label_mode="graded")
     expected_binary = {(1, 1000): 1, (1, 1001): 0, (1, 1002): 1, (2, 1000): 0, (2, 1003): 1}
     expected_graded = {(1, 1000): 4, (1, 1001): 0, (1, 1002): 3, (2, 1000): 0, (2, 1003): 1}  # buy 4; rating 5 -> 3; 3 -> 1
-    assert {(u, i): l for u, i, l in binary.select("user_id", "item_id", "label").iter_rows()} == expected_binary
-    assert {(u, i): l for u, i, l in graded.select("user_id", "item_id", "label").iter_rows()} == expected_graded
+    assert {(u, i): lab for u, i, lab in binary.select("user_id", "item_id", "label").iter_rows()} == expected_binary
+    assert {(u, i): lab for u, i, lab in graded.select("user_id", "item_id", "label").iter_rows()} == expected_graded
     assert binary.height == pool.height  # target pairs outside the pool (user 3) add no rows
 
 
@@ -254,7 +254,9 @@ def _next_category_world(seed: int, n_users: int = 400, n_hist: int = 12, n_cand
     history = _interactions(hu + 1, hitem, list(ts))
     last_cat = (hitem.reshape(n_users, n_hist)[:, -1] - 1000) // PER_CAT
     pos_item = 1000 + last_cat * PER_CAT + rng.integers(0, PER_CAT, n_users)
-    cand = np.stack([np.r_[p, 1000 + rng.choice(np.setdiff1d(np.arange(N_CATS * PER_CAT), [p - 1000]), n_cand - 1, replace=False)] for p in pos_item])
+    cand = np.stack(
+        [np.r_[p, 1000 + rng.choice(np.setdiff1d(np.arange(N_CATS * PER_CAT), [p - 1000]), n_cand - 1, replace=False)] for p in pos_item]
+    )
     cu = np.repeat(np.arange(n_users), n_cand)
     pool = _pool(cu + 1, cand.ravel(), {"noise": rng.normal(size=len(cu))})
     target = _interactions(np.arange(n_users) + 1, pos_item, [CUTOFF] * n_users)

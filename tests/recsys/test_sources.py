@@ -315,9 +315,7 @@ def test_taobao_streaming_cache_matches_full_parse(tmp_path):
     reasons = dict(zip(got.quarantine["raw_line"], got.quarantine["reason"]))
     assert reasons["1,2,3,zz,1511568000"] == "behavior_type 'zz' not in pv|cart|fav|buy"
     assert reasons["1,2,x,pv,1511568000"] == "category_id 'x' is not an integer"
-    assert reasons["1,2,3,pv,12"] == (
-        "event_date 1970-01-01 outside the dataset's declared bounds [2017-11-25, 2017-11-27]"
-    )
+    assert reasons["1,2,3,pv,12"] == ("event_date 1970-01-01 outside the dataset's declared bounds [2017-11-25, 2017-11-27]")
     assert windows[0].quarantine.filter(pl.col("partition") == UNROUTABLE).height == 3
     assert windows[1].quarantine.height == 0 and windows[2].quarantine.height == 0
     assert set(got.interactions["event_type"]) == {"view", "cart", "fav", "buy"}

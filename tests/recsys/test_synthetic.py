@@ -121,9 +121,7 @@ def test_reader_roundtrip_and_corruption_quarantine(world):
     assert sum(k.sum() for k in kinds) == reason.len() and min(k.sum() for k in kinds) >= reason.len() // 4
     assert set(batch.quarantine["partition"]) == {bad_day.isoformat()}
     # the loaded rows are exactly the generated rows whose lines were not corrupted
-    kept = generated.with_row_index("line_no", offset=1).join(
-        batch.quarantine.select("line_no"), on="line_no", how="anti"
-    ).drop("line_no")
+    kept = generated.with_row_index("line_no", offset=1).join(batch.quarantine.select("line_no"), on="line_no", how="anti").drop("line_no")
     assert batch.interactions.equals(kept)
     # a window that spans both days adds up
     both = reader.read_window(CFG.start, bad_day)
