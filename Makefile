@@ -2,6 +2,7 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 export RECDAG_DATA_DIR ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export HF_HUB_OFFLINE := 1
@@ -9,16 +10,23 @@ export TRANSFORMERS_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export TQDM_DISABLE := 1
 
-.PHONY: venv run test test-all ui bench clean
+.PHONY: venv venv-test run test lint format lock browser recommend report ui bench clean
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# Runtime dependencies only (hash-checked); the test tools come on top in $(VENV)/.test.
+$(VENV)/.runtime: requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "[recdag] $(PYTHON) not found: install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PIP) --require-hashes -r requirements.lock
+	$(PIP) --no-deps -e .
+	rm -f $(VENV)/.test
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.test: $(VENV)/.runtime requirements-test.lock
+	$(PIP) --require-hashes -r requirements-test.lock
+	touch $@
+
+venv: $(VENV)/.runtime
+venv-test: $(VENV)/.test
 
 $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -27,16 +35,41 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 run: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration.run
 
-test: venv
+# Everything the tests need is set up here, the browser included (tools/ensure_chromium.sh).
+test: venv-test browser lint
 	$(PY) -m pytest -q tests
 
-test-all: venv
+test-all: venv-test browser
 	$(PY) -m pytest -q tests -m ''
+
+browser:
+	@tools/ensure_chromium.sh
+
+lint: venv-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv-test
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Re-resolve requirements.lock / requirements-test.lock from pyproject.toml (needs PyPI).
+lock: venv-test
+	UV=$(VENV)/bin/uv requirements/compile.sh
+
+# One user's history and recommendations as a person reads them: make recommend USER=<id> [K=10]
+K ?= 10
+recommend: venv
+	$(PY) -m orchestration.recommend --user "$(USER)" --k $(K)
+
+# The self-contained HTML report of the latest evaluation: $(RECDAG_DATA_DIR)/exports/report.html
+report: venv
+	$(PY) -m orchestration.report
 
 ui: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: venv
+bench: venv-test
 	$(PY) bench/run_all.py
 
 clean:

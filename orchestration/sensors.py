@@ -21,8 +21,8 @@ import json
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 
+from orchestration.tags import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG, PARTITION_TAG
 from resources.alerts import Alert, AlertSink
 
 ALERT_INTERVAL_S = 15
@@ -35,9 +35,9 @@ FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.Dagster
 def run_partition(run: dg.DagsterRun) -> str | None:
     """The partition (``key``) or partition range (``start...end``) a run materialized."""
     tags = run.tags
-    if PARTITION_NAME_TAG in tags:
-        return tags[PARTITION_NAME_TAG]
-    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if PARTITION_TAG in tags:
+        return tags[PARTITION_TAG]
+    start, end = tags.get(PARTITION_RANGE_START_TAG), tags.get(PARTITION_RANGE_END_TAG)
     if start and end:
         return start if start == end else f"{start}...{end}"
     return None

@@ -1,17 +1,19 @@
 """Test-wide environment: a throwaway data dir and a small synthetic dataset for Dagster tests.
 
 The partition set is computed when the assets are imported, so these variables are set before any
-test module imports `orchestration` or `assets`.
+test module imports `orchestration` or `assets`. The data dir and Dagster home are always fresh
+temporary folders (`make` exports the user's own ones, which tests must never write into).
 """
 
 import os
 import tempfile
 
 _DATA = tempfile.mkdtemp(prefix="recdag-test-")
-os.environ.setdefault("RECDAG_DATA_DIR", _DATA)
-os.environ.setdefault("RECDAG_DATASET", "synthetic:30000")
+os.environ["RECDAG_DATA_DIR"] = _DATA
+os.environ["RECDAG_DATASET"] = "synthetic:30000"
+os.environ.pop("RECDAG_SPLIT", None)  # protocol tests set it per test
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
-os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="recdag-dagster-home-"))
+os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="recdag-dagster-home-")

@@ -5,10 +5,10 @@ from datetime import date
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets import ingestion
 from assets.partitions import daily_partitions
+from orchestration.tags import partition_range_tags
 from recsys.synthetic import SyntheticConfig, SyntheticReader
 from resources.datasets import DatasetSource
 from resources.gx import GreatExpectationsResource
@@ -72,7 +72,7 @@ def test_range_backfill_is_one_run_and_lands_every_partition(tmp_path):
         INGESTION_ASSETS,
         resources=_resources(tmp_path),
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        tags=partition_range_tags(keys[0], keys[-1]),
     )
     assert result.success
     assert sorted(_rows_by_day(tmp_path, "raw.interactions")) == keys

@@ -2,10 +2,10 @@
 
 import dagster as dg
 import duckdb
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from assets.partitions import daily_partitions
 from orchestration.definitions import all_assets, all_checks, build_resources
+from orchestration.tags import partition_range_tags
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
@@ -32,7 +32,7 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
         selection=dg.AssetSelection.groups("ingestion"),
         resources=resources,
         instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]},
+        tags=partition_range_tags(keys[0], keys[-1]),
     )
     assert ingest.success
     downstream = dg.materialize(
