@@ -20,7 +20,7 @@ def check_result(
 ) -> dg.AssetCheckResult:
     """One Dagster check result from a suite outcome, also recorded in quality.check_results."""
     details = {"suite": outcome.suite, "failed": [o.as_dict() for o in outcome.failed], **(extra or {})}
-    warehouse.record_check(asset, check, partition, outcome.success, severity.value, details, context.run_id)
+    warehouse.record_check(asset, check, partition, outcome.success, severity.value, details, context.run.run_id)
     failed_names = ", ".join(f"{o.expectation}({o.column or ''})" for o in outcome.failed)
     return dg.AssetCheckResult(
         check_name=check,
@@ -48,7 +48,7 @@ def plain_check_result(
     details: dict,
 ) -> dg.AssetCheckResult:
     """A check computed without GX (e.g. from run statistics), recorded the same way."""
-    warehouse.record_check(asset, check, partition, passed, severity.value, {"description": description, **details}, context.run_id)
+    warehouse.record_check(asset, check, partition, passed, severity.value, {"description": description, **details}, context.run.run_id)
     return dg.AssetCheckResult(
         check_name=check,
         passed=passed,

@@ -63,7 +63,7 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
     real = scores.filter(~pl.col("feature").str.starts_with(outrank.CONTROL_PREFIX))
     pairs = outrank.redundant_pairs(frame, real["feature"].to_list(), threshold=config.redundancy_threshold)
     table = real.join(report.select("feature", "leakage", "is_constant", "rare_value_share"), on="feature", how="left").with_columns(
-        pl.lit(config.heuristic).alias("heuristic"), pl.lit(context.run_id).alias("run_id")
+        pl.lit(config.heuristic).alias("heuristic"), pl.lit(context.run.run_id).alias("run_id")
     )
     selected = select_features(table, pairs)
     table = table.with_columns(pl.col("feature").is_in(selected).alias("selected"))
@@ -88,7 +88,7 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
         description=f"leaking: {leaks or 'none'}; constant: {constants or 'none'}",
     )
     warehouse.record_check(
-        "outrank_ranking", "no_leakage_or_constant", None, check.passed, "WARN", {"leaking": leaks, "constant": constants}, context.run_id
+        "outrank_ranking", "no_leakage_or_constant", None, check.passed, "WARN", {"leaking": leaks, "constant": constants}, context.run.run_id
     )
     return dg.MaterializeResult(
         metadata={

@@ -68,7 +68,7 @@ def raw_interactions(
     now = utcnow()
     raw = batch.interactions.with_columns(pl.lit(now).alias("ingested_at"))
     quarantine = batch.quarantine.with_columns(pl.lit(now).alias("ingested_at"))
-    per_day = per_day_counts(batch, keys).with_columns(pl.lit(context.run_id).alias("run_id"), pl.lit(now).alias("ingested_at"))
+    per_day = per_day_counts(batch, keys).with_columns(pl.lit(context.run.run_id).alias("run_id"), pl.lit(now).alias("ingested_at"))
 
     with warehouse.connect() as con:
         con.begin()

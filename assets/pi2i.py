@@ -105,7 +105,7 @@ def pi2i_scorer(
             model.to_bytes(),
             {**config.params, "user_features": chosen},
             {k: v for k, v in report.items() if isinstance(v, (int, float, str))},
-            context.run_id,
+            context.run.run_id,
         )
         versions[fold], reports[fold] = saved["version"], report
     return dg.MaterializeResult(

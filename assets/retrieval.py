@@ -67,7 +67,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
         for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
             scores = evaluate(recs, truth, ks=FUNNEL_KS, metrics=ACCURACY_METRICS)
-            rows.append(eval_rows(scores, run_id=context.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))
+            rows.append(eval_rows(scores, run_id=context.run.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))
     out = pl.concat(rows)
     warehouse.append("eval.metrics", out)
     test_hr = (

@@ -17,7 +17,7 @@ Protocols
 - temporal: one global cut on time. t1, t2 are timestamps at quantiles 1 - valid_frac - test_frac
   and 1 - test_frac of ts; train = ts < t1, valid = t1 <= ts < t2, test = ts >= t2. Rows sharing a
   timestamp never straddle a cut, so obtained fractions can differ slightly from those asked.
-- leave_last_out: per user, ordered by (ts, original row order): the last interaction is test,
+- leave_last_out: per user, in the canonical event order (ts, seq): the last interaction is test,
   the second to last valid, the rest train; users with fewer than 3 interactions stay in train.
 - files: given splits, validated (schema, non-empty train) and wrapped unchanged.
 """
@@ -117,8 +117,9 @@ def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_fra
 def leave_last_out_split(interactions: pl.DataFrame, min_interactions: int = 3) -> Split:
     """Per user: last interaction -> test, second to last -> valid; users below 3 stay in train."""
     frame = _check(interactions, "leave_last_out_split")
-    # original row order breaks ts ties, so the split is deterministic for a given file
-    ordered = frame.with_row_index("_row").sort(["user_id", "ts", "_row"])
+    # the canonical event order (ts, seq) breaks ts ties: the source's own order, never an id
+    # (ordering same-second events by item id would make "the largest id" every user's target)
+    ordered = frame.with_row_index("_row").sort(["user_id", "ts", "seq", "_row"])
     from_end = (pl.len().over("user_id") - 1 - pl.int_range(pl.len()).over("user_id")).alias("_from_end")
     eligible = pl.len().over("user_id") >= min_interactions
     ordered = ordered.with_columns(from_end, eligible.alias("_eligible"))

@@ -383,6 +383,7 @@ def generate_day(world: SyntheticWorld, day: date) -> pl.DataFrame:
         pl.col("ts").cast(pl.Datetime("us")).dt.date().alias("event_date"),
         "session_id",
         pl.lit("synthetic").alias("source"),
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("seq"),  # the day's rows in generation order
     ).select([pl.col(k).cast(v) for k, v in INTERACTION_SCHEMA.items()])
 
 

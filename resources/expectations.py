@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 import great_expectations.expectations as gxe
+from great_expectations.expectations.row_conditions import Column
 
 from recsys.schema import EVENT_TYPES, INTERACTION_SCHEMA
 
@@ -56,8 +57,7 @@ def raw_interactions_contract(start: date, end: date, rating_range: tuple[float,
             column="value",
             min_value=rating_range[0],
             max_value=rating_range[1],
-            row_condition='event_type=="rate"',
-            condition_parser="pandas",
+            row_condition=Column("event_type") == "rate",  # GX 1.9+ condition object (string conditions are deprecated)
         )
     )
     return suite

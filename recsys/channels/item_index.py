@@ -45,6 +45,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.channels.base import EVENT_WEIGHTS, IdIndex, event_weight_expr
+from recsys.schema import with_event_position
 
 _BLOCK_NNZ = 20_000_000  # expected product entries per item block (≈ 250 MB of scipy temporaries)
 
@@ -273,11 +274,11 @@ def _blocked_topk(
 
 
 def _events(history: pl.DataFrame, items: IdIndex | None, weights: dict[str, float] | None):
-    """(frame with dense u, i, w, t in µs; users IdIndex; items IdIndex)."""
+    """(frame with dense u, i, w, t in µs, o = position in the event order (ts, seq); users; items)."""
     users = IdIndex.from_values(history["user_id"])
     items = items or IdIndex.from_values(history["item_id"])
-    cols = ["user_id", "item_id", "event_type", "ts"] + (["session_id"] if "session_id" in history.columns else [])
-    frame = history.select(cols).with_columns(
+    cols = ["user_id", "item_id", "event_type", "ts", "seq"] + (["session_id"] if "session_id" in history.columns else [])
+    frame = with_event_position(history.select(cols), "o").with_columns(
         event_weight_expr(weights or EVENT_WEIGHTS).alias("w"),
         pl.col("ts").dt.epoch("us").alias("t"),
     )
@@ -294,12 +295,12 @@ def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFr
     """Keep each user's ``max_items_per_user`` most recently touched distinct items."""
     if not max_items_per_user:
         return frame
-    # sorted before ranking: group_by output order is arbitrary, and ties on t_last must break the
-    # same way every run (by item) or the index changes between identical fits
+    # "most recent" is the latest position in the event order (ts, seq): no ties, and never an
+    # order that depends on how items happen to be numbered
     last = (
         frame.group_by("u", "i")
-        .agg(pl.col("t").max().alias("t_last"))
-        .sort(["u", "t_last", "i"], descending=[False, True, False])
+        .agg(pl.col("o").max().alias("o_last"))
+        .sort(["u", "o_last"], descending=[False, True])
         .with_columns(pl.int_range(1, pl.len() + 1).over("u").alias("recency"))
         .filter(pl.col("recency") <= max_items_per_user)
     )
@@ -308,7 +309,7 @@ def _cap_users(frame: pl.DataFrame, max_items_per_user: int | None) -> pl.DataFr
 
 def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
     """Add a dense ``basket`` id: (user, session) or per-user pseudo-session cut at long gaps."""
-    frame = frame.sort("u", "t")
+    frame = frame.sort("u", "o")
     gap = int(window_hours * 3600e6) if window_hours is not None else None
     new_user = pl.col("u") != pl.col("u").shift(1)
     has_sid = pl.col("session_id").is_not_null()
@@ -321,7 +322,7 @@ def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
     start = new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False)
     if frame["session_id"].null_count() < frame.height:
         # Sessions may interleave in time: order by session first so each is one contiguous run.
-        frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "t")
+        frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "o")
     return frame.with_columns((start.cast(pl.Int64).cum_sum() - 1).alias("basket"))
 
 
@@ -435,9 +436,9 @@ def build_swing_index(
     """Swing index (see module docstring); ``counts`` = number of supporting user pairs."""
     frame, users, items = _events(history, items, None)
     frame = _cap_users(frame, max_items_per_user)
-    ui = frame.group_by("u", "i").agg(pl.col("t").max())
-    if max_users_per_item:
-        ui = ui.filter(pl.col("t").rank("ordinal", descending=True).over("i") <= max_users_per_item)
+    ui = frame.group_by("u", "i").agg(pl.col("o").max())
+    if max_users_per_item:  # the item's most recent users, by their last position in the event order
+        ui = ui.filter(pl.col("o").rank("ordinal", descending=True).over("i") <= max_users_per_item)
     n_users, n_items = len(users), len(items)
     u = ui["u"].to_numpy().astype(np.int64)
     i = ui["i"].to_numpy().astype(np.int64)

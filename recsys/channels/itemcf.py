@@ -28,6 +28,7 @@ from recsys.channels.item_index import (
     topk_csr,
     topk_sparse,
 )
+from recsys.schema import with_event_position
 
 __all__ = [
     "ItemCFChannel",
@@ -60,14 +61,17 @@ class UserTriggers:
 
 
 def user_triggers(history: pl.DataFrame, users: IdIndex, items: IdIndex, n_triggers: int) -> UserTriggers:
-    frame = history.select(
-        pl.Series("u", users.positions(history["user_id"])),
-        pl.Series("i", items.positions(history["item_id"])),
+    ordered = with_event_position(history.select("user_id", "item_id", "ts", "seq"), "o")
+    frame = ordered.select(
+        pl.Series("u", users.positions(ordered["user_id"])),
+        pl.Series("i", items.positions(ordered["item_id"])),
         pl.col("ts").dt.epoch("us").alias("t"),
+        "o",
     ).filter((pl.col("u") >= 0) & (pl.col("i") >= 0))
-    last = frame.group_by("u", "i").agg(pl.col("t").max())
+    # recency 0 = the item of the user's latest event in the order (ts, seq)
+    last = frame.group_by("u", "i").agg(pl.col("t").max(), pl.col("o").max())
     last = (
-        last.with_columns((pl.struct("t", "i").rank("ordinal", descending=True).over("u") - 1).alias("recency"))
+        last.with_columns((pl.col("o").rank("ordinal", descending=True).over("u") - 1).alias("recency"))
         .filter(pl.col("recency") < n_triggers)
         .sort("u", "recency")
     )

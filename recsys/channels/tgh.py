@@ -39,6 +39,7 @@ import scipy.sparse as sp
 
 from recsys.channels.base import IdIndex, batched, interaction_matrix
 from recsys.channels.popularity import popularity_vector, recommend_dense, scaled
+from recsys.schema import with_event_position
 
 
 def _row_max_normalized_log1p(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -101,7 +102,7 @@ class TransitionGraphChannel:
         self.seen_ = interaction_matrix(history, self.users_, self.items_, self.weights, binary=True)
         self.pop_ = scaled(popularity_vector(history, self.items_, None, self.weights)) * np.float32(0.999)
 
-        ordered = history.select("user_id", "item_id", "session_id", "ts").sort("user_id", "ts", "item_id")
+        ordered = history.select("user_id", "item_id", "session_id", "ts", "seq").sort("user_id", "ts", "seq", maintain_order=True)
         pairs = ordered.with_columns(
             pl.col("item_id").shift(1).over("user_id").alias("prev_item"),
             pl.col("session_id").shift(1).over("user_id").alias("prev_session"),
@@ -136,10 +137,10 @@ class TransitionGraphChannel:
 
         # anchors: last n_anchors distinct items per user, latest first
         anchors = (
-            history.select("user_id", "item_id", "ts")
+            with_event_position(history.select("user_id", "item_id", "ts", "seq"))
             .group_by("user_id", "item_id")
-            .agg(pl.col("ts").max())
-            .sort(["user_id", "ts", "item_id"], descending=[False, True, True])
+            .agg(pl.col("_pos").max())
+            .sort(["user_id", "_pos"], descending=[False, True])
             .with_columns(pl.int_range(pl.len()).over("user_id").alias("back"))
             .filter(pl.col("back") < self.n_anchors)
         )

@@ -150,7 +150,7 @@ class TwoTowerChannel:
         self.seen_ = interaction_matrix(history, self.users_, self.items_, binary=True)
         self.pop_ = scaled(popularity_vector(history, self.items_))
 
-        seq = history.select("user_id", "item_id", "ts").sort("user_id", "ts", "item_id")
+        seq = history.select("user_id", "item_id", "ts", "seq").sort("user_id", "ts", "seq", maintain_order=True)
         seq_user = self.users_.positions(seq["user_id"]).astype(np.int64)
         seq_item = self.items_.positions(seq["item_id"]).astype(np.int64)
         n = len(seq_item)

@@ -25,6 +25,7 @@ import polars as pl
 
 from recsys.channels.base import IdIndex
 from recsys.channels.itemcf import ItemIndex
+from recsys.schema import with_event_position
 
 CROSS_FEATURES: tuple[str, ...] = (
     "cooc_score",
@@ -54,14 +55,16 @@ class EventLog:
 
 
 def event_log(history: pl.DataFrame, users: IdIndex, items: IdIndex) -> EventLog:
+    ordered = with_event_position(history.select("user_id", "item_id", "ts", "seq"), "o")
     frame = (
-        history.select(
-            pl.Series("u", users.positions(history["user_id"])),
-            pl.Series("i", items.positions(history["item_id"])),
+        ordered.select(
+            pl.Series("u", users.positions(ordered["user_id"])),
+            pl.Series("i", items.positions(ordered["item_id"])),
             pl.col("ts").dt.epoch("us").alias("t"),
+            "o",
         )
         .filter((pl.col("u") >= 0) & (pl.col("i") >= 0))
-        .sort("u", "t", "i")
+        .sort("u", "o")  # each user's events in the canonical order (ts, seq)
     )
     # pv → cart → buy of one item is one step of the walk, not a self-transition.
     repeat = (pl.col("u") == pl.col("u").shift(1)) & (pl.col("i") == pl.col("i").shift(1))

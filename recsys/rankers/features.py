@@ -49,6 +49,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.channels.base import IdIndex
+from recsys.schema import with_event_position
 
 ID_COLUMNS = ("user_id", "item_id")
 LABEL = "label"
@@ -118,14 +119,15 @@ def _item_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
 
 
 def _last_items(hist: pl.DataFrame, n: int) -> pl.DataFrame:
-    """Each user's n most recent distinct items: user_id, item_id, recency (1 = last)."""
+    """Each user's n most recent distinct items: user_id, item_id, recency (1 = last in (ts, seq))."""
     return (
-        hist.group_by("user_id", "item_id")
-        .agg(pl.col("ts").max().alias("_ts"))
-        .sort("user_id", "_ts", "item_id", descending=[False, True, True])
+        with_event_position(hist)
+        .group_by("user_id", "item_id")
+        .agg(pl.col("_pos").max())
+        .sort("user_id", "_pos", descending=[False, True])
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("recency"))
         .filter(pl.col("recency") <= n)
-        .drop("_ts")
+        .drop("_pos")
     )
 
 
@@ -256,7 +258,8 @@ def build_ranker_frame(
         raise ValueError("pool has duplicate (user_id, item_id) rows; expected one row per pair")
 
     item_cat = items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id")).unique("item_id", keep="first")
-    hist = hist.select("user_id", "item_id", "event_type", "value", "ts", "event_date").join(item_cat, on="item_id", how="left")
+    keep = ["user_id", "item_id", "event_type", "value", "ts", "event_date"] + (["seq"] if "seq" in hist.columns else [])
+    hist = hist.select(keep).join(item_cat, on="item_id", how="left")
 
     user_cat = (
         hist.group_by("user_id", "category_id")

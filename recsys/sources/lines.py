@@ -291,8 +291,11 @@ def finalize(
     source_path: str,
     session_gap: timedelta | None = None,
 ) -> ParsedBatch:
-    """Split routed lines into interactions (sorted by ts, line_no) and quarantine."""
-    good = routed.filter(pl.col("reason").is_null()).sort("ts", "line_no")
+    """Split routed lines into interactions (sorted by ts, line_no) and quarantine.
+
+    The line number becomes the event's ``seq``: its position in the source, which breaks ties of
+    equal timestamps in the canonical event order (ts, seq)."""
+    good = routed.filter(pl.col("reason").is_null()).sort("ts", "line_no").with_columns(pl.col("line_no").alias("seq"))
     bad = routed.filter(pl.col("reason").is_not_null()).sort("line_no")
     if "session_id" not in good.columns:
         good = good.with_columns(pl.lit(None, dtype=pl.Int64).alias("session_id"))

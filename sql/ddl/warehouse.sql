@@ -17,8 +17,11 @@ CREATE TABLE IF NOT EXISTS raw.interactions (
     event_date DATE NOT NULL,
     session_id BIGINT,
     source VARCHAR,
-    ingested_at TIMESTAMP NOT NULL
+    ingested_at TIMESTAMP NOT NULL,
+    seq BIGINT  -- position in the source (line number); (ts, seq) is the canonical event order
 );
+-- Warehouses made before the event-order contract gain the column (NULL until re-ingested).
+ALTER TABLE raw.interactions ADD COLUMN IF NOT EXISTS seq BIGINT;
 
 CREATE TABLE IF NOT EXISTS staging.interactions (
     user_id BIGINT NOT NULL,
@@ -28,8 +31,10 @@ CREATE TABLE IF NOT EXISTS staging.interactions (
     ts TIMESTAMP NOT NULL,
     event_date DATE NOT NULL,
     session_id BIGINT,
-    source VARCHAR
+    source VARCHAR,
+    seq BIGINT
 );
+ALTER TABLE staging.interactions ADD COLUMN IF NOT EXISTS seq BIGINT;
 
 CREATE TABLE IF NOT EXISTS quality.quarantine (
     source VARCHAR,

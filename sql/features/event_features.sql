@@ -51,4 +51,4 @@ SELECT
 FROM history AS h
 LEFT JOIN raw.users AS u ON u.user_id = h.user_id
 LEFT JOIN raw.items AS i ON i.item_id = h.item_id
-ORDER BY h.ts, h.user_id, h.item_id
+ORDER BY h.ts, h.seq

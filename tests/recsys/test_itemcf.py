@@ -15,7 +15,7 @@ from recsys.channels.itemcf import (
     build_swing_index,
     topk_sparse,
 )
-from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA
+from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA, conform
 
 ITEM_OFFSET = 10_000  # external ids differ from positions, so a mapping bug cannot hide
 
@@ -89,9 +89,8 @@ def make_planted_walks(
             }
         )
         .with_columns(pl.col("ts").dt.date().alias("event_date"))
-        .select(list(INTERACTION_SCHEMA))
     )
-    history = history.cast(INTERACTION_SCHEMA)
+    history = conform(history, INTERACTION_SCHEMA)
     items = pl.DataFrame({"item_id": np.arange(n_items, dtype=np.int64) + ITEM_OFFSET, "category_id": cat})
     users = pl.DataFrame(
         {
@@ -177,8 +176,8 @@ def test_cooc_counts_match_bruteforce():
         )
         .with_columns((pl.lit(datetime(2024, 1, 1)) + pl.duration(minutes=pl.int_range(pl.len()))).alias("ts").cast(pl.Datetime("us")))
         .with_columns(pl.col("ts").dt.date().alias("event_date"))
-        .select(list(INTERACTION_SCHEMA))
     )
+    history = conform(history, INTERACTION_SCHEMA)
     idx = build_cooc_index(history, depth=2, user_weighting="none", normalize="none", max_items_per_user=None)
     pos = idx.items.positions([10, 11, 12])
     score, count, rank = idx.lookup(pos[[0, 0, 1]], pos[[1, 2, 2]])

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.schema import INTERACTION_SCHEMA
+from recsys.schema import INTERACTION_SCHEMA, conform
 from recsys.split import Split, drop_cold, files_split, leave_last_out_split, relevant, temporal_split
 
 
@@ -28,7 +28,7 @@ def make_interactions(n_rows: int = 3000, n_users: int = 120, n_items: int = 200
             "source": ["test"] * n_rows,
         }
     ).with_columns(pl.col("ts").dt.date().alias("event_date"))
-    return frame.select([pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()])
+    return conform(frame, INTERACTION_SCHEMA)
 
 
 def same_rows(a: pl.DataFrame, b: pl.DataFrame) -> bool:
