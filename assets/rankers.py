@@ -1,5 +1,13 @@
-"""ranker_dataset → lgbm_ranker · sequence_ranker → recommendations (with the NDCG regression gate)."""
+"""ranker_dataset → lgbm_ranker · sequence_ranker → recommendations, with the promotion gate.
 
+Each ranker is judged (check ``ndcg_regression``, ERROR, non-blocking) against the last promoted
+model with the same name, dataset, protocol and cut-off rule (recsys.promotion); the verdict goes
+on its models.registry row and into quality.check_results. A failing gate never stops
+``evaluation``: its consequence is in ``recommendations``, which serves and promotes only a ranker
+whose gate passed (docs/operations.md, "Promotion gate").
+"""
+
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,8 +19,10 @@ from assets.features import selected_features
 from assets.metadata import md
 from assets.retrieval import candidate_pool
 from recsys.event_features import with_selected_attributes
+from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
 from resources.compute import ComputeResource
+from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
@@ -72,29 +82,77 @@ class RankerConfig(dg.Config):
     # held-out valid users wins (model selection on valid, never on test).
     params_grid: list[dict] = [{}, {"num_leaves": 7, "min_data_in_leaf": 50}]
     k: int = 100  # ranked list length written for evaluation
-    max_ndcg_drop: float = 0.10  # blocking: valid NDCG@10 may fall at most this share below the promoted model
+    # promotion gate: valid NDCG@10 may fall at most this share below the last promoted comparable model
+    max_ndcg_drop: float = 0.10
 
 
-def _gate(context, warehouse: Warehouse, store: ModelStore, name: str, ndcg: float, max_drop: float) -> dg.AssetCheckResult:
-    promoted = store.latest(warehouse, name, promoted_only=True)
+def _split_params(warehouse: Warehouse) -> dict:
+    return json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0])
+
+
+def _key(warehouse: Warehouse, source: DatasetSource) -> tuple[str, str, str]:
+    """(dataset, protocol, cutoff_rule) of the current split. The dataset is the full spec
+    (synthetic:30000, taobao:<csv>), so another size or file is never compared with this one."""
+    return comparison_key(source.dataset, _split_params(warehouse))
+
+
+def _save_judged(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    store: ModelStore,
+    key: tuple[str, str, str],
+    name: str,
+    payload: bytes,
+    params: dict,
+    metrics: dict,
+    max_drop: float,
+) -> tuple[dict, dg.AssetCheckResult]:
+    """The promotion gate: judge the model against the last promoted comparable one, save it with the
+    verdict on its registry row, record the check; returns (saved, check result)."""
+    dataset, protocol, rule = key
+    ndcg = metrics["valid_ndcg10"]
+    promoted = store.latest(warehouse, name, promoted_only=True, dataset=dataset, protocol=protocol, cutoff_rule=rule)
     baseline = promoted["metrics"].get("valid_ndcg10") if promoted else None
-    floor = None if baseline is None else baseline * (1 - max_drop)
-    passed = floor is None or ndcg >= floor
-    description = (
-        f"valid NDCG@10 {ndcg:.4f}; no promoted model yet"
-        if floor is None
-        else f"valid NDCG@10 {ndcg:.4f} vs promoted {baseline:.4f} (floor {floor:.4f})"
+    passed, details = gate_verdict(ndcg, baseline, max_drop)
+    details |= {
+        "dataset": dataset,
+        "protocol": protocol,
+        "cutoff_rule": rule,
+        "baseline_version": promoted["version"] if baseline is not None else None,
+        "baseline_run_id": promoted["run_id"] if baseline is not None else None,
+    }
+    run_id = context.run.run_id
+    saved = store.save(
+        warehouse,
+        name,
+        payload,
+        params,
+        metrics,
+        run_id,
+        dataset=dataset,
+        protocol=protocol,
+        cutoff_rule=rule,
+        gate_passed=passed,
+        gate_details=details,
     )
-    warehouse.record_check(
-        name, "ndcg_regression", None, passed, "ERROR", {"ndcg": ndcg, "baseline": baseline, "floor": floor}, context.run_id
-    )
-    return dg.AssetCheckResult(
+    details["version"] = saved["version"]
+    warehouse.record_check(name, "ndcg_regression", None, passed, "ERROR", details, run_id)
+    (context.log.info if passed else context.log.warning)(f"{name} promotion gate {'passed' if passed else 'FAILED'}: {details['reason']}")
+    result = dg.AssetCheckResult(
         check_name="ndcg_regression",
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=description,
-        metadata={"valid_ndcg10": ndcg, "promoted_ndcg10": baseline if baseline is not None else -1.0},
+        description=details["reason"],
+        metadata={
+            "valid_ndcg10": float(ndcg),
+            "promoted_ndcg10": float(baseline) if baseline is not None else -1.0,
+            "floor": float(details["floor"]) if details["floor"] is not None else -1.0,
+            "model_version": saved["version"],
+            "compared_with": promoted["version"] if baseline is not None else "none",
+            "comparison_key": " | ".join(key),
+        },
     )
+    return saved, result
 
 
 def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> None:
@@ -102,11 +160,16 @@ def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> Non
 
 
 def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
+    # Not blocking: evaluation must record every run, whatever the gate says. The consequence of a
+    # failure is in `recommendations` (no serving, no promotion); ERROR so the alert sensor raises it.
     return dg.AssetCheckSpec(
         "ndcg_regression",
         asset=asset,
-        blocking=True,
-        description="ERROR: valid NDCG@10 not more than the configured share below the last promoted model",
+        blocking=False,
+        description=(
+            "ERROR (promotion gate, non-blocking): valid NDCG@10 not more than max_ndcg_drop below the last promoted model "
+            "of the same name, dataset, protocol and cut-off rule; a failing ranker is neither served nor promoted"
+        ),
     )
 
 
@@ -118,7 +181,9 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
     check_specs=[_ndcg_gate_spec("lgbm_ranker")],
     description="LightGBM LambdaRank grouped by user, early stopping on NDCG@10 of held-out valid users; test-fold ranking in candidates.lgbm_ranker.",
 )
-def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore):
+def lgbm_ranker(
+    context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
+):
     valid = warehouse.table("features.ranker_valid")
     test = warehouse.table("features.ranker_test")
     candidates = []
@@ -136,7 +201,10 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
         "n_train_users": model.n_train_users,
         "n_valid_users": model.n_valid_users,
     }
-    saved = model_store.save(warehouse, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, context.run_id)
+    key = _key(warehouse, source)
+    saved, gate = _save_judged(
+        context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
+    )
     importance = model.feature_importance().sort("gain", descending=True)
     return dg.MaterializeResult(
         metadata={
@@ -146,7 +214,7 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
             "feature_importance": md(importance, 40),
             "settings_tried": md(tried),
         },
-        check_results=[_gate(context, warehouse, model_store, "lgbm_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
+        check_results=[gate],
     )
 
 
@@ -159,7 +227,12 @@ def lgbm_ranker(context: dg.AssetExecutionContext, config: RankerConfig, warehou
     description="BERT-style transformer reranker (transformers BertModel) over the user's recent items, trained listwise; through the compute resource.",
 )
 def sequence_ranker(
-    context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
+    context: dg.AssetExecutionContext,
+    config: RankerConfig,
+    warehouse: Warehouse,
+    model_store: ModelStore,
+    compute: ComputeResource,
+    source: DatasetSource,
 ):
     from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
 
@@ -174,7 +247,10 @@ def sequence_ranker(
     model = SequenceRanker(params).fit(valid, valid_history, items, runtime=runtime)
     _write_ranked(warehouse, "sequence_ranker", model.recommend(test, test_history, k=config.k, runtime=runtime))
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}
-    saved = model_store.save(warehouse, "sequence_ranker", model.to_bytes(), asdict(params), metrics, context.run_id)
+    key = comparison_key(source.dataset, data.params)
+    saved, gate = _save_judged(
+        context, warehouse, model_store, key, "sequence_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
+    )
     return dg.MaterializeResult(
         metadata={
             **metrics,
@@ -182,7 +258,7 @@ def sequence_ranker(
             "train_losses": dg.MetadataValue.json([round(x, 4) for x in model.train_losses]),
             "compute": dg.MetadataValue.json(compute.describe()),
         },
-        check_results=[_gate(context, warehouse, model_store, "sequence_ranker", model.valid_ndcg10, config.max_ndcg_drop)],
+        check_results=[gate],
     )
 
 
@@ -191,32 +267,98 @@ class RecommendationsConfig(dg.Config):
     export_dir: str = ""  # default $RECDAG_DATA_DIR/exports
 
 
+def _current_rankers(context, warehouse: Warehouse, store: ModelStore, key: tuple[str, str, str]) -> dict[str, dict]:
+    """Per ranker, its newest registry row (the model whose lists are in candidates.<ranker>), when it
+    was trained on the current dataset, protocol and cut-off rule."""
+    current = {}
+    for name in RANKER_STAGES:
+        row = store.latest(warehouse, name)
+        if row is None or not warehouse.table_exists(f"candidates.{name}"):
+            continue
+        if (row["dataset"], row["protocol"], row["cutoff_rule"]) != key:
+            context.log.warning(f"{name}: newest model {row['version']} was trained on {row['dataset']} / {row['cutoff_rule']}, not {key}")
+            continue
+        current[name] = {**row, "valid_ndcg10": row["metrics"].get("valid_ndcg10")}
+    return current
+
+
+def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
+    """(model, model_version) of serving.recommendations when it holds one model's lists."""
+    if not warehouse.table_exists("serving.recommendations"):
+        return None
+    served = warehouse.query("SELECT DISTINCT model, model_version FROM serving.recommendations")
+    return served.row(0) if served.height == 1 else None
+
+
 @dg.asset(
     deps=[lgbm_ranker, sequence_ranker],
     pool=DUCKDB_POOL,
     group_name="rankers",
     kinds={"duckdb", "parquet"},
     description=(
-        "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools "
-        "were built from train + valid) from the ranker with the better valid NDCG@10; exported as Parquet."
+        "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools were built "
+        "from train + valid), exported as Parquet. Promotion gate: serves and promotes the ranker with the best valid NDCG@10 "
+        "among those whose ndcg_regression check passed (compared with the last promoted model of the same name, dataset, "
+        "protocol and cut-off rule). If none passed, it keeps serving the current lists when they come from the promoted "
+        "comparable model (nothing is promoted; the failed check raises the alert); with no such lists it fails, naming each "
+        "ranker's valid NDCG@10 and floor. It never serves a model that failed the gate."
     ),
 )
-def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse, model_store: ModelStore):
-    latest = {name: model_store.latest(warehouse, name) for name in RANKER_STAGES}
-    scored = {n: r["metrics"].get("valid_ndcg10") or 0.0 for n, r in latest.items() if r}
-    best = max(scored, key=scored.get)
-    recs = warehouse.query(
-        f"SELECT user_id, item_id, score, rank FROM candidates.{best} WHERE rank <= $k ORDER BY user_id, rank", {"k": config.k}
-    ).with_columns(pl.lit(best).alias("model"), pl.lit(latest[best]["version"]).alias("model_version"))
-    warehouse.write_table("serving.recommendations", recs)
+def recommendations(
+    context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
+):
+    key = _key(warehouse, source)
+    current = _current_rankers(context, warehouse, model_store, key)
+    if not current:
+        raise dg.Failure(f"no ranker trained on {' | '.join(key)}: materialize lgbm_ranker or sequence_ranker first")
+    scored = {n: r["valid_ndcg10"] for n, r in current.items()}
+    gates = {n: r["gate_passed"] for n, r in current.items()}
     export_dir = Path(config.export_dir or Path(warehouse.data_dir) / "exports")
     export_dir.mkdir(parents=True, exist_ok=True)
     path = export_dir / "recommendations.parquet"
+    best = serving_choice(current)
+    if best is None:
+        dataset, protocol, rule = key
+        promoted = {
+            (n, r["version"])
+            for n in RANKER_STAGES
+            if (r := model_store.latest(warehouse, n, promoted_only=True, dataset=dataset, protocol=protocol, cutoff_rule=rule))
+        }
+        served = _served_now(warehouse)
+        why = no_ranker_passed_message(current)
+        if served is None or served not in promoted:
+            raise dg.Failure(
+                f"promotion gate: no ranker passed ({why}) and serving.recommendations does not hold a promoted comparable "
+                f"model's lists for {' | '.join(key)}; nothing safe to serve. Investigate the regression, or promote a model "
+                "deliberately (ModelStore.promote)."
+            )
+        recs = warehouse.table("serving.recommendations")
+        recs.write_parquet(path)
+        context.log.warning(f"promotion gate: no ranker passed ({why}); still serving {served[0]}@{served[1]}")
+        return dg.MaterializeResult(
+            metadata={
+                "served": f"kept {served[0]}@{served[1]} (promoted earlier); no ranker of this run passed the gate",
+                "chosen_ranker": served[0],
+                "gate": why,
+                "gate_passed": dg.MetadataValue.json(gates),
+                "valid_ndcg10": dg.MetadataValue.json(scored),
+                "users": recs["user_id"].n_unique(),
+                "rows": recs.height,
+                "parquet": str(path),
+            }
+        )
+    chosen = current[best]
+    recs = warehouse.query(
+        f"SELECT user_id, item_id, score, rank FROM candidates.{best} WHERE rank <= $k ORDER BY user_id, rank", {"k": config.k}
+    ).with_columns(pl.lit(best).alias("model"), pl.lit(chosen["version"]).alias("model_version"))
+    warehouse.write_table("serving.recommendations", recs)
     recs.write_parquet(path)
-    model_store.promote(warehouse, best, latest[best]["version"])
+    model_store.promote(warehouse, best, chosen["version"], run_id=chosen["run_id"])
     return dg.MaterializeResult(
         metadata={
+            "served": f"{best}@{chosen['version']} (gate passed; promoted)",
             "chosen_ranker": best,
+            "gate_passed": dg.MetadataValue.json(gates),
             "valid_ndcg10": dg.MetadataValue.json(scored),
             "users": recs["user_id"].n_unique(),
             "rows": recs.height,

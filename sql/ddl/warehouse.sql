@@ -88,8 +88,19 @@ CREATE TABLE IF NOT EXISTS models.registry (
     metrics JSON,
     run_id VARCHAR,
     trained_at TIMESTAMP,
-    promoted BOOLEAN DEFAULT FALSE
+    promoted BOOLEAN DEFAULT FALSE,
+    dataset VARCHAR,      -- with protocol and cutoff_rule: the promotion gate compares like with like
+    protocol VARCHAR,
+    cutoff_rule VARCHAR,  -- how the cut-offs were made, e.g. temporal:valid_frac=0.1,test_frac=0.1
+    gate_passed BOOLEAN,  -- the ndcg_regression verdict on this model (NULL: never judged)
+    gate_details JSON
 );
+-- Registries made before the like-with-like gate gain the columns (NULL: comparable to nothing).
+ALTER TABLE models.registry ADD COLUMN IF NOT EXISTS dataset VARCHAR;
+ALTER TABLE models.registry ADD COLUMN IF NOT EXISTS protocol VARCHAR;
+ALTER TABLE models.registry ADD COLUMN IF NOT EXISTS cutoff_rule VARCHAR;
+ALTER TABLE models.registry ADD COLUMN IF NOT EXISTS gate_passed BOOLEAN;
+ALTER TABLE models.registry ADD COLUMN IF NOT EXISTS gate_details JSON;
 
 CREATE TABLE IF NOT EXISTS eval.metrics (
     run_id VARCHAR,

@@ -1,0 +1,233 @@
+"""The promotion gate: like-with-like comparison, a recorded verdict, and evaluation never blocked.
+
+Pure verdict logic (recsys.promotion), the model store's keyed lookup and promotion on a real DuckDB
+file, and the DAG in process: a ranker that fails its gate is still evaluated, is recorded as
+failed, and is neither served nor promoted.
+"""
+
+import json
+import math
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from assets.partitions import daily_partitions
+from orchestration.definitions import all_assets, all_checks, build_resources
+from orchestration.tags import partition_range_tags
+from recsys.promotion import NO_BASELINE, comparison_key, cutoff_rule, gate_verdict, no_ranker_passed_message, serving_choice
+from resources.datasets import DatasetSource
+from resources.model_store import ModelStore
+from resources.warehouse import Warehouse
+
+TEMPORAL = {"protocol": "temporal", "valid_frac": 0.1, "test_frac": 0.1, "t_valid_start": "2017-12-01 00:00:00", "n_train_rows": 10}
+
+# --- pure ------------------------------------------------------------------------------------
+
+
+def test_cutoff_rule_names_how_the_cuts_were_made():
+    assert cutoff_rule(TEMPORAL) == "temporal:valid_frac=0.1,test_frac=0.1"
+    assert cutoff_rule({"protocol": "leave_last_out", "min_interactions": 3}) == "leave_last_out:min=3"
+    assert cutoff_rule({"protocol": "files", "source": "/data/ml-1m"}) == "files:/data/ml-1m"
+    assert cutoff_rule({"protocol_spec": "custom"}) == "custom"
+    # the cut timestamps move with the data; the rule does not
+    assert cutoff_rule({**TEMPORAL, "t_valid_start": "2018-01-01"}) == cutoff_rule(TEMPORAL)
+    assert comparison_key("synthetic:30000", TEMPORAL) == ("synthetic:30000", "temporal", "temporal:valid_frac=0.1,test_frac=0.1")
+    assert comparison_key("ml", {**TEMPORAL, "valid_frac": 0.2}) != comparison_key("ml", TEMPORAL)
+
+
+def test_gate_verdict():
+    passed, details = gate_verdict(0.30, None, 0.1)
+    assert passed and NO_BASELINE in details["reason"] and details["floor"] is None
+    passed, details = gate_verdict(0.30, 0.33, 0.1)  # floor 0.297
+    assert passed and details["floor"] == pytest.approx(0.297) and details["baseline_ndcg10"] == 0.33
+    passed, details = gate_verdict(0.29, 0.33, 0.1)
+    assert not passed and "below the floor 0.2970" in details["reason"]
+    assert gate_verdict(0.33, 0.33, 0.0)[0] and not gate_verdict(0.33, 0.33, -0.01)[0]  # negative drop: must improve
+    assert not gate_verdict(math.nan, None, 0.1)[0]
+    json.dumps(gate_verdict(math.nan, 0.2, 0.1)[1])  # details are JSON
+
+
+def test_serving_choice_only_among_passed():
+    rankers = {
+        "lgbm_ranker": {"gate_passed": False, "valid_ndcg10": 0.5, "gate_details": {"floor": 0.6}},
+        "sequence_ranker": {"gate_passed": True, "valid_ndcg10": 0.2, "gate_details": {"floor": None}},
+        "legacy": {"gate_passed": None, "valid_ndcg10": 0.9},
+    }
+    assert serving_choice(rankers) == "sequence_ranker"
+    assert serving_choice({"lgbm_ranker": rankers["lgbm_ranker"]}) is None
+    message = no_ranker_passed_message({"lgbm_ranker": rankers["lgbm_ranker"]})
+    assert message == "lgbm_ranker: valid NDCG@10 0.5000, floor 0.6000"
+
+
+# --- model store on a real warehouse ---------------------------------------------------------
+
+
+def _save(store, wh, name, payload, ndcg, key, run_id="r", promoted=False, **gate):
+    dataset, protocol, rule = key
+    return store.save(
+        wh, name, payload, {}, {"valid_ndcg10": ndcg}, run_id, promoted, dataset=dataset, protocol=protocol, cutoff_rule=rule, **gate
+    )
+
+
+def test_model_store_compares_like_with_like(tmp_path):
+    wh, store = Warehouse(data_dir=str(tmp_path)), ModelStore(data_dir=str(tmp_path))
+    key = comparison_key("synthetic:30000", TEMPORAL)
+    other_dataset = comparison_key("movielens-100k", TEMPORAL)
+    other_protocol = comparison_key("synthetic:30000", {"protocol": "leave_last_out", "min_interactions": 3})
+    other_cuts = comparison_key("synthetic:30000", {**TEMPORAL, "test_frac": 0.2})
+    mine = _save(store, wh, "lgbm_ranker", b"a", 0.30, key, promoted=True)
+    for i, k in enumerate([other_dataset, other_protocol, other_cuts]):  # promoted later, not comparable
+        _save(store, wh, "lgbm_ranker", bytes([i]), 0.9, k, promoted=True)
+    _save(store, wh, "sequence_ranker", b"s", 0.95, key, promoted=True)  # another name
+    _save(store, wh, "lgbm_ranker", b"new", 0.1, key, gate_passed=False, gate_details={"floor": 0.27})  # newest, not promoted
+
+    found = store.latest(wh, "lgbm_ranker", promoted_only=True, dataset=key[0], protocol=key[1], cutoff_rule=key[2])
+    assert found["version"] == mine["version"] and found["metrics"]["valid_ndcg10"] == 0.30
+    newest = store.latest(wh, "lgbm_ranker", dataset=key[0], protocol=key[1], cutoff_rule=key[2])
+    assert newest["gate_passed"] is False and newest["gate_details"] == {"floor": 0.27} and newest["promoted"] is False
+    assert store.latest(wh, "lgbm_ranker", promoted_only=True, dataset="nope") is None
+    assert store.latest(wh, "pi2i_test") is None
+
+    # promotion is per comparison key: the other datasets' and protocols' promoted models stay promoted
+    store.promote(wh, "lgbm_ranker", newest["version"], run_id="r")
+    promoted = wh.query("SELECT dataset, protocol, cutoff_rule, version FROM models.registry WHERE name = 'lgbm_ranker' AND promoted")
+    assert promoted.height == 4
+    assert promoted.filter(pl.col("cutoff_rule") == key[2], pl.col("dataset") == key[0])["version"].to_list() == [newest["version"]]
+    with pytest.raises(KeyError, match="lgbm_ranker@missing"):
+        store.promote(wh, "lgbm_ranker", "missing")
+
+
+def test_registry_columns_are_added_to_an_old_warehouse(tmp_path):
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("CREATE SCHEMA models")
+        con.execute(
+            "CREATE TABLE models.registry (name VARCHAR, version VARCHAR, path VARCHAR, params JSON, metrics JSON, "
+            "run_id VARCHAR, trained_at TIMESTAMP, promoted BOOLEAN DEFAULT FALSE)"
+        )
+        con.execute("INSERT INTO models.registry VALUES ('lgbm_ranker', 'old', 'p', '{}', '{\"valid_ndcg10\": 0.99}', 'r0', now(), TRUE)")
+    wh, store = Warehouse(data_dir=str(tmp_path)), ModelStore(data_dir=str(tmp_path))
+    columns = wh.query("SELECT column_name FROM information_schema.columns WHERE table_name = 'registry'")["column_name"].to_list()
+    assert {"dataset", "protocol", "cutoff_rule", "gate_passed", "gate_details"} <= set(columns)
+    key = comparison_key("synthetic:30000", TEMPORAL)
+    # a row from before the keys is comparable to nothing, but still the latest of its name
+    assert store.latest(wh, "lgbm_ranker", promoted_only=True, dataset=key[0], protocol=key[1], cutoff_rule=key[2]) is None
+    assert store.latest(wh, "lgbm_ranker", promoted_only=True)["version"] == "old"
+    _save(store, wh, "lgbm_ranker", b"x", 0.2, key, gate_passed=True, gate_details={})
+    assert store.latest(wh, "lgbm_ranker")["dataset"] == key[0]
+
+
+# --- the DAG in process ----------------------------------------------------------------------
+
+DATASET = "synthetic:30000"
+FAST = {
+    "candidates_two_tower": {"config": {"params": {"epochs": 1}}},
+    "pi2i_scorer": {"config": {"params": {"epochs": 1, "depth": 100}}},
+    "lgbm_ranker": {"config": {"params_grid": [{}]}},
+    "evaluation": {"config": {"n_boot": 20}},
+}
+PREVIOUS_RUN = "previous-run"
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    """The DAG downstream of `interactions` (sequence_ranker left out to stay fast) after a promoted
+    comparable lgbm_ranker with an unreachable valid NDCG@10 was registered and its lists served."""
+    data_dir = tmp_path_factory.mktemp("gate")
+    resources = {
+        **build_resources(),
+        "warehouse": Warehouse(data_dir=str(data_dir)),
+        "source": DatasetSource(dataset=DATASET, data_dir=str(data_dir)),
+        "model_store": ModelStore(data_dir=str(data_dir)),
+    }
+    wh, store = resources["warehouse"], resources["model_store"]
+    keys = daily_partitions.get_partition_keys()
+    instance = dg.DagsterInstance.ephemeral()
+    ingest = dg.materialize(
+        all_assets,
+        selection=dg.AssetSelection.groups("ingestion"),
+        resources=resources,
+        instance=instance,
+        tags=partition_range_tags(keys[0], keys[-1]),
+    )
+    assert ingest.success
+    key = comparison_key(DATASET, TEMPORAL)
+    unbeatable = _save(store, wh, "lgbm_ranker", b"previous model", 0.99, key, run_id=PREVIOUS_RUN, promoted=True, gate_passed=True)
+    # promoted later but on another dataset: a gate comparing across datasets would pass against it
+    _save(store, wh, "lgbm_ranker", b"other dataset", 0.0, comparison_key("movielens-100k", TEMPORAL), run_id="x", promoted=True)
+    served = pl.DataFrame({"user_id": [1, 1], "item_id": [10, 11], "score": [2.0, 1.0], "rank": [1, 2]}).with_columns(
+        pl.lit("lgbm_ranker").alias("model"), pl.lit(unbeatable["version"]).alias("model_version")
+    )
+    wh.write_table("serving.recommendations", served)
+    result = dg.materialize(
+        [*all_assets, *all_checks],
+        selection=dg.AssetSelection.assets("interactions").downstream(include_self=False) - dg.AssetSelection.assets("sequence_ranker"),
+        resources=resources,
+        instance=instance,
+        run_config={"ops": FAST},
+        raise_on_error=False,
+    )
+    return {"result": result, "resources": resources, "instance": instance, "unbeatable": unbeatable, "served": served, "key": key}
+
+
+def test_failing_gate_still_evaluates_and_records_the_verdict(gated):
+    result, wh = gated["result"], gated["resources"]["warehouse"]
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    checks = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    assert checks["lgbm_ranker"].check_name == "ndcg_regression" and not checks["lgbm_ranker"].passed
+    assert checks["lgbm_ranker"].severity == dg.AssetCheckSeverity.ERROR
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"lgbm_ranker", "evaluation", "recommendations"} <= materialized
+
+    run_id = result.run_id
+    stages = wh.query("SELECT DISTINCT stage FROM eval.metrics WHERE run_id = $r AND fold = 'test'", {"r": run_id})["stage"].to_list()
+    assert "lgbm_ranker" in stages and "pool" in stages
+    row = wh.query(
+        "SELECT gate_passed, promoted, dataset, protocol, cutoff_rule, CAST(gate_details AS VARCHAR) AS d FROM models.registry "
+        "WHERE name = 'lgbm_ranker' AND run_id = $r",
+        {"r": run_id},
+    ).row(0, named=True)
+    details = json.loads(row["d"])
+    assert row["gate_passed"] is False and row["promoted"] is False
+    assert (row["dataset"], row["protocol"], row["cutoff_rule"]) == gated["key"]
+    assert details["baseline_version"] == gated["unbeatable"]["version"] and details["floor"] == pytest.approx(0.99 * 0.9)
+    check = wh.query(
+        "SELECT passed, severity FROM quality.check_results WHERE asset = 'lgbm_ranker' AND \"check\" = 'ndcg_regression' AND run_id = $r",
+        {"r": run_id},
+    )
+    assert check.rows() == [(False, "ERROR")]
+
+
+def test_failing_gate_keeps_the_promoted_models_lists(gated):
+    wh, unbeatable = gated["resources"]["warehouse"], gated["unbeatable"]
+    assert wh.table("serving.recommendations").equals(gated["served"])
+    promoted = wh.query("SELECT version FROM models.registry WHERE name = 'lgbm_ranker' AND promoted AND dataset = $d", {"d": DATASET})
+    assert promoted["version"].to_list() == [unbeatable["version"]]
+    export = wh.path.parent / "exports" / "recommendations.parquet"
+    assert pl.read_parquet(export).equals(gated["served"])
+
+
+def _recommend(gated):
+    return dg.materialize(
+        all_assets, selection=["recommendations"], resources=gated["resources"], instance=gated["instance"], raise_on_error=False
+    )
+
+
+def test_gate_outcomes_decide_what_recommendations_serves(gated):
+    wh, store = gated["resources"]["warehouse"], gated["resources"]["model_store"]
+    # 1. no ranker passed and nothing promoted is being served: a clear failure, nothing promoted
+    wh.write_table("serving.recommendations", gated["served"].with_columns(pl.lit("someone-else").alias("model_version")))
+    failed = _recommend(gated)
+    assert not failed.success
+    message = " ".join(str(e.event_specific_data.error.message) for e in failed.all_events if e.is_step_failure)
+    assert "lgbm_ranker: valid NDCG@10" in message and "floor 0.8910" in message
+    # 2. a ranker whose gate passed is served and promoted; the failing one is not
+    wh.query("CREATE OR REPLACE TABLE candidates.sequence_ranker AS SELECT * FROM candidates.lgbm_ranker")
+    passing = _save(store, wh, "sequence_ranker", b"passing", 0.01, gated["key"], run_id="r2", gate_passed=True, gate_details={})
+    served = _recommend(gated)
+    assert served.success
+    recs = wh.table("serving.recommendations")
+    assert set(recs["model"]) == {"sequence_ranker"} and set(recs["model_version"]) == {passing["version"]}
+    promoted = wh.query("SELECT name, version FROM models.registry WHERE promoted AND dataset = $d ORDER BY name", {"d": DATASET})
+    assert promoted.rows() == [("lgbm_ranker", gated["unbeatable"]["version"]), ("sequence_ranker", passing["version"])]
