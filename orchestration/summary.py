@@ -1,0 +1,135 @@
+"""The end-of-run summary `make run` prints: read from the warehouse, never assumed.
+
+``load_summary`` queries ``eval.metrics`` for the evaluation run's headline (NDCG@10 with its bootstrap 95%
+interval per stage, test fold, all users, best first) and ``serving.recommendations`` / ``models.registry`` for
+the model that serves; ``format_summary`` turns that and the output paths into the lines a person reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from resources.warehouse import Warehouse, load_sql
+
+HEADLINE_K = 10
+UI_URL = "http://127.0.0.1:3000"
+
+
+@dataclass
+class Outputs:
+    """Where a run's results live under the data dir."""
+
+    data_dir: Path
+    log_path: Path | None = None
+    latest_log: Path | None = None
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def parquet(self) -> Path:
+        return self.data_dir / "exports" / "recommendations.parquet"
+
+    @property
+    def report(self) -> Path:
+        return self.data_dir / "exports" / "report.html"
+
+
+@dataclass
+class RunSummary:
+    outputs: Outputs
+    eval_run_id: str | None
+    headline: pl.DataFrame = field(default_factory=pl.DataFrame)  # stage, ndcg, ci_low, ci_high, n_users
+    serving: pl.DataFrame = field(default_factory=pl.DataFrame)  # one row per model found in serving.recommendations
+    problems: list[str] = field(default_factory=list)  # what could not be read, in words
+
+
+def load_summary(outputs: Outputs, eval_run_id: str | None, k: int = HEADLINE_K) -> RunSummary:
+    summary = RunSummary(outputs=outputs, eval_run_id=eval_run_id)
+    if not outputs.warehouse.exists():
+        summary.problems.append(f"no warehouse at {outputs.warehouse}")
+        return summary
+    warehouse = Warehouse(data_dir=str(outputs.data_dir))
+    with warehouse.connect(read_only=True) as con:
+        if eval_run_id is not None:
+            summary.headline = _read(con, "analytics/run_summary_headline", {"run_id": eval_run_id, "k": k})
+        summary.serving = _read(con, "analytics/run_summary_serving", {})
+    return summary
+
+
+def _read(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> pl.DataFrame:
+    try:
+        return con.execute(load_sql(name), params).pl()
+    except duckdb.CatalogException:  # a table the run did not get to create: reported as missing by format_summary
+        return pl.DataFrame()
+
+
+def format_headline(headline: pl.DataFrame, k: int = HEADLINE_K, served: frozenset[str] = frozenset()) -> list[str]:
+    """The headline as aligned text rows: stage, NDCG@k, [ci_low, ci_high], users; ``served`` stages are marked."""
+    if headline.is_empty():
+        return []
+    width = max(len("stage"), *(len(s) for s in headline["stage"]))
+    lines = [f"  {'stage':<{width}}  {f'NDCG@{k}':>8}  {'95% interval':<17}  {'users':>6}"]
+    for row in headline.iter_rows(named=True):
+        interval = "" if row["ci_low"] is None or row["ci_high"] is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        value = "n/a" if row["ndcg"] is None else f"{row['ndcg']:.3f}"
+        users = "" if row["n_users"] is None else f"{row['n_users']:,}"
+        mark = "  <- serving" if row["stage"] in served else ""
+        lines.append(f"  {row['stage']:<{width}}  {value:>8}  {interval:<17}  {users:>6}{mark}")
+    return lines
+
+
+def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
+    out = summary.outputs
+    lines: list[str] = []
+    run = summary.eval_run_id
+    if run is None:
+        lines.append("Results: the evaluation did not run in this invocation.")
+    elif summary.headline.is_empty():
+        lines.append(f"Results: eval.metrics has no NDCG@{k} rows for run {run} (the evaluation did not finish).")
+    else:
+        lines.append(f"Results of run {run} (eval.metrics: test fold, all users, NDCG@{k} with bootstrap 95% interval, best first):")
+        served = frozenset(summary.serving["model"].to_list()) if not summary.serving.is_empty() else frozenset()
+        lines.extend(format_headline(summary.headline, k, served))
+    lines.append("")
+
+    example_user = None
+    if summary.serving.is_empty():
+        lines.append("Promoted: nothing is served yet (serving.recommendations is missing or empty).")
+    else:
+        for row in summary.serving.iter_rows(named=True):
+            state = "promoted" if row["promoted"] else "NOT marked promoted in models.registry"
+            valid = "" if row["valid_ndcg10"] is None else f", valid NDCG@10 {row['valid_ndcg10']:.3f}"
+            gate = {True: ", promotion gate passed", False: ", promotion gate FAILED"}.get(row["gate_passed"], "")
+            trained = ""
+            if row["trained_run_id"] is not None and run is not None and row["trained_run_id"] != run:
+                trained = f"; trained by an earlier run {row['trained_run_id']}"
+            lines.append(
+                f"Promoted: {row['model']} (version {row['model_version']}, {state}{valid}{gate}) serves "
+                f"{row['n_rows']:,} recommendations to {row['n_users']:,} users{trained}"
+            )
+        example_user = summary.serving["example_user"][0]
+    if summary.serving.is_empty():
+        lines.append(f"Recommendations: none yet (DuckDB table serving.recommendations in {out.warehouse})")
+    else:
+        lines.append(f"Recommendations: DuckDB table serving.recommendations in {out.warehouse}")
+    lines.append(f"                 Parquet {out.parquet}" + ("" if out.parquet.exists() else " (missing)"))
+    if out.report.exists():
+        lines.append(f"HTML report:     {out.report}")
+    else:
+        lines.append(f"HTML report:     missing ({out.report} does not exist; `make report` writes it)")
+    if out.log_path is not None:
+        latest = f" (also {out.latest_log})" if out.latest_log is not None else ""
+        lines.append(f"Full log:        {out.log_path}{latest}")
+    for problem in summary.problems:
+        lines.append(f"Note: {problem}")
+    lines.append("")
+    lines.append(f"Next: make ui                    the Dagster UI at {UI_URL}: every run, asset, check and its metadata")
+    example = f", e.g. make recommend USER={example_user}" if example_user is not None else ""
+    lines.append(f"      make recommend USER=<id>   one user's history and recommendations, explained{example}")
+    return "\n".join(lines)
