@@ -40,7 +40,7 @@ from resources import settings
 # writes them all to the log file instead, so the console logger only keeps what is above CRITICAL (nothing).
 QUIET_CONSOLE_LOGGER = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Per-epoch training messages of two_tower ("two_tower epoch 3/6 ..."), the PI2I scorer ("prs epoch 2/4 ...") and
-# the sequence ranker ("sequence_ranker: epoch 5 loss ..."; no total, so its bar has no end).
+# the sequence ranker ("sequence_ranker: epoch 5/20 loss ..."); a message without a total gets a bar with no end.
 EPOCH_MESSAGE = re.compile(r"^(?P<model>[A-Za-z0-9_]+):? epoch (?P<epoch>\d+)(?:/(?P<total>\d+))?\b(?P<rest>.*)$")
 # Without a terminal, a training step prints its last epoch, and in between at most one line this often.
 PLAIN_PROGRESS_EVERY_S = 10.0

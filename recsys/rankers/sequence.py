@@ -323,7 +323,7 @@ class SequenceRanker:
                 total += float(loss.detach()) * len(b)
                 n += len(b)
             self.train_losses.append(total / n)
-            msg = f"sequence_ranker: epoch {epoch} loss {total / n:.4f}"
+            msg = f"sequence_ranker: epoch {epoch}/{p.epochs} loss {total / n:.4f}"
             if use_valid:
                 scores = self._score_lists(valid_lists, valid_seq, runtime)
                 ndcg = grouped_ndcg_at_k(
