@@ -1,14 +1,44 @@
-"""Loading the shared inputs of downstream assets from the warehouse."""
+"""Loading the shared inputs of downstream assets from the warehouse.
+
+Who is evaluated (docs/evaluation.md §1, "Who each protocol evaluates"): under temporal and
+leave-last-out the users with target events and some history (warm users); under the ``files``
+protocol every target user, as RecBole does, users without history getting the popularity fallback. ``warm_truth`` and
+``load_candidates`` apply that rule from the split's params, so callers need not know the protocol.
+"""
+
+import json
+import weakref
 
 import polars as pl
 
+from recsys.metrics.fallback import complete_with_popularity
 from recsys.schema import INTERACTION_SCHEMA, conform
 from recsys.split import Split
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, load_sql
 
 DUCKDB_POOL = "duckdb_writer"
 GPU_POOL = "gpu"
 FOLDS = ("valid", "test")
+
+
+def every_target_user(params: dict) -> bool:
+    """True when a split's protocol evaluates every target user, not only warm ones (files)."""
+    return params.get("protocol") == "files"
+
+
+# Target frames handed out by load_split whose truth covers every target user: warm_truth(target,
+# history) receives only frames, so load_split marks them (by identity, held weakly).
+_EVERY_USER_TARGETS: dict[int, weakref.ref] = {}
+
+
+def _mark_every_user(frame: pl.DataFrame) -> None:
+    key = id(frame)
+    _EVERY_USER_TARGETS[key] = weakref.ref(frame, lambda _ref, key=key: _EVERY_USER_TARGETS.pop(key, None))
+
+
+def _marked_every_user(frame: pl.DataFrame) -> bool:
+    ref = _EVERY_USER_TARGETS.get(id(frame))
+    return ref is not None and ref() is frame
 
 
 def load_split(warehouse: Warehouse) -> Split:
@@ -16,9 +46,18 @@ def load_split(warehouse: Warehouse) -> Split:
         fold: conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA) for fold in ("train", "valid", "test")
     }
     params = warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0]
-    import json
+    split = Split(parts["train"], parts["valid"], parts["test"], json.loads(params))
+    if every_target_user(split.params):
+        # Split.fold returns these very objects as the target of the valid and test folds
+        _mark_every_user(split.valid)
+        _mark_every_user(split.test)
+    return split
 
-    return Split(parts["train"], parts["valid"], parts["test"], json.loads(params))
+
+def dataset_label(split: Split, source) -> str:
+    """The ``dataset`` of eval.metrics rows: the split's own label (files protocol: the split
+    folder's name, e.g. ``ml-100k``) when it has one, else the configured source's name."""
+    return split.params.get("dataset") or source.name
 
 
 def load_items(warehouse: Warehouse) -> pl.DataFrame:
@@ -34,11 +73,18 @@ def with_fold(recs: pl.DataFrame, fold: str) -> pl.DataFrame:
     return recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank")
 
 
-def warm_truth(target: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """Truth (user_id, item_id) of a fold: every target interaction of its warm users."""
+def warm_truth(target: pl.DataFrame, history: pl.DataFrame, every_user: bool | None = None) -> pl.DataFrame:
+    """Truth (user_id, item_id) of a fold: every target interaction of the evaluated users.
+
+    Those are the warm users (target events and some history), or every target user when
+    ``every_user`` is true. ``every_user=None`` takes the split's rule: true for the valid / test
+    frames of a ``files`` split as returned by ``load_split(...).fold(...)``."""
     from recsys.split import relevant
 
-    return relevant(target).join(target_users(target, history).to_frame(), on="user_id", how="semi")
+    if every_user is None:
+        every_user = _marked_every_user(target)
+    truth = relevant(target)
+    return truth if every_user else truth.join(target_users(target, history).to_frame(), on="user_id", how="semi")
 
 
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
@@ -92,8 +138,28 @@ def eval_rows(
     )
 
 
-def load_candidates(warehouse: Warehouse, stage: str, fold: str) -> pl.DataFrame:
-    return warehouse.query(
-        f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE fold = $fold ORDER BY user_id, rank",
-        {"fold": fold},
-    ).with_columns(pl.col("rank").cast(pl.Int32))
+def load_candidates(warehouse: Warehouse, stage: str, fold: str, complete: bool | None = None) -> pl.DataFrame:
+    """A stage's recommendation frame for ``fold``.
+
+    With ``complete`` (default: the split's rule, true under the ``files`` protocol) every target
+    user of the fold the stage has no list for gets the popularity fallback of the fold's history
+    (recsys.metrics.fallback), as long as the stage's longest list."""
+    with warehouse.connect() as con:
+        recs = con.execute(
+            f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE fold = $fold ORDER BY user_id, rank",
+            {"fold": fold},
+        ).pl()
+        if complete is None:
+            has_params = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' AND table_name = 'split_params'"
+            ).fetchone()[0]
+            params = json.loads(con.execute("SELECT CAST(params AS VARCHAR) FROM staging.split_params").fetchone()[0]) if has_params else {}
+            complete = every_target_user(params)
+        if complete:
+            target_fold, history_folds = {"valid": ("valid", ["train"]), "test": ("test", ["train", "valid"])}[fold]
+            users = con.execute(load_sql("staging/split_fold"), {"fold": target_fold}).pl().select("user_id").unique()
+            history = pl.concat(
+                [con.execute(load_sql("staging/split_fold"), {"fold": f}).pl().select("user_id", "item_id") for f in history_folds]
+            )
+    recs = recs.with_columns(pl.col("rank").cast(pl.Int32))
+    return complete_with_popularity(recs, users, history) if complete else recs

@@ -1,4 +1,11 @@
-"""split: train / valid / test by protocol (RECDAG_SPLIT: temporal, leave_last_out, files:<dir>)."""
+"""split: train / valid / test by protocol (RECDAG_SPLIT: temporal, leave_last_out, files:<dir>).
+
+``files:<dir>`` reads a RecBole benchmark folder (recsys.sources.recbole.open_benchmark_split):
+malformed lines go to quality.quarantine (partition ``split:<fold>``) in the split's transaction, a
+file with more than ``max_quarantine_share`` bad lines fails the asset naming it, the dataset label
+is the folder's name, and a folder that ships ``<name>.item`` / ``<name>.user`` must agree with the
+warehouse catalogue (raw.items / raw.users from RECDAG_DATASET).
+"""
 
 import json
 from pathlib import Path
@@ -8,16 +15,39 @@ import polars as pl
 
 from assets.common import DUCKDB_POOL
 from assets.ingestion import interactions
-from assets.metadata import md
+from assets.metadata import md, md_table
 from recsys import split as splitting
+from recsys.schema import QUARANTINE_SCHEMA
+from recsys.sources.recbole import SPLIT_PARTITION_PREFIX, BenchmarkSplit, open_benchmark_split
 from resources import settings
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, utcnow
+
+FILES_PREFIX = "files:"
 
 
 class SplitConfig(dg.Config):
     protocol: str = ""  # empty = RECDAG_SPLIT (default "temporal")
     valid_frac: float = 0.1
     test_frac: float = 0.1
+    max_quarantine_share: float = 0.01  # files protocol: a split file with a larger share of bad lines fails
+
+
+def read_files_split(folder: Path, config: SplitConfig) -> tuple[splitting.Split, BenchmarkSplit]:
+    """The ``files`` protocol's Split and the parsed folder (quarantine, counts, catalogue files)."""
+    bench = open_benchmark_split(folder)
+    bench.check_bad_share(config.max_quarantine_share)
+    counts = bench.file_counts()
+    split = splitting.files_split(
+        bench.parts["train"].interactions,
+        bench.parts["valid"].interactions,
+        bench.parts["test"].interactions,
+        source=str(folder),
+        dataset=bench.label,
+        split_name=bench.name,
+        catalogue_files=[p.name for p in (bench.item_file, bench.user_file) if p is not None],
+        files={r["fold"]: {k: r[k] for k in ("file", "n_read", "n_loaded", "n_quarantined")} for r in counts.iter_rows(named=True)},
+    )
+    return split, bench
 
 
 def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig) -> splitting.Split:
@@ -25,15 +55,15 @@ def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig) -> split
         return splitting.temporal_split(frame, config.valid_frac, config.test_frac)
     if protocol == "leave_last_out":
         return splitting.leave_last_out_split(frame)
-    if protocol.startswith("files:"):
-        from recsys.sources.recbole import read_benchmark_split
-
-        folder = Path(protocol.split(":", 1)[1])
-        parts = read_benchmark_split(folder)
-        return splitting.files_split(
-            parts["train"].interactions, parts["valid"].interactions, parts["test"].interactions, source=str(folder)
-        )
+    if protocol.startswith(FILES_PREFIX):
+        return read_files_split(Path(protocol[len(FILES_PREFIX) :]), config)[0]
     raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, leave_last_out or files:<dir>")
+
+
+def _catalogue_ids(warehouse: Warehouse, table: str, key: str) -> pl.Series:
+    if not warehouse.table_exists(table):
+        return pl.Series(key, [], dtype=pl.Int64)
+    return warehouse.query(f"SELECT DISTINCT {key} FROM {table}")[key]
 
 
 # New partitions refresh the split only when nothing upstream is missing and every blocking check passed.
@@ -53,8 +83,14 @@ SPLIT_AUTOMATION = (
 )
 def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: Warehouse) -> dg.MaterializeResult:
     protocol = config.protocol or settings.split_spec()
-    frame = warehouse.query_file("staging/split_input")
-    result = make_split(protocol, frame, config)
+    bench = None
+    if protocol.startswith(FILES_PREFIX):
+        result, bench = read_files_split(Path(protocol[len(FILES_PREFIX) :]), config)
+        bench.check_catalogue(_catalogue_ids(warehouse, "raw.items", "item_id"), _catalogue_ids(warehouse, "raw.users", "user_id"))
+        quarantine = bench.quarantine()
+    else:
+        result = make_split(protocol, warehouse.query_file("staging/split_input"), config)
+        quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
     folded = pl.concat(
         [
             part.with_columns(pl.lit(name).alias("fold"))
@@ -67,6 +103,9 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
         con.begin()
         warehouse.write_table("staging.split", folded, con=con)
         warehouse.write_table("staging.split_params", pl.DataFrame({"params": [json.dumps(params, default=str)]}), con=con)
+        # the split owns quality.quarantine's split:<fold> rows: replaced with every materialization
+        con.execute('DELETE FROM quality.quarantine WHERE starts_with("partition", $p)', {"p": SPLIT_PARTITION_PREFIX})
+        warehouse.append("quality.quarantine", quarantine.with_columns(pl.lit(utcnow()).alias("ingested_at")), con=con)
         con.commit()
     summary = (
         folded.group_by("fold")
@@ -80,6 +119,18 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
         .sort("from")
     )
     context.log.info(f"split {protocol}: {summary.to_dicts()}")
-    return dg.MaterializeResult(
-        metadata={"protocol": protocol, "params": dg.MetadataValue.json(json.loads(json.dumps(params, default=str))), "folds": md(summary)}
-    )
+    metadata = {"protocol": protocol, "params": dg.MetadataValue.json(json.loads(json.dumps(params, default=str))), "folds": md(summary)}
+    if bench is not None:
+        counts = bench.file_counts()
+        reasons = quarantine.group_by("partition", "reason").agg(pl.len().alias("lines"), pl.col("line_no").min().alias("first_line"))
+        metadata |= {
+            "dataset": bench.label,
+            "files": md(counts),
+            "n_read": int(counts["n_read"].sum()),
+            "n_loaded": int(counts["n_loaded"].sum()),
+            "n_quarantined": quarantine.height,
+            "loaded_plus_quarantined_equals_read": bool((counts["n_loaded"] + counts["n_quarantined"] == counts["n_read"]).all()),
+            "quarantine_reasons": dg.MetadataValue.md(md_table(reasons.sort("partition", "first_line"))),
+        }
+        context.log.info(f"split files {bench.directory}: {counts.to_dicts()}")
+    return dg.MaterializeResult(metadata=metadata)

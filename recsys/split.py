@@ -19,7 +19,8 @@ Protocols
   timestamp never straddle a cut, so obtained fractions can differ slightly from those asked.
 - leave_last_out: per user, in the canonical event order (ts, seq): the last interaction is test,
   the second to last valid, the rest train; users with fewer than 3 interactions stay in train.
-- files: given splits, validated (schema, non-empty train) and wrapped unchanged.
+- files: given splits, validated (schema, non-empty train and test) and wrapped unchanged; every test
+  user is evaluated, those without history by the popularity fallback (RecBole's convention).
 """
 
 from __future__ import annotations
@@ -133,14 +134,27 @@ def leave_last_out_split(interactions: pl.DataFrame, min_interactions: int = 3) 
     return Split(*parts, params)
 
 
-def files_split(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, source: str | None = None) -> Split:
-    """Wrap a given train / valid / test split after checking each against the schema."""
+def files_split(
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    test: pl.DataFrame,
+    source: str | None = None,
+    *,
+    dataset: str | None = None,
+    **extra,
+) -> Split:
+    """Wrap a given train / valid / test split after checking each against the schema.
+
+    ``params["dataset"]`` is the split's own dataset label (e.g. the RecBole folder's name) when
+    given; ``extra`` goes into params unchanged (e.g. per-file line counts). Under this protocol
+    every target user is evaluated, users without history included (docs/evaluation.md)."""
     parts = [_check(f, f"files_split {name}") for f, name in ((train, "train"), (valid, "valid"), (test, "test"))]
     if parts[0].is_empty():
         raise ValueError("files_split: train is empty")
     if parts[2].is_empty():
         raise ValueError("files_split: test is empty")
-    return Split(*parts, _describe("files", *parts, source=source))
+    labels = {"dataset": dataset} if dataset else {}
+    return Split(*parts, _describe("files", *parts, source=source, **labels, **extra))
 
 
 def relevant(target: pl.DataFrame, positive: pl.Expr | None = None) -> pl.DataFrame:

@@ -5,7 +5,8 @@
 - beyond: catalogue coverage, novelty, intra-list diversity, average recommended popularity.
 - fairness: item-exposure Gini / Jain / entropy / QF, raw and corrected (Rampisela et al. 2024).
 - stats: bootstrap confidence intervals over users and paired tests between two systems.
-- cohorts: all, long-tail users, heavy users, cold items.
+- cohorts: all, long-tail users, heavy users, cold items, users without history.
+- fallback: the popularity list that completes a stage's recs for users it has no list for.
 
 Definitions and conventions: docs/evaluation.md.
 """
@@ -40,6 +41,7 @@ from recsys.metrics.fairness import (
     normalized_gini,
     normalized_jain,
 )
+from recsys.metrics.fallback import complete_with_popularity, popular_items, popularity_fallback
 from recsys.metrics.stats import bootstrap_ci, paired_test
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "catalog_coverage",
     "cohort_truth",
     "cohorts",
+    "complete_with_popularity",
     "entropy",
     "evaluate",
     "evaluate_cohorts",
@@ -70,6 +73,8 @@ __all__ = [
     "novelty",
     "paired_test",
     "per_user_metrics",
+    "popular_items",
+    "popularity_fallback",
     "ranked_positions",
     "summarize",
 ]

@@ -3,7 +3,7 @@
 API::
 
     cohorts(history, truth, items_pop, tail_frac=0.2, heavy_frac=0.1, cold_max_interactions=5)
-      -> user_id, cohort        (cohort in all | long_tail_users | heavy_users | cold_items)
+      -> user_id, cohort        (cohort in all | long_tail_users | heavy_users | cold_items | no_history)
     cohort_truth(truth, cohort_users, items_pop, cold_max_interactions=5)
       -> cohort, user_id, item_id
     evaluate_cohorts(recs, truth, cohort_users, items_pop, ks, metrics, per_user=False,
@@ -12,11 +12,15 @@ API::
 
 ``items_pop`` is recsys.metrics.beyond.item_popularity(history) (item_id, n_interactions, ...).
 Activity = a user's number of history (train) interactions, 0 if none; quantiles are taken over
-the users of ``truth`` (the evaluated population):
+the users of ``truth`` that have history (the evaluated population minus no_history):
 - all: every user in truth;
-- long_tail_users: activity <= the tail_frac quantile (lower); ties at the threshold are all kept,
-  so the cohort can be a little larger than tail_frac;
+- long_tail_users: activity >= 1 and <= the tail_frac quantile (lower); ties at the threshold are
+  all kept, so the cohort can be a little larger than tail_frac;
 - heavy_users: activity >= the (1 − heavy_frac) quantile (higher), same tie rule;
+- no_history: users of truth without any history interaction. Only the ``files`` protocol
+  evaluates them (RecBole evaluates every test user); their lists are the popularity fallback
+  (recsys.metrics.fallback). Under temporal / leave-last-out the truth holds warm users only and
+  the cohort is empty (no rows);
 - cold_items: defined on the truth side. A relevant item is cold when it has at most
   cold_max_interactions history interactions (absent items count 0). The cohort's users are those
   with at least one cold relevant item, and their truth is RESTRICTED to the cold items: recall@K
@@ -33,7 +37,7 @@ import polars as pl
 
 from recsys.metrics.accuracy import DEFAULT_KS, DEFAULT_METRICS, per_user_metrics, summarize
 
-COHORTS: tuple[str, ...] = ("all", "long_tail_users", "heavy_users", "cold_items")
+COHORTS: tuple[str, ...] = ("all", "long_tail_users", "heavy_users", "cold_items", "no_history")
 COLD_MAX_INTERACTIONS = 5
 
 
@@ -60,14 +64,16 @@ def cohorts(
     activity = users.join(history.group_by("user_id").agg(pl.len().cast(pl.Int64).alias("n")), on="user_id", how="left").with_columns(
         pl.col("n").fill_null(0)
     )
-    low = activity["n"].quantile(tail_frac, interpolation="lower")
-    high = activity["n"].quantile(1.0 - heavy_frac, interpolation="higher")
+    active = activity.filter(pl.col("n") > 0)  # users without history form their own cohort
+    low = active["n"].quantile(tail_frac, interpolation="lower") if active.height else 0
+    high = active["n"].quantile(1.0 - heavy_frac, interpolation="higher") if active.height else 0
     cold_users = _cold_truth(truth, items_pop, cold_max_interactions).select("user_id").unique()
     parts = [
         users.with_columns(pl.lit("all").alias("cohort")),
-        activity.filter(pl.col("n") <= low).select("user_id", pl.lit("long_tail_users").alias("cohort")),
-        activity.filter(pl.col("n") >= high).select("user_id", pl.lit("heavy_users").alias("cohort")),
+        active.filter(pl.col("n") <= low).select("user_id", pl.lit("long_tail_users").alias("cohort")),
+        active.filter(pl.col("n") >= high).select("user_id", pl.lit("heavy_users").alias("cohort")),
         cold_users.with_columns(pl.lit("cold_items").alias("cohort")),
+        activity.filter(pl.col("n") == 0).select("user_id", pl.lit("no_history").alias("cohort")),
     ]
     order = pl.DataFrame({"cohort": list(COHORTS), "_o": list(range(len(COHORTS)))})
     return pl.concat(parts).join(order, on="cohort").sort(["_o", "user_id"]).drop("_o")

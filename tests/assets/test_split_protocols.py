@@ -1,9 +1,13 @@
 """The split asset's protocols, including `files:<dir>` with RecBole benchmark atomic files."""
 
+import json
+from types import SimpleNamespace
+
 import polars as pl
 import pytest
 
 from assets.split import SplitConfig, make_split
+from recsys.sources import SourceError
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 
@@ -45,3 +49,141 @@ def test_other_protocols_keep_every_row(protocol):
 def test_unknown_protocol_is_named_in_the_error():
     with pytest.raises(ValueError, match="bogus"):
         make_split("bogus", _interactions(), SplitConfig())
+
+
+# ---------------------------------------------------------------- files protocol through the asset
+
+
+def _write_split_folder(root, name="ml-tiny", bad_train_lines=(), catalogue=True):
+    """users 1, 2 with history; user 9 appears only in the test file (no history)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    t0 = 881_250_000
+    rows = {
+        "train": [(1, 10, 4, t0), (1, 11, 5, t0 + 5), (2, 10, 3, t0 + 5), (2, 12, 4, t0 + 9), (1, 13, 4, t0 + 9), (2, 13, 2, t0 + 12)],
+        "valid": [(1, 12, 4, t0 + 9), (2, 14, 4, t0 + 15)],
+        "test": [(1, 14, 5, t0 + 20), (2, 11, 4, t0 + 20), (9, 10, 4, t0 + 21), (9, 12, 3, t0 + 22)],
+    }
+    for fold, fold_rows in rows.items():
+        lines = [HEADER] + ["\t".join(str(v) for v in row) for row in fold_rows] + (list(bad_train_lines) if fold == "train" else [])
+        (folder / f"{name}.{fold}.inter").write_text("\n".join(lines) + "\n")
+    if catalogue:
+        (folder / f"{name}.item").write_text("item_id:token\tmovie_title:token_seq\n" + "".join(f"{i}\tT{i}\n" for i in range(10, 15)))
+        (folder / f"{name}.user").write_text("user_id:token\tage:float\n" + "".join(f"{u}\t30\n" for u in (1, 2, 9)))
+    return folder
+
+
+def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalogue_users=range(1, 100), **config):
+    import dagster as dg
+
+    from assets.split import split as split_asset
+    from resources.warehouse import Warehouse
+
+    warehouse = Warehouse(data_dir=str(tmp_path / "data"))
+    warehouse.write_table("raw.items", pl.DataFrame({"item_id": list(catalogue_items)}, schema={"item_id": pl.Int64}))
+    warehouse.write_table("raw.users", pl.DataFrame({"user_id": list(catalogue_users)}, schema={"user_id": pl.Int64}))
+    result = dg.materialize(
+        [split_asset], resources={"warehouse": warehouse}, run_config={"ops": {"split": {"config": {"protocol": protocol, **config}}}}
+    )
+    return warehouse, result
+
+
+def _split_metadata(result):
+    (mat,) = result.asset_materializations_for_node("split")
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def test_files_split_asset_quarantines_bad_lines_in_its_transaction(tmp_path):
+    bad = ["1\t15\t4", "x\t10\t4\t881250000", "2\t10\t4\tsoon"]
+    folder = _write_split_folder(tmp_path, bad_train_lines=bad)
+    warehouse, result = _materialize_split(tmp_path, f"files:{folder}", max_quarantine_share=0.5)
+    assert result.success
+    q = warehouse.query('SELECT "partition", line_no, raw_line, reason, source FROM quality.quarantine ORDER BY line_no')
+    assert q["partition"].to_list() == ["split:train"] * 3
+    assert q["line_no"].to_list() == [8, 9, 10]
+    assert q["raw_line"].to_list() == bad
+    assert q["reason"].to_list() == ["column count 3, expected 4", "user_id 'x' is not an integer", "timestamp 'soon' is not a unix time"]
+    assert q["source"].str.ends_with("ml-tiny.train.inter").all()
+    meta = _split_metadata(result)
+    assert (meta["n_read"], meta["n_loaded"], meta["n_quarantined"]) == (15, 12, 3)
+    assert meta["loaded_plus_quarantined_equals_read"] is True and meta["dataset"] == "ml-tiny"
+    loaded = warehouse.query("SELECT fold, seq FROM staging.split WHERE fold = 'train' ORDER BY seq")
+    assert loaded["seq"].to_list() == [2, 3, 4, 5, 6, 7]  # the train file's line numbers
+    params = json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params")["p"][0])
+    assert params["dataset"] == "ml-tiny" and params["files"]["train"] == {
+        "file": "ml-tiny.train.inter",
+        "n_read": 9,
+        "n_loaded": 6,
+        "n_quarantined": 3,
+    }
+    # a second materialization replaces the split's quarantine rows instead of adding to them
+    _, again = _materialize_split(tmp_path, f"files:{folder}", max_quarantine_share=0.5)
+    assert again.success and warehouse.query("SELECT count(*) AS n FROM quality.quarantine")["n"][0] == 3
+
+
+def test_files_split_asset_fails_over_the_bad_line_share_naming_the_file(tmp_path):
+    folder = _write_split_folder(tmp_path, bad_train_lines=["1\t15\t4"])
+    with pytest.raises(
+        SourceError, match=r"1\.00% bad-line maximum: \S*ml-tiny\.train\.inter: 1 of 7 lines quarantined \(14\.29%\), e\.g\. line 8"
+    ):
+        _materialize_split(tmp_path, f"files:{folder}")
+
+
+def test_files_split_asset_refuses_a_catalogue_that_does_not_match_the_folder(tmp_path):
+    folder = _write_split_folder(tmp_path)
+    with pytest.raises(SourceError) as err:
+        _materialize_split(tmp_path, f"files:{folder}", catalogue_items=range(10, 13))
+    text = str(err.value)
+    assert str(folder) in text and "2 item_ids" in text and "item_id 13" in text and f"RECDAG_DATASET=movielens:{folder}" in text
+    # without .item / .user of its own the folder is not checked against the warehouse catalogue
+    plain = _write_split_folder(tmp_path / "plain", catalogue=False)
+    _, result = _materialize_split(tmp_path / "plain", f"files:{plain}", catalogue_items=range(10, 13))
+    assert result.success
+
+
+def test_files_protocol_evaluates_users_without_history_with_the_popularity_fallback(tmp_path):
+    from assets.common import dataset_label, load_candidates, load_split, warm_truth
+    from recsys.metrics import cohorts, evaluate_cohorts, item_popularity
+
+    folder = _write_split_folder(tmp_path)
+    warehouse, result = _materialize_split(tmp_path, f"files:{folder}")
+    assert result.success
+    # a channel that, like every channel, only produced lists for warm users (1 and 2)
+    recs = pl.DataFrame({"fold": ["test"] * 2, "user_id": [1, 2], "item_id": [14, 11], "score": [1.0, 1.0], "rank": [1, 1]})
+    warehouse.write_table("candidates.pop", recs)
+
+    data = load_split(warehouse)
+    assert dataset_label(data, SimpleNamespace(name="movielens-100k")) == "ml-tiny"
+    history, target = data.fold("test")
+    truth = warm_truth(target, history)  # exactly the call assets/evaluation.py makes
+    assert sorted(truth["user_id"].unique()) == [1, 2, 9]
+    got = load_candidates(warehouse, "pop", "test")
+    # user 9 (no history) gets the top items by train + valid popularity: 10, 12 and 13 have 2 events each, ties by id
+    fallback = got.filter(pl.col("user_id") == 9)
+    assert fallback["item_id"].to_list() == [10] and fallback["rank"].to_list() == [1]  # as long as the stage's lists (k = 1)
+    assert got.filter(pl.col("user_id") == 1)["item_id"].to_list() == [14]
+    pop = item_popularity(history)
+    members = cohorts(history, truth, pop)
+    assert members.filter(pl.col("cohort") == "no_history")["user_id"].to_list() == [9]
+    out = evaluate_cohorts(got, truth, members, pop, ks=(1,), metrics=("hit_rate",))
+    rows = {c: (v, n) for c, _m, _k, v, n in out.iter_rows()}
+    assert rows["no_history"] == (1.0, 1) and rows["all"] == (1.0, 3)
+    assert load_candidates(warehouse, "pop", "test", complete=False).height == 2
+
+
+def test_temporal_protocol_still_evaluates_warm_users_only(tmp_path):
+    from assets.common import load_candidates, load_split, warm_truth
+    from resources.warehouse import Warehouse
+
+    frame = _interactions(n_users=20, per_user=6)
+    late = frame.filter(pl.col("user_id") == 1).with_columns(pl.lit(999, pl.Int64).alias("user_id"), pl.col("ts") + pl.duration(days=30))
+    late = late.with_columns(pl.col("ts").dt.date().alias("event_date"))
+    warehouse = Warehouse(data_dir=str(tmp_path / "data"))
+    warehouse.write_table("staging.interactions", pl.concat([frame, late]).with_row_index("seq", offset=1))
+    _, result = _materialize_split(tmp_path, "temporal")
+    assert result.success
+    data = load_split(warehouse)
+    history, target = data.fold("test")
+    assert 999 in target["user_id"].to_list() and 999 not in warm_truth(target, history)["user_id"].to_list()
+    warehouse.write_table("candidates.pop", pl.DataFrame({"fold": ["test"], "user_id": [2], "item_id": [100], "score": [1.0], "rank": [1]}))
+    assert load_candidates(warehouse, "pop", "test")["user_id"].to_list() == [2]
