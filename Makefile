@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export TQDM_DISABLE := 1
 
-.PHONY: venv venv-test run test lint format lock browser recommend report ui bench clean
+.PHONY: venv venv-test run backtest test lint format lock browser recommend report ui bench clean
 
 # Runtime dependencies only (hash-checked); the test tools come on top in $(VENV)/.test.
 $(VENV)/.runtime: requirements.lock pyproject.toml
@@ -34,6 +34,11 @@ $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 
 run: venv $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration.run
+
+# Rolling-origin backtest: ingest, then train and evaluate the newest N cut-offs (one run each), pool them.
+N ?= 4
+backtest: venv $(DAGSTER_HOME)/dagster.yaml
+	$(PY) -m orchestration.run --backtest $(N)
 
 # Everything the tests need is set up here, the browser included (tools/ensure_chromium.sh).
 test: venv-test browser lint

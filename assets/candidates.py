@@ -12,6 +12,7 @@ import polars as pl
 
 from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, target_users, with_fold
 from assets.metadata import md
+from assets.partitions import cutoff_partitions
 from assets.split import split
 from recsys.channels.als import ALSChannel
 from recsys.channels.content import ContentChannel
@@ -67,6 +68,7 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
             deps=[split],
             pool=GPU_POOL,
             group_name="candidates",
+            partitions_def=cutoff_partitions,
             kinds={"torch", "duckdb"},
             description=description,
         )
@@ -80,6 +82,7 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
         deps=[split],
         pool=DUCKDB_POOL,
         group_name="candidates",
+        partitions_def=cutoff_partitions,
         kinds={"polars", "duckdb"},
         description=description,
     )

@@ -7,7 +7,6 @@ protocol every target user, as RecBole does, users without history getting the p
 """
 
 import json
-import weakref
 
 import polars as pl
 
@@ -26,32 +25,12 @@ def every_target_user(params: dict) -> bool:
     return params.get("protocol") == "files"
 
 
-# Target frames handed out by load_split whose truth covers every target user: warm_truth(target,
-# history) receives only frames, so load_split marks them (by identity, held weakly).
-_EVERY_USER_TARGETS: dict[int, weakref.ref] = {}
-
-
-def _mark_every_user(frame: pl.DataFrame) -> None:
-    key = id(frame)
-    _EVERY_USER_TARGETS[key] = weakref.ref(frame, lambda _ref, key=key: _EVERY_USER_TARGETS.pop(key, None))
-
-
-def _marked_every_user(frame: pl.DataFrame) -> bool:
-    ref = _EVERY_USER_TARGETS.get(id(frame))
-    return ref is not None and ref() is frame
-
-
 def load_split(warehouse: Warehouse) -> Split:
     parts = {
         fold: conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA) for fold in ("train", "valid", "test")
     }
     params = warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0]
-    split = Split(parts["train"], parts["valid"], parts["test"], json.loads(params))
-    if every_target_user(split.params):
-        # Split.fold returns these very objects as the target of the valid and test folds
-        _mark_every_user(split.valid)
-        _mark_every_user(split.test)
-    return split
+    return Split(parts["train"], parts["valid"], parts["test"], json.loads(params))
 
 
 def dataset_label(split: Split, source) -> str:
@@ -73,18 +52,21 @@ def with_fold(recs: pl.DataFrame, fold: str) -> pl.DataFrame:
     return recs.with_columns(pl.lit(fold).alias("fold")).select("fold", "user_id", "item_id", "score", "rank")
 
 
-def warm_truth(target: pl.DataFrame, history: pl.DataFrame, every_user: bool | None = None) -> pl.DataFrame:
+def warm_truth(target: pl.DataFrame, history: pl.DataFrame, every_user: bool = False) -> pl.DataFrame:
     """Truth (user_id, item_id) of a fold: every target interaction of the evaluated users.
 
     Those are the warm users (target events and some history), or every target user when
-    ``every_user`` is true. ``every_user=None`` takes the split's rule: true for the valid / test
-    frames of a ``files`` split as returned by ``load_split(...).fold(...)``."""
+    ``every_user`` is true (``fold_truth`` applies the split's rule)."""
     from recsys.split import relevant
 
-    if every_user is None:
-        every_user = _marked_every_user(target)
     truth = relevant(target)
     return truth if every_user else truth.join(target_users(target, history).to_frame(), on="user_id", how="semi")
+
+
+def fold_truth(split: Split, fold: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(history, target, truth) of ``fold`` with the split's rule of who is evaluated."""
+    history, target = split.fold(fold)
+    return history, target, warm_truth(target, history, every_user=every_target_user(split.params))
 
 
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
@@ -109,10 +91,31 @@ EVAL_COLUMNS = [
 ]
 
 
+def eval_tags(run_id: str, split: Split, source) -> dict:
+    """The keyword arguments every eval.metrics row of this run carries: run, dataset, protocol, cut-off."""
+    return {
+        "run_id": run_id,
+        "dataset": dataset_label(split, source),
+        "protocol": split.params.get("protocol", "?"),
+        "cutoff": split.params.get("cutoff_partition"),
+    }
+
+
 def eval_rows(
-    metrics: pl.DataFrame, *, run_id: str, dataset: str, protocol: str, fold: str, stage: str, cohort: str = "all"
+    metrics: pl.DataFrame,
+    *,
+    run_id: str,
+    dataset: str,
+    protocol: str,
+    fold: str,
+    stage: str,
+    cohort: str = "all",
+    cutoff: str | None = None,
 ) -> pl.DataFrame:
-    """Long eval.metrics rows from (metric, k, value, n_users[, ci_low, ci_high][, cohort]) rows."""
+    """Long eval.metrics rows from (metric, k, value, n_users[, ci_low, ci_high][, cohort]) rows.
+
+    ``cutoff`` is the rolling-origin cut-off partition the run evaluated ("pooled" for rows pooled
+    across cut-offs by evaluation_summary)."""
     from resources.warehouse import utcnow
 
     frame = metrics
@@ -135,6 +138,7 @@ def eval_rows(
         pl.col("ci_low").cast(pl.Float64),
         pl.col("ci_high").cast(pl.Float64),
         pl.col("n_users").cast(pl.Int64),
+        pl.lit(cutoff, pl.Utf8).alias("cutoff"),
     )
 
 

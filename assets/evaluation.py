@@ -5,14 +5,15 @@ into eval.metrics, with the report a person reads on the asset page."""
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, eval_rows, load_candidates, load_items, load_split, warm_truth
-from assets.metadata import figure, md, png
+from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_items, load_split
+from assets.metadata import figure, headline_table, md, png
+from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
 from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
 from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity, paired_test
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, utcnow
 
 EVAL_KS = (5, 10, 20, 50, 100)
 BASELINES = ("pop", "itemcf", "als", "ease", "tgh")
@@ -39,6 +40,7 @@ def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
     deps=[lgbm_ranker, sequence_ranker, retrieval_evaluation],
     pool=DUCKDB_POOL,
     group_name="evaluation",
+    partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     description="Every stage on the test fold: accuracy@K with bootstrap 95% CIs per cohort, coverage/novelty/diversity/popularity, exposure fairness, paired test; eval.metrics + report.",
 )
@@ -46,39 +48,55 @@ def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, source: DatasetSource, model_store: ModelStore
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    protocol = data.params.get("protocol", "?")
-    history, target = data.fold("test")
-    truth = warm_truth(target, history)
+    tags = eval_tags(context.run.run_id, data, source)
+    history, target, truth = fold_truth(data, "test")
     items = load_items(warehouse)
     pop = item_popularity(history)
     members = cohorts(history, truth, pop)
     n_items = items.height
     stages = evaluated_stages(warehouse, list(config.extra_stages))
-    rows, per_user_all = [], {}
+    rows, per_user_all, per_user_rows = [], {}, []
     for stage in stages:
         recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, "test")
         per_user = evaluate_cohorts(recs, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True)
         per_user_all[stage] = per_user
         with_ci = bootstrap_ci(per_user, n_boot=config.n_boot, seed=config.seed)
-        tag = dict(run_id=context.run_id, dataset=source.name, protocol=protocol, fold="test", stage=stage)
+        tag = dict(**tags, fold="test", stage=stage)
+        per_user_rows.append(
+            per_user.filter(pl.col("cohort") == "all").select(
+                pl.lit(tags["run_id"]).alias("run_id"),
+                pl.lit(utcnow()).alias("evaluated_at"),
+                pl.lit(tags["dataset"]).alias("dataset"),
+                pl.lit(tags["protocol"]).alias("protocol"),
+                pl.lit(tags["cutoff"], pl.Utf8).alias("cutoff"),
+                pl.lit(stage).alias("stage"),
+                pl.col("user_id").cast(pl.Int64),
+                pl.col("metric").cast(pl.Utf8),
+                pl.col("k").cast(pl.Int32),
+                pl.col("value").cast(pl.Float64),
+            )
+        )
         rows.append(eval_rows(with_ci, **tag))
         rows.append(eval_rows(beyond_accuracy(recs, pop, n_items, ks=(10, 20), item_features=items, column="category_id"), **tag))
         rows.append(eval_rows(item_fairness(recs, n_items, ks=(10, 20)), **tag))
     out = pl.concat(rows, how="vertical")
-    warehouse.append("eval.metrics", out)
+    with warehouse.connect() as con:
+        con.begin()
+        warehouse.append("eval.metrics", out, con=con)
+        warehouse.append("eval.per_user", pl.concat(per_user_rows, how="vertical"), con=con)
+        con.commit()
 
     headline = _headline(out)
     best_ranker, best_baseline, paired = _paired(out, per_user_all, warehouse, model_store, config)
     if paired is not None:
-        warehouse.write_table("eval.last_paired_test", paired.with_columns(pl.lit(context.run_id).alias("run_id")))
-    history_table = warehouse.query(
-        "SELECT run_id, min(evaluated_at) AS evaluated_at, stage, value AS ndcg10 FROM eval.metrics "
-        "WHERE metric = 'ndcg' AND k = 10 AND cohort = 'all' AND fold = 'test' AND stage IN ('lgbm_ranker', 'sequence_ranker', 'pool') "
-        "GROUP BY run_id, stage, value ORDER BY evaluated_at DESC LIMIT 30"
-    )
+        warehouse.write_table("eval.last_paired_test", paired.with_columns(pl.lit(context.run.run_id).alias("run_id")))
+    history_table = warehouse.query_file("analytics/evaluation_past_runs", {"dataset": tags["dataset"], "protocol": tags["protocol"]})
     return dg.MaterializeResult(
         metadata={
-            "headline": md(headline, 40),
+            "headline": headline_table(
+                out.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null())
+            ),
+            "headline_with_beyond_accuracy": md(headline, 40),
             "ndcg_vs_k": png(_metric_vs_k(out, "ndcg")),
             "funnel": png(_funnel(out)),
             "fairness": png(_fairness(out)),

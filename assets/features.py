@@ -5,6 +5,7 @@ import polars as pl
 
 from assets.common import DUCKDB_POOL
 from assets.metadata import figure, md, png
+from assets.partitions import cutoff_partitions
 from assets.split import split
 from recsys import outrank
 from recsys.event_features import bucketize, select_features
@@ -21,6 +22,7 @@ class EventFeaturesConfig(dg.Config):
     deps=[split],
     pool=DUCKDB_POOL,
     group_name="features",
+    partitions_def=cutoff_partitions,
     kinds={"duckdb", "polars"},
     description="features.event_features: one row per training interaction, a label and categorical features, plus matched-cardinality controls.",
 )
@@ -47,6 +49,7 @@ class OutRankConfig(dg.Config):
     deps=[event_features],
     pool=DUCKDB_POOL,
     group_name="features",
+    partitions_def=cutoff_partitions,
     kinds={"duckdb", "polars"},
     check_specs=[
         dg.AssetCheckSpec("no_leakage_or_constant", asset="outrank_ranking", description="WARN: no feature leaks the label or is constant"),
@@ -88,7 +91,13 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
         description=f"leaking: {leaks or 'none'}; constant: {constants or 'none'}",
     )
     warehouse.record_check(
-        "outrank_ranking", "no_leakage_or_constant", None, check.passed, "WARN", {"leaking": leaks, "constant": constants}, context.run.run_id
+        "outrank_ranking",
+        "no_leakage_or_constant",
+        None,
+        check.passed,
+        "WARN",
+        {"leaking": leaks, "constant": constants},
+        context.run.run_id,
     )
     return dg.MaterializeResult(
         metadata={
@@ -117,6 +126,7 @@ def _bar_chart(scores: pl.DataFrame):
     deps=[outrank_ranking],
     pool=DUCKDB_POOL,
     group_name="features",
+    partitions_def=cutoff_partitions,
     kinds={"duckdb"},
     description="features.selected_features: features above noise, de-duplicated by redundancy; read by PI2I and the rankers.",
 )

@@ -8,6 +8,7 @@ import polars as pl
 from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, load_users, target_users, with_fold
 from assets.features import selected_features
 from assets.metadata import figure, md, png
+from assets.partitions import cutoff_partitions
 from assets.split import split
 from recsys.event_features import with_selected_attributes
 from recsys.pi2i.index import PI2IIndexChannel, build_relaxed_index, hit_rate_vs_depth
@@ -28,6 +29,7 @@ class PI2IIndexConfig(dg.Config):
     deps=[split],
     pool=DUCKDB_POOL,
     group_name="pi2i",
+    partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     description="PI2I stage 1 (IBS): trigger → target lists at a relaxed depth; relaxed lists ranked by co-occurrence alone in candidates.pi2i_index; hit rate versus depth.",
 )
@@ -81,6 +83,7 @@ class PI2IScorerConfig(dg.Config):
     deps=[pi2i_index, selected_features],
     pool=GPU_POOL,
     group_name="pi2i",
+    partitions_def=cutoff_partitions,
     kinds={"torch"},
     description="PI2I stage 2 (PRS): interactive scoring model with target attention, softmax over the trigger's own list; one model per fold, in the model store.",
 )
@@ -138,6 +141,7 @@ class PI2ICandidatesConfig(dg.Config):
     deps=[pi2i_scorer],
     pool=GPU_POOL,
     group_name="pi2i",
+    partitions_def=cutoff_partitions,
     kinds={"torch", "duckdb"},
     description="PI2I serving: recent items as triggers, union of relaxed lists as candidates, personalized top-K by the PRS score (candidates.pi2i).",
 )

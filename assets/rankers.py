@@ -17,6 +17,7 @@ import polars as pl
 from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_users, with_fold
 from assets.features import selected_features
 from assets.metadata import md
+from assets.partitions import cutoff_partitions
 from assets.retrieval import candidate_pool
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
@@ -37,6 +38,7 @@ class RankerDatasetConfig(dg.Config):
     deps=[candidate_pool, selected_features],
     pool=DUCKDB_POOL,
     group_name="rankers",
+    partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     description="features.ranker_valid (labelled by the valid window) and features.ranker_test (no labels: test truth is for evaluation only).",
 )
@@ -177,6 +179,7 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
     deps=[ranker_dataset],
     pool=DUCKDB_POOL,
     group_name="rankers",
+    partitions_def=cutoff_partitions,
     kinds={"lightgbm", "duckdb"},
     check_specs=[_ndcg_gate_spec("lgbm_ranker")],
     description="LightGBM LambdaRank grouped by user, early stopping on NDCG@10 of held-out valid users; test-fold ranking in candidates.lgbm_ranker.",
@@ -222,6 +225,7 @@ def lgbm_ranker(
     deps=[ranker_dataset],
     pool=GPU_POOL,
     group_name="rankers",
+    partitions_def=cutoff_partitions,
     kinds={"torch", "duckdb"},
     check_specs=[_ndcg_gate_spec("sequence_ranker")],
     description="BERT-style transformer reranker (transformers BertModel) over the user's recent items, trained listwise; through the compute resource.",
@@ -294,6 +298,7 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
     deps=[lgbm_ranker, sequence_ranker],
     pool=DUCKDB_POOL,
     group_name="rankers",
+    partitions_def=cutoff_partitions,
     kinds={"duckdb", "parquet"},
     description=(
         "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools were built "

@@ -4,8 +4,9 @@ import dagster as dg
 import polars as pl
 
 from assets import candidates, pi2i
-from assets.common import DUCKDB_POOL, FOLDS, eval_rows, load_candidates, load_split, warm_truth
+from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, load_candidates, load_split
 from assets.metadata import figure, md, png
+from assets.partitions import cutoff_partitions
 from recsys.metrics import evaluate
 from recsys.pool import build_pool, pool_as_recs
 from resources.datasets import DatasetSource
@@ -27,6 +28,7 @@ class PoolConfig(dg.Config):
     deps=CHANNEL_ASSETS,
     pool=DUCKDB_POOL,
     group_name="candidates",
+    partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     description="candidates.pool: union of channels per user with each channel's score and rank as columns, bounded in size.",
 )
@@ -54,20 +56,19 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
     deps=[candidate_pool],
     pool=DUCKDB_POOL,
     group_name="evaluation",
+    partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     description="Retrieval funnel: HitRate/Recall/... at K in 50/100/200 for every channel and the pool, on both folds, into eval.metrics.",
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    protocol = data.params.get("protocol", "?")
     rows = []
     for fold in FOLDS:
-        history, target = data.fold(fold)
-        truth = warm_truth(target, history)
+        history, _, truth = fold_truth(data, fold)
         for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
             scores = evaluate(recs, truth, ks=FUNNEL_KS, metrics=ACCURACY_METRICS)
-            rows.append(eval_rows(scores, run_id=context.run.run_id, dataset=source.name, protocol=protocol, fold=fold, stage=stage))
+            rows.append(eval_rows(scores, **eval_tags(context.run.run_id, data, source), fold=fold, stage=stage))
     out = pl.concat(rows)
     warehouse.append("eval.metrics", out)
     test_hr = (

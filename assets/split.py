@@ -1,4 +1,11 @@
-"""split: train / valid / test by protocol (RECDAG_SPLIT: temporal, leave_last_out, files:<dir>).
+"""split: train / valid / test by protocol (RECDAG_SPLIT: temporal, temporal_quantile, leave_last_out, files:<dir>).
+
+The asset is partitioned by rolling-origin cut-off (assets/partitions.py). ``temporal`` (the
+default) splits at the partition's cut-off T with windows of W days: train < T − W <= valid < T <=
+test < T + W, later events excluded (recsys.backtest.rolling_split). ``temporal_quantile`` is the
+single global cut at event quantiles (1 − valid_frac − test_frac, 1 − test_frac); it, leave_last_out
+and files do not depend on the cut-off, so every cut-off partition gives the same split for them
+(the cut-off is recorded, and `make run` materializes only the newest).
 
 ``files:<dir>`` reads a RecBole benchmark folder (recsys.sources.recbole.open_benchmark_split):
 malformed lines go to quality.quarantine (partition ``split:<fold>``) in the split's transaction, a
@@ -8,6 +15,7 @@ warehouse catalogue (raw.items / raw.users from RECDAG_DATASET).
 """
 
 import json
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +24,9 @@ import polars as pl
 from assets.common import DUCKDB_POOL
 from assets.ingestion import interactions
 from assets.metadata import md, md_table
+from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 from recsys import split as splitting
+from recsys.backtest import rolling_split
 from recsys.schema import QUARANTINE_SCHEMA
 from recsys.sources.recbole import SPLIT_PARTITION_PREFIX, BenchmarkSplit, open_benchmark_split
 from resources import settings
@@ -27,8 +37,9 @@ FILES_PREFIX = "files:"
 
 class SplitConfig(dg.Config):
     protocol: str = ""  # empty = RECDAG_SPLIT (default "temporal")
-    valid_frac: float = 0.1
-    test_frac: float = 0.1
+    window_days: int = 0  # temporal: test/valid window length in days; 0 = CUTOFF_WINDOW_DAYS (RECDAG_CUTOFF_DAYS)
+    valid_frac: float = 0.1  # temporal_quantile only
+    test_frac: float = 0.1  # temporal_quantile only
     max_quarantine_share: float = 0.01  # files protocol: a split file with a larger share of bad lines fails
 
 
@@ -50,14 +61,18 @@ def read_files_split(folder: Path, config: SplitConfig) -> tuple[splitting.Split
     return split, bench
 
 
-def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig) -> splitting.Split:
+def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig, cutoff: str | None = None) -> splitting.Split:
     if protocol == "temporal":
+        if cutoff is None:
+            raise ValueError("the temporal protocol needs a cut-off partition key (a date: the first day of the test window)")
+        return rolling_split(frame, date.fromisoformat(cutoff), config.window_days or CUTOFF_WINDOW_DAYS)
+    if protocol == "temporal_quantile":
         return splitting.temporal_split(frame, config.valid_frac, config.test_frac)
     if protocol == "leave_last_out":
         return splitting.leave_last_out_split(frame)
     if protocol.startswith(FILES_PREFIX):
         return read_files_split(Path(protocol[len(FILES_PREFIX) :]), config)[0]
-    raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, leave_last_out or files:<dir>")
+    raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, temporal_quantile, leave_last_out or files:<dir>")
 
 
 def _catalogue_ids(warehouse: Warehouse, table: str, key: str) -> pl.Series:
@@ -74,10 +89,12 @@ SPLIT_AUTOMATION = (
 
 
 @dg.asset(
-    deps=[interactions],
+    # every cut-off reads all the clean interactions ingested so far (the split drops what lies after its windows)
+    deps=[dg.AssetDep(interactions, partition_mapping=dg.AllPartitionMapping())],
     automation_condition=SPLIT_AUTOMATION,
     pool=DUCKDB_POOL,
     group_name="split",
+    partitions_def=cutoff_partitions,
     kinds={"duckdb", "polars"},
     description="staging.split: every interaction with its fold (train / valid / test) and the protocol's parameters.",
 )
@@ -89,7 +106,7 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
         bench.check_catalogue(_catalogue_ids(warehouse, "raw.items", "item_id"), _catalogue_ids(warehouse, "raw.users", "user_id"))
         quarantine = bench.quarantine()
     else:
-        result = make_split(protocol, warehouse.query_file("staging/split_input"), config)
+        result = make_split(protocol, warehouse.query_file("staging/split_input"), config, context.partition_key)
         quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
     folded = pl.concat(
         [
@@ -98,7 +115,7 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
         ],
         how="vertical",
     )
-    params = {**result.params, "protocol_spec": protocol}
+    params = {**result.params, "protocol_spec": protocol, "cutoff_partition": context.partition_key}
     with warehouse.connect() as con:
         con.begin()
         warehouse.write_table("staging.split", folded, con=con)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import candidates, evaluation, features, ingestion, pi2i, rankers, retrieval, split
+from assets import backtest, candidates, evaluation, features, ingestion, pi2i, rankers, retrieval, split
 from orchestration.jobs import JOBS
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
@@ -15,7 +15,7 @@ from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, evaluation]
+ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, evaluation, backtest]
 
 
 def build_resources() -> dict:

@@ -32,8 +32,8 @@ from typing import TextIO
 import dagster as dg
 
 from orchestration.jobs import PIPELINE_STAGES
-from orchestration.summary import Outputs, format_summary, load_summary
-from orchestration.tags import partition_range_tags
+from orchestration.summary import Outputs, format_pooled, format_summary, load_pooled, load_summary
+from orchestration.tags import BACKTEST_TAG, partition_range_tags
 from resources import settings
 
 # Dagster's colored console logger would print every event (~600 lines for ML-100K); the event listener below
@@ -295,7 +295,13 @@ class Reporter:
 
 
 def run_job(
-    name: str, instance: dg.DagsterInstance, reporter: Reporter, partition_range: tuple[str, str] | None = None, n_partitions: int = 0
+    name: str,
+    instance: dg.DagsterInstance,
+    reporter: Reporter,
+    partition_range: tuple[str, str] | None = None,
+    n_partitions: int = 0,
+    partition_key: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     from orchestration.definitions import defs
 
@@ -303,9 +309,15 @@ def run_job(
     # One run for the whole range: the partitioned assets have a single-run backfill policy, and these two tags
     # (Dagster's documented "dagster/asset_partition_range_start/_end") make execute_in_process run it that way.
     tags = partition_range_tags(*partition_range) if partition_range is not None else {}
+    tags |= extra_tags or {}
     run_id = str(uuid.uuid4())
     instance.add_event_listener(run_id, reporter)
-    scope = f"{n_partitions} day-partitions {partition_range[0]} .. {partition_range[1]} as one run" if partition_range else "one run"
+    if partition_range:
+        scope = f"{n_partitions} day-partitions {partition_range[0]} .. {partition_range[1]} as one run"
+    elif partition_key:
+        scope = f"cut-off {partition_key} (test window from that day)"
+    else:
+        scope = "one run"
     reporter.say(f"{name}: {scope} (run {run_id})", style="bold")
     reporter.log.note("recdag.run", f"job {name} run {run_id} tags {tags}")
 
@@ -315,7 +327,9 @@ def run_job(
     reporter.begin_job(name, len(job.graph.nodes), n_partitions)
     try:
         sys.stdout, sys.stderr = tees
-        result = job.execute_in_process(run_config=QUIET_CONSOLE_LOGGER, instance=instance, tags=tags, run_id=run_id, raise_on_error=False)
+        result = job.execute_in_process(
+            run_config=QUIET_CONSOLE_LOGGER, instance=instance, tags=tags, run_id=run_id, partition_key=partition_key, raise_on_error=False
+        )
     finally:
         for tee in tees:
             tee.drain()
@@ -350,8 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stages", default=",".join(PIPELINE_STAGES), help="comma-separated jobs to run, in order")
     parser.add_argument("--plain", action="store_true", help="plain lines, no progress display (the default when stdout is not a terminal)")
+    parser.add_argument(
+        "--backtest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rolling-origin backtest: train and evaluate the newest N cut-offs, one run each (tagged recdag/backtest), then pool them",
+    )
     args = parser.parse_args(argv)
-    from assets.partitions import daily_partitions
+    from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions, daily_partitions, latest_cutoff
 
     data_dir = settings.data_dir()
     log, latest = open_log(data_dir)
@@ -362,14 +383,31 @@ def main(argv: list[str] | None = None) -> int:
     reporter.say("")
 
     keys = daily_partitions.get_partition_keys()
+    cutoffs = [latest_cutoff()]
+    backtest_tags = {}
+    if args.backtest:
+        available = cutoff_partitions.get_partition_keys()
+        cutoffs = available[-args.backtest :]
+        backtest_tags = {BACKTEST_TAG: f"{datetime.now():%Y%m%d-%H%M%S}-{len(cutoffs)}"}
+        reporter.say(
+            f"Backtest: {len(cutoffs)} of {len(available)} cut-offs ({cutoffs[0]} .. {cutoffs[-1]}), test windows of "
+            f"{CUTOFF_WINDOW_DAYS} days, one train_and_evaluate run each, tag {BACKTEST_TAG}={backtest_tags[BACKTEST_TAG]}"
+        )
+        reporter.say("")
     instance = dg.DagsterInstance.get()
     eval_run_id, status = None, 0
     try:
         for stage in args.stages.split(","):
-            partitioned = stage == "daily_ingestion"
-            result = run_job(stage, instance, reporter, (keys[0], keys[-1]) if partitioned else None, len(keys) if partitioned else 0)
-            if stage == "train_and_evaluate":
-                eval_run_id = result.run_id
+            if stage == "daily_ingestion":
+                result = run_job(stage, instance, reporter, (keys[0], keys[-1]), len(keys))
+            elif stage == "train_and_evaluate":
+                for cutoff in cutoffs:
+                    result = run_job(stage, instance, reporter, partition_key=cutoff, extra_tags=backtest_tags)
+                    eval_run_id = result.run_id
+                    if not result.success:
+                        break
+            else:
+                result = run_job(stage, instance, reporter)
             if not result.success:
                 status = 1
                 break
@@ -379,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             latest.write_bytes(log.path.read_bytes())
     summary = load_summary(Outputs(data_dir, log.path, latest), eval_run_id)
     reporter.say(format_summary(summary))
+    if args.backtest and eval_run_id is not None:
+        reporter.say(format_pooled(load_pooled(data_dir, eval_run_id)))
     return status
 
 

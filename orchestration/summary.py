@@ -133,3 +133,41 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
     example = f", e.g. make recommend USER={example_user}" if example_user is not None else ""
     lines.append(f"      make recommend USER=<id>   one user's history and recommendations, explained{example}")
     return "\n".join(lines)
+
+
+@dataclass
+class PooledSummary:
+    run_id: str
+    headline: pl.DataFrame = field(default_factory=pl.DataFrame)  # stage, ndcg, ci_low, ci_high, n_users
+    paired: pl.DataFrame = field(default_factory=pl.DataFrame)  # eval.pooled_paired_test rows of the run
+    problems: list[str] = field(default_factory=list)
+
+
+def load_pooled(data_dir: Path, run_id: str, k: int = HEADLINE_K) -> PooledSummary:
+    """What evaluation_summary wrote in ``run_id``: the pooled headline and the Holm-corrected paired tests."""
+    pooled = PooledSummary(run_id=run_id)
+    outputs = Outputs(data_dir)
+    if not outputs.warehouse.exists():
+        pooled.problems.append(f"no warehouse at {outputs.warehouse}")
+        return pooled
+    with Warehouse(data_dir=str(data_dir)).connect(read_only=True) as con:
+        pooled.headline = _read(con, "analytics/run_summary_pooled", {"run_id": run_id, "k": k})
+        paired = _read(con, "analytics/run_summary_pooled_paired", {"run_id": run_id})
+        pooled.paired = paired
+    return pooled
+
+
+def format_pooled(pooled: PooledSummary, k: int = HEADLINE_K) -> str:
+    """The backtest's pooled headline and which differences are decided at 95% after Holm."""
+    if pooled.headline.is_empty():
+        return f"Backtest: no pooled rows for run {pooled.run_id} (evaluation_summary did not run). {' '.join(pooled.problems)}"
+    cutoffs = pooled.paired["cutoffs"][0] if not pooled.paired.is_empty() else "?"
+    lines = [
+        f"Backtest pooled over cut-offs {cutoffs} (eval.metrics cutoff = 'pooled'; users resampled within cut-offs, 95% intervals):",
+        *format_headline(pooled.headline, k),
+        "",
+    ]
+    if not pooled.paired.is_empty():
+        lines.append("Paired tests of the served stage against every other stage (NDCG@10, Holm-corrected across the comparisons):")
+        lines.extend(f"  {v}" for v in pooled.paired["verdict"].to_list())
+    return "\n".join(lines)

@@ -13,3 +13,7 @@ PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 def partition_range_tags(start: str, end: str) -> dict[str, str]:
     """Tags that make one run materialize the partition range ``start..end`` (single-run backfill)."""
     return {PARTITION_RANGE_START_TAG: start, PARTITION_RANGE_END_TAG: end}
+
+
+# Groups the train_and_evaluate runs of one `make backtest` (one run per cut-off).
+BACKTEST_TAG = "recdag/backtest"

@@ -6,7 +6,7 @@ that; the model store looks up the last promoted model with the same (name, *key
 ``gate_verdict`` compares the two::
 
     key = comparison_key("movielens-100k", split.params)
-    # ("movielens-100k", "temporal", "temporal:valid_frac=0.1,test_frac=0.1")
+    # ("movielens-100k", "temporal", "temporal:window_days=21")
     passed, details = gate_verdict(0.31, baseline=0.33, max_drop=0.10)   # floor 0.297: passes
 
 ``serving_choice`` picks what ``recommendations`` serves from the rankers of a run.
@@ -25,14 +25,16 @@ def _num(value: Any) -> str:
 
 
 def cutoff_rule(split_params: dict[str, Any]) -> str:
-    """How the split's cut-offs were made, e.g. ``temporal:valid_frac=0.1,test_frac=0.1``.
+    """How the split's cut-offs were made, e.g. ``temporal:window_days=21``.
 
     The rule, not the cut timestamps: a temporal split over more days moves its cuts but is still
     measured the same way. Unknown or incomplete parameters fall back to the protocol spec.
     """
     protocol = split_params.get("protocol")
-    if protocol == "temporal" and {"valid_frac", "test_frac"} <= split_params.keys():
-        return f"temporal:valid_frac={_num(split_params['valid_frac'])},test_frac={_num(split_params['test_frac'])}"
+    if protocol == "temporal" and "window_days" in split_params:
+        return f"temporal:window_days={_num(split_params['window_days'])}"
+    if protocol == "temporal_quantile" and {"valid_frac", "test_frac"} <= split_params.keys():
+        return f"temporal_quantile:valid_frac={_num(split_params['valid_frac'])},test_frac={_num(split_params['test_frac'])}"
     if protocol == "leave_last_out" and "min_interactions" in split_params:
         return f"leave_last_out:min={_num(split_params['min_interactions'])}"
     if protocol == "files" and split_params.get("source"):

@@ -14,7 +14,7 @@ API (every frame is an interactions frame, recsys.schema.INTERACTION_SCHEMA)::
 user / item counts, so an evaluation row can say exactly what it was measured on.
 
 Protocols
-- temporal: one global cut on time. t1, t2 are timestamps at quantiles 1 - valid_frac - test_frac
+- temporal_quantile (``temporal_split``): one global cut on time. t1, t2 are timestamps at quantiles 1 - valid_frac - test_frac
   and 1 - test_frac of ts; train = ts < t1, valid = t1 <= ts < t2, test = ts >= t2. Rows sharing a
   timestamp never straddle a cut, so obtained fractions can differ slightly from those asked.
 - leave_last_out: per user, in the canonical event order (ts, seq): the last interaction is test,
@@ -103,7 +103,7 @@ def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_fra
     test = frame.filter(in_test)
     valid = frame.filter(~in_train & ~in_test)
     params = _describe(
-        "temporal",
+        "temporal_quantile",
         train,
         valid,
         test,

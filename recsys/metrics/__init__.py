@@ -42,7 +42,7 @@ from recsys.metrics.fairness import (
     normalized_jain,
 )
 from recsys.metrics.fallback import complete_with_popularity, popular_items, popularity_fallback
-from recsys.metrics.stats import bootstrap_ci, paired_test
+from recsys.metrics.stats import bootstrap_ci, holm, paired_test
 
 __all__ = [
     "COHORTS",
@@ -72,6 +72,7 @@ __all__ = [
     "normalized_jain",
     "novelty",
     "paired_test",
+    "holm",
     "per_user_metrics",
     "popular_items",
     "popularity_fallback",

@@ -152,3 +152,19 @@ def _p_values(diffs: np.ndarray, test: str) -> np.ndarray:
         pv = np.asarray(sps.wilcoxon(cols, zero_method="wilcox", axis=0).pvalue, dtype=np.float64)
     p[informative] = pv
     return p
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (family-wise error control over the comparisons given).
+
+    Sorted ascending, p_(i) becomes max_{j <= i} min(1, (m − j + 1) · p_(j)); returned in input order.
+    A comparison is decided at level alpha when its adjusted p-value is below alpha."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted

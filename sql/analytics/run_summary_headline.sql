@@ -7,4 +7,5 @@ WHERE run_id = $run_id
   AND k = $k
   AND cohort = 'all'
   AND fold = 'test'
+  AND coalesce(cutoff, '') <> 'pooled'  -- this run's own cut-off; pooled rows are the backtest summary's
 ORDER BY value DESC NULLS LAST, stage

@@ -115,5 +115,22 @@ CREATE TABLE IF NOT EXISTS eval.metrics (
     value DOUBLE,
     ci_low DOUBLE,
     ci_high DOUBLE,
-    n_users BIGINT
+    n_users BIGINT,
+    cutoff VARCHAR  -- the rolling-origin cut-off partition evaluated; 'pooled' for evaluation_summary rows
+);
+ALTER TABLE eval.metrics ADD COLUMN IF NOT EXISTS cutoff VARCHAR;
+
+-- Per-user accuracy on the test fold (cohort all), one row per (run, cut-off, stage, user, metric, k):
+-- what evaluation_summary pools across cut-offs.
+CREATE TABLE IF NOT EXISTS eval.per_user (
+    run_id VARCHAR,
+    evaluated_at TIMESTAMP,
+    dataset VARCHAR,
+    protocol VARCHAR,
+    cutoff VARCHAR,
+    stage VARCHAR,
+    user_id BIGINT,
+    metric VARCHAR,
+    k INTEGER,
+    value DOUBLE
 );

@@ -47,7 +47,7 @@ def test_definitions_load_with_every_stage():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"raw_interactions", "items", "users", "interactions", "split", "outrank_ranking", "selected_features"} <= keys
-    assert {"daily_ingestion", "train_and_evaluate", "whole_pipeline"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"daily_ingestion", "train_and_evaluate"} <= {j.name for j in repo.get_all_jobs()}
     assert len(daily_partitions.get_partition_keys()) == 30
 
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import duckdb
 
-from assets.partitions import daily_partitions
+from assets.partitions import daily_partitions, latest_cutoff
 from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.tags import partition_range_tags
 from resources.datasets import DatasetSource
@@ -40,6 +40,7 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
         selection=dg.AssetSelection.assets("interactions").downstream(include_self=False),
         resources=resources,
         instance=instance,
+        partition_key=latest_cutoff(),
         run_config={"ops": FAST},
     )
     assert downstream.success

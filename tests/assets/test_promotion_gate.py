@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from assets.partitions import daily_partitions
+from assets.partitions import daily_partitions, latest_cutoff
 from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.tags import partition_range_tags
 from recsys.promotion import NO_BASELINE, comparison_key, cutoff_rule, gate_verdict, no_ranker_passed_message, serving_choice
@@ -21,20 +21,20 @@ from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-TEMPORAL = {"protocol": "temporal", "valid_frac": 0.1, "test_frac": 0.1, "t_valid_start": "2017-12-01 00:00:00", "n_train_rows": 10}
+TEMPORAL = {"protocol": "temporal", "window_days": 3, "cutoff": "2017-12-01", "t_valid_start": "2017-11-28 00:00:00", "n_train_rows": 10}
 
 # --- pure ------------------------------------------------------------------------------------
 
 
 def test_cutoff_rule_names_how_the_cuts_were_made():
-    assert cutoff_rule(TEMPORAL) == "temporal:valid_frac=0.1,test_frac=0.1"
+    assert cutoff_rule(TEMPORAL) == "temporal:window_days=3"
     assert cutoff_rule({"protocol": "leave_last_out", "min_interactions": 3}) == "leave_last_out:min=3"
     assert cutoff_rule({"protocol": "files", "source": "/data/ml-1m"}) == "files:/data/ml-1m"
     assert cutoff_rule({"protocol_spec": "custom"}) == "custom"
     # the cut timestamps move with the data; the rule does not
     assert cutoff_rule({**TEMPORAL, "t_valid_start": "2018-01-01"}) == cutoff_rule(TEMPORAL)
-    assert comparison_key("synthetic:30000", TEMPORAL) == ("synthetic:30000", "temporal", "temporal:valid_frac=0.1,test_frac=0.1")
-    assert comparison_key("ml", {**TEMPORAL, "valid_frac": 0.2}) != comparison_key("ml", TEMPORAL)
+    assert comparison_key("synthetic:30000", TEMPORAL) == ("synthetic:30000", "temporal", "temporal:window_days=3")
+    assert comparison_key("ml", {**TEMPORAL, "window_days": 7}) != comparison_key("ml", TEMPORAL)
 
 
 def test_gate_verdict():
@@ -76,7 +76,7 @@ def test_model_store_compares_like_with_like(tmp_path):
     key = comparison_key("synthetic:30000", TEMPORAL)
     other_dataset = comparison_key("movielens-100k", TEMPORAL)
     other_protocol = comparison_key("synthetic:30000", {"protocol": "leave_last_out", "min_interactions": 3})
-    other_cuts = comparison_key("synthetic:30000", {**TEMPORAL, "test_frac": 0.2})
+    other_cuts = comparison_key("synthetic:30000", {**TEMPORAL, "window_days": 7})
     mine = _save(store, wh, "lgbm_ranker", b"a", 0.30, key, promoted=True)
     for i, k in enumerate([other_dataset, other_protocol, other_cuts]):  # promoted later, not comparable
         _save(store, wh, "lgbm_ranker", bytes([i]), 0.9, k, promoted=True)
@@ -165,6 +165,7 @@ def gated(tmp_path_factory):
         selection=dg.AssetSelection.assets("interactions").downstream(include_self=False) - dg.AssetSelection.assets("sequence_ranker"),
         resources=resources,
         instance=instance,
+        partition_key=latest_cutoff(),
         run_config={"ops": FAST},
         raise_on_error=False,
     )
@@ -210,7 +211,12 @@ def test_failing_gate_keeps_the_promoted_models_lists(gated):
 
 def _recommend(gated):
     return dg.materialize(
-        all_assets, selection=["recommendations"], resources=gated["resources"], instance=gated["instance"], raise_on_error=False
+        all_assets,
+        selection=["recommendations"],
+        partition_key=latest_cutoff(),
+        resources=gated["resources"],
+        instance=gated["instance"],
+        raise_on_error=False,
     )
 
 

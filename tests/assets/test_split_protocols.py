@@ -1,6 +1,7 @@
 """The split asset's protocols, including `files:<dir>` with RecBole benchmark atomic files."""
 
 import json
+from datetime import timedelta
 from types import SimpleNamespace
 
 import polars as pl
@@ -38,7 +39,24 @@ def test_files_protocol_reads_the_given_split_exactly(tmp_path):
     assert split.test["item_id"].to_list() == [13] and split.params["protocol"] == "files"
 
 
-@pytest.mark.parametrize("protocol", ["temporal", "leave_last_out"])
+def test_temporal_splits_at_the_cutoff_partition():
+    frame = _interactions().with_columns(pl.col("ts") + pl.duration(days=pl.col("user_id")))  # user u acts on day u
+    frame = frame.with_columns(pl.col("ts").dt.date().alias("event_date"))
+    first = frame["event_date"].min()
+    cutoff = (first + timedelta(days=10)).isoformat()
+    split = make_split("temporal", frame, SplitConfig(window_days=3), cutoff)
+    assert split.params["protocol"] == "temporal" and split.params["cutoff"] == cutoff and split.params["window_days"] == 3
+    days = {
+        name: sorted({(d - first).days for d in part["event_date"]})
+        for name, part in (("train", split.train), ("valid", split.valid), ("test", split.test))
+    }
+    assert days == {"train": list(range(0, 7)), "valid": [7, 8, 9], "test": [10, 11, 12]}
+    assert split.params["n_future_rows_excluded"] == frame.filter(pl.col("event_date") >= first + timedelta(days=13)).height
+    with pytest.raises(ValueError, match="cut-off"):
+        make_split("temporal", frame, SplitConfig())
+
+
+@pytest.mark.parametrize("protocol", ["temporal_quantile", "leave_last_out"])
 def test_other_protocols_keep_every_row(protocol):
     frame = _interactions()
     split = make_split(protocol, frame, SplitConfig())
@@ -76,6 +94,7 @@ def _write_split_folder(root, name="ml-tiny", bad_train_lines=(), catalogue=True
 def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalogue_users=range(1, 100), **config):
     import dagster as dg
 
+    from assets.partitions import latest_cutoff
     from assets.split import split as split_asset
     from resources.warehouse import Warehouse
 
@@ -83,7 +102,10 @@ def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalo
     warehouse.write_table("raw.items", pl.DataFrame({"item_id": list(catalogue_items)}, schema={"item_id": pl.Int64}))
     warehouse.write_table("raw.users", pl.DataFrame({"user_id": list(catalogue_users)}, schema={"user_id": pl.Int64}))
     result = dg.materialize(
-        [split_asset], resources={"warehouse": warehouse}, run_config={"ops": {"split": {"config": {"protocol": protocol, **config}}}}
+        [split_asset],
+        partition_key=latest_cutoff(),
+        resources={"warehouse": warehouse},
+        run_config={"ops": {"split": {"config": {"protocol": protocol, **config}}}},
     )
     return warehouse, result
 
@@ -142,7 +164,7 @@ def test_files_split_asset_refuses_a_catalogue_that_does_not_match_the_folder(tm
 
 
 def test_files_protocol_evaluates_users_without_history_with_the_popularity_fallback(tmp_path):
-    from assets.common import dataset_label, load_candidates, load_split, warm_truth
+    from assets.common import dataset_label, fold_truth, load_candidates, load_split
     from recsys.metrics import cohorts, evaluate_cohorts, item_popularity
 
     folder = _write_split_folder(tmp_path)
@@ -154,8 +176,7 @@ def test_files_protocol_evaluates_users_without_history_with_the_popularity_fall
 
     data = load_split(warehouse)
     assert dataset_label(data, SimpleNamespace(name="movielens-100k")) == "ml-tiny"
-    history, target = data.fold("test")
-    truth = warm_truth(target, history)  # exactly the call assets/evaluation.py makes
+    history, target, truth = fold_truth(data, "test")  # exactly the call assets/evaluation.py makes
     assert sorted(truth["user_id"].unique()) == [1, 2, 9]
     got = load_candidates(warehouse, "pop", "test")
     # user 9 (no history) gets the top items by train + valid popularity: 10, 12 and 13 have 2 events each, ties by id
@@ -180,7 +201,7 @@ def test_temporal_protocol_still_evaluates_warm_users_only(tmp_path):
     late = late.with_columns(pl.col("ts").dt.date().alias("event_date"))
     warehouse = Warehouse(data_dir=str(tmp_path / "data"))
     warehouse.write_table("staging.interactions", pl.concat([frame, late]).with_row_index("seq", offset=1))
-    _, result = _materialize_split(tmp_path, "temporal")
+    _, result = _materialize_split(tmp_path, "temporal_quantile")
     assert result.success
     data = load_split(warehouse)
     history, target = data.fold("test")

@@ -16,7 +16,7 @@ def test_definitions_validate_loadable():
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"raw_interactions", "interactions", "split", "evaluation", "recommendations"} <= keys
-    for job in ("daily_ingestion", "train_and_evaluate", "whole_pipeline"):
+    for job in ("daily_ingestion", "train_and_evaluate"):
         assert defs.resolve_job_def(job).name == job
 
 

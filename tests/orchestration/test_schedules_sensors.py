@@ -228,6 +228,12 @@ def test_schedules_are_stopped_and_target_the_right_partitions():
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         requests = daily.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2017-11-27"]  # the day that just ended
+    from assets.partitions import latest_cutoff
+
+    repo = defs.get_repository_def()
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2017, 12, 25, 4, 0, tzinfo=UTC), repository_def=repo) as context:
+        retrain = weekly.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in retrain] == [latest_cutoff()]  # the newest rolling-origin cut-off
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) >= {"asset_check_alerts", "run_failure_alerts"}
     assert all(sensors[n].default_status == dg.DefaultSensorStatus.RUNNING for n in ("asset_check_alerts", "run_failure_alerts"))

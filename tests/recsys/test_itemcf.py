@@ -76,20 +76,17 @@ def make_planted_walks(
             rows_u.append(u), rows_i.append(cur), rows_t.append(t), rows_s.append(session), rows_e.append(ev)
             left_in_session -= 1
     ts = pl.Series("ts", (np.array(rows_t) * 1e6).astype(np.int64)).cast(pl.Datetime("us"))
-    history = (
-        pl.DataFrame(
-            {
-                "user_id": np.array(rows_u, np.int64) + 1,
-                "item_id": np.array(rows_i, np.int64) + ITEM_OFFSET,
-                "event_type": rows_e,
-                "value": np.ones(len(rows_u)),
-                "ts": ts,
-                "session_id": np.array(rows_s, np.int64),
-                "source": "planted",
-            }
-        )
-        .with_columns(pl.col("ts").dt.date().alias("event_date"))
-    )
+    history = pl.DataFrame(
+        {
+            "user_id": np.array(rows_u, np.int64) + 1,
+            "item_id": np.array(rows_i, np.int64) + ITEM_OFFSET,
+            "event_type": rows_e,
+            "value": np.ones(len(rows_u)),
+            "ts": ts,
+            "session_id": np.array(rows_s, np.int64),
+            "source": "planted",
+        }
+    ).with_columns(pl.col("ts").dt.date().alias("event_date"))
     history = conform(history, INTERACTION_SCHEMA)
     items = pl.DataFrame({"item_id": np.arange(n_items, dtype=np.int64) + ITEM_OFFSET, "category_id": cat})
     users = pl.DataFrame(

@@ -307,3 +307,14 @@ def test_paired_test_requires_the_same_users():
     a = bernoulli_per_user(50, 0.3, seed=1)
     with pytest.raises(ValueError, match="one side only"):
         paired_test(a, a.filter(pl.col("user_id") < 40))
+
+
+def test_holm_adjustment_by_hand():
+    from recsys.metrics import holm
+
+    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 4*0.01, max(.04, 3*0.02), max(.06, 2*0.03), max(.06, 1*0.5)
+    got = holm([0.03, 0.5, 0.01, 0.02])
+    assert np.allclose(got, [0.06, 0.5, 0.04, 0.06])
+    assert np.allclose(holm([0.4, 0.6]), [0.8, 0.8])  # monotone: the larger p cannot get a smaller adjusted value
+    assert np.allclose(holm([0.9, 0.9, 0.9]), [1.0, 1.0, 1.0])  # capped at 1
+    assert holm([]).size == 0

@@ -43,7 +43,7 @@ def test_temporal_split_has_no_leakage_and_keeps_every_row():
     assert split.valid["ts"].max() < split.test["ts"].min()
     assert same_rows(pl.concat([split.train, split.valid, split.test]), inter)
     p = split.params
-    assert p["protocol"] == "temporal"
+    assert p["protocol"] == "temporal_quantile"
     assert p["n_train_rows"] + p["n_valid_rows"] + p["n_test_rows"] == inter.height
     # cuts sit on observed timestamps: rows at the cut belong to the later part
     assert str(split.valid["ts"].min()) == p["t_valid_start"]
