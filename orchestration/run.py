@@ -222,7 +222,7 @@ class Reporter:
             state = self.steps[step] = StepState(started=entry.timestamp)
             if self.progress is not None:
                 state.task = self.progress.add_task(f"  {step}", total=None, count="", info="")
-        elif kind == ET.ASSET_MATERIALIZATION and step in self.steps and entry.get_dagster_event().partition:
+        elif kind == ET.ASSET_MATERIALIZATION and step in self.steps and entry.get_dagster_event().partition and self.n_partitions > 1:
             state = self.steps[step]
             state.partitions += 1
             if state.task is not None:
@@ -275,7 +275,7 @@ class Reporter:
         seconds = f"{entry.timestamp - state.started:6.1f}s" if state is not None else " " * 7
         parts = []
         if state is not None:
-            if state.partitions:
+            if state.partitions and self.n_partitions > 1:  # a one-partition (cut-off) run says so in its header
                 parts.append(f"{state.partitions}/{self.n_partitions or '?'} partitions")
             if state.checks_passed or state.checks_failed:
                 checks = f"checks: {state.checks_passed} passed"
