@@ -5,7 +5,8 @@ each cut-off for the split's dataset and protocol, and pools (cutoff, user) unit
 with a stratified bootstrap interval (users resampled within cut-offs, recsys.backtest), and paired
 tests of the served stage against every other stage on the same units, Holm-corrected across the
 comparisons. Rows go to eval.metrics with ``cutoff = 'pooled'``; the paired tests to
-eval.pooled_paired_test. Only stages evaluated at every pooled cut-off are pooled, so each stage is
+eval.pooled_paired_test. It then writes the run's self-contained HTML report
+($RECDAG_DATA_DIR/exports/report.html, recsys.report). Only stages evaluated at every pooled cut-off are pooled, so each stage is
 judged on the same users.
 """
 
@@ -20,6 +21,7 @@ from assets.metadata import headline_table, md
 from recsys.backtest import pooled_bootstrap, pooled_paired_test
 from recsys.metrics import holm
 from resources.datasets import DatasetSource
+from resources.reports import write_report
 from resources.warehouse import Warehouse
 
 POOLED = "pooled"
@@ -126,6 +128,7 @@ def evaluation_summary(
         .pivot(on="cutoff", index="stage", values="value", sort_columns=True)
         .sort("stage")
     )
+    report = write_report(warehouse, context.run.run_id)
     headline = pooled.filter(pl.col("k") == HEADLINE_K)
     context.log.info(f"evaluation_summary: {len(cutoffs)} cut-offs {cutoffs}, {headline['n_users'].max()} (cutoff, user) units")
     return dg.MaterializeResult(
@@ -137,6 +140,7 @@ def evaluation_summary(
             "n_cutoffs": len(cutoffs),
             "units": int(headline["n_users"].max()),
             "reference_stage": reference or "",
+            "report": dg.MetadataValue.path(str(report)),
             "stages_not_at_every_cutoff": ", ".join(dropped) or "none",
         }
     )
