@@ -18,8 +18,7 @@ import polars as pl
 from assets.common import DUCKDB_POOL, eval_rows
 from assets.evaluation import HEADLINE_K, evaluation
 from assets.metadata import headline_table, md
-from recsys.backtest import pooled_bootstrap, pooled_paired_test
-from recsys.metrics import holm
+from recsys.backtest import paired_against, pooled_bootstrap
 from resources.datasets import DatasetSource
 from resources.reports import write_report
 from resources.warehouse import Warehouse
@@ -38,36 +37,6 @@ def _served_stage(warehouse: Warehouse) -> str | None:
         return None
     rows = warehouse.query("SELECT DISTINCT model FROM serving.recommendations")
     return rows["model"][0] if rows.height == 1 else None
-
-
-def paired_against(per_user: pl.DataFrame, reference: str, n_boot: int, seed: int, alpha: float) -> pl.DataFrame:
-    """reference − every other stage on NDCG@HEADLINE_K, the same (cutoff, user) units, Holm across them."""
-    ndcg = per_user.filter((pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K))
-    ref = ndcg.filter(pl.col("stage") == reference).drop("stage", "run_id")
-    parts = []
-    for stage in sorted(set(ndcg["stage"]) - {reference}):
-        other = ndcg.filter(pl.col("stage") == stage).drop("stage", "run_id")
-        test = pooled_paired_test(ref, other, n_boot=n_boot, alpha=alpha, seed=seed)
-        parts.append(test.with_columns(pl.lit(reference).alias("stage"), pl.lit(stage).alias("versus")))
-    if not parts:
-        return pl.DataFrame()
-    out = pl.concat(parts)
-    out = out.with_columns(pl.Series("p_holm", holm(out["p_value"].to_numpy())))
-    decided = pl.col("p_holm") < alpha
-    sign = pl.when(pl.col("mean_diff") >= 0).then(pl.lit("beats")).otherwise(pl.lit("trails"))
-    return out.with_columns(
-        decided.alias("decided_95"),
-        pl.format(
-            "{} {} {} by {} NDCG@10 [{}, {}]: {}",
-            "stage",
-            sign,
-            "versus",
-            pl.col("mean_diff").round(4),
-            pl.col("ci_low").round(4),
-            pl.col("ci_high").round(4),
-            pl.when(decided).then(pl.lit("decided at 95% after Holm")).otherwise(pl.lit("not decided at 95% after Holm")),
-        ).alias("verdict"),
-    ).select("stage", "versus", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "decided_95", "n_users", "n_cutoffs", "verdict")
 
 
 @dg.asset(
@@ -110,7 +79,7 @@ def evaluation_summary(
     reference = _served_stage(warehouse)
     if reference not in set(everywhere):
         reference = "lgbm_ranker" if "lgbm_ranker" in set(everywhere) else None
-    paired = paired_against(per_user, reference, config.n_boot, config.seed, config.alpha) if reference else pl.DataFrame()
+    paired = paired_against(per_user, reference, HEADLINE_K, config.n_boot, config.seed, config.alpha) if reference else pl.DataFrame()
     with warehouse.connect() as con:
         con.begin()
         warehouse.append("eval.metrics", rows, con=con)

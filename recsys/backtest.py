@@ -7,6 +7,7 @@ API::
     split = rolling_split(interactions, cutoff, window_days)  # train < T-W <= valid < T <= test < T+W
     pooled = pooled_bootstrap(per_user, n_boot=1000)          # users resampled within each cut-off
     paired = pooled_paired_test(per_user_a, per_user_b)       # same draws for both systems
+    tests = paired_against(per_user, "lgbm_ranker", k=10)     # reference vs every other stage, Holm-adjusted
 
 A cut-off T is the first day of a test window of W days. Its valid window is the W days before T and
 its train everything before that; events on or after T + W are the future and take no part. This is
@@ -31,6 +32,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from recsys.metrics.stats import holm
 from recsys.schema import INTERACTION_SCHEMA, conform
 from recsys.split import Split, _describe
 
@@ -198,3 +200,38 @@ def pooled_paired_test(
             )
         )
     return pl.concat(parts).select(*keys, "metric", "k", "mean_diff", "ci_low", "ci_high", "p_value", "n_users", "n_cutoffs")
+
+
+def paired_against(
+    per_user: pl.DataFrame, reference: str, k: int = 10, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> pl.DataFrame:
+    """``reference`` − every other stage on NDCG@k over the same (cutoff, user) units, Holm across the comparisons.
+
+    ``per_user``: stage, cutoff, user_id, metric, k, value (other columns are dropped). -> stage, versus,
+    mean_diff, ci_low, ci_high, p_value, p_holm, decided_95 (p_holm < alpha), n_users, n_cutoffs, verdict."""
+    ndcg = per_user.filter((pl.col("metric") == "ndcg") & (pl.col("k") == k)).select("stage", "cutoff", "user_id", "metric", "k", "value")
+    ref = ndcg.filter(pl.col("stage") == reference).drop("stage")
+    parts = []
+    for stage in sorted(set(ndcg["stage"]) - {reference}):
+        other = ndcg.filter(pl.col("stage") == stage).drop("stage")
+        test = pooled_paired_test(ref, other, n_boot=n_boot, alpha=alpha, seed=seed)
+        parts.append(test.with_columns(pl.lit(reference).alias("stage"), pl.lit(stage).alias("versus")))
+    if not parts:
+        return pl.DataFrame()
+    out = pl.concat(parts)
+    out = out.with_columns(pl.Series("p_holm", holm(out["p_value"].to_numpy())))
+    decided = pl.col("p_holm") < alpha
+    sign = pl.when(pl.col("mean_diff") >= 0).then(pl.lit("beats")).otherwise(pl.lit("trails"))
+    return out.with_columns(
+        decided.alias("decided_95"),
+        pl.format(
+            "{} {} {} by {} NDCG@" + str(k) + " [{}, {}]: {}",
+            "stage",
+            sign,
+            "versus",
+            pl.col("mean_diff").round(4),
+            pl.col("ci_low").round(4),
+            pl.col("ci_high").round(4),
+            pl.when(decided).then(pl.lit("decided at 95% after Holm")).otherwise(pl.lit("not decided at 95% after Holm")),
+        ).alias("verdict"),
+    ).select("stage", "versus", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "decided_95", "n_users", "n_cutoffs", "verdict")

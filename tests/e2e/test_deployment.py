@@ -35,13 +35,19 @@ INGESTION_ASSETS = ["raw_interactions", "items", "users", "interactions"]
 ASSET_GROUPS = ["ingestion", "split", "features", "candidates", "rankers", "evaluation"]  # boxes of the global lineage
 FINAL_UPSTREAM = ["lgbm_ranker", "sequence_ranker"]  # shown on the final asset's upstream lineage
 FAILED_PARTITION_ASSET = "interactions"  # its corrupted-day partition failed: red on the graph, the rest green
-MARKDOWN_TABLE = ("headline", "ndcg@10")  # a markdown metadata entry of FINAL_ASSET and a header of its table
+MARKDOWN_TABLE = ("headline_with_beyond_accuracy", "ndcg@10")  # a markdown metadata entry of FINAL_ASSET and a header of its table
+HEADLINE_TABLE = ("headline", "ndcg@10")  # a table metadata entry of FINAL_ASSET, shown inline, and one of its columns
 MARKDOWN_PLOT = "ndcg_vs_k"  # a markdown metadata entry of FINAL_ASSET holding an embedded image
 
 START = date(2017, 11, 25)
-N_DAYS = 5
-CORRUPT_DAY = START + timedelta(days=N_DAYS - 1)  # the last day, so the good days are one range
+N_DAYS = 6
+CORRUPT_DAY = START + timedelta(days=N_DAYS - 2)  # the 5th day: days 1-4 are one good range, day 6 a late good day
 GOOD_RANGE = (START.isoformat(), (CORRUPT_DAY - timedelta(days=1)).isoformat())
+LAST_DAY = (START + timedelta(days=N_DAYS - 1)).isoformat()
+# Windows of two days (RECDAG_CUTOFF_DAYS=2) leave exactly one rolling-origin cut-off: train days 1-2, valid
+# days 3-4, test days 5-6 (the corrupted day 5 never reaches the clean interactions, so day 6 is the test).
+CUTOFF_DAYS = 2
+CUTOFF = CORRUPT_DAY.isoformat()
 
 # One process per run: the multiprocess executor spends ~20 s per step importing the code location on
 # 2 cores, and the duckdb_writer pool serializes the steps anyway.
@@ -112,6 +118,7 @@ def deployment(tmp_path):
         "RECDAG_DATA_DIR": str(data),
         "RECDAG_DATASET": f"taobao:{csv}",
         "RECDAG_ALERT_WEBHOOK": receiver.url,
+        "RECDAG_CUTOFF_DAYS": str(CUTOFF_DAYS),
         "PYTHONPATH": str(REPO_ROOT),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -194,9 +201,11 @@ def test_deployment_end_to_end(deployment):
         },
     )
     bad = _launch(gql, selector, "daily_ingestion", {"dagster/partition": CORRUPT_DAY.isoformat()})
-    runs = _wait(gql, [good, bad], INGESTION_DEADLINE_S, dev)
+    late = _launch(gql, selector, "daily_ingestion", {"dagster/partition": LAST_DAY})
+    runs = _wait(gql, [good, bad, late], INGESTION_DEADLINE_S, dev)
+    assert runs[late]["status"] == "SUCCESS", dev.log_tail()
     assert runs[good]["status"] == "SUCCESS", dev.log_tail()
-    good_days = {(START + timedelta(days=k)).isoformat() for k in range(N_DAYS - 1)}
+    good_days = {(START + timedelta(days=k)).isoformat() for k in range(N_DAYS - 2)}
     assert {p for a, p in _materialized(runs[good]) if a == "raw_interactions"} == good_days  # one run, four partitions
     assert {a for a, _ in _materialized(runs[good])} == set(INGESTION_ASSETS)
 
@@ -213,7 +222,7 @@ def test_deployment_end_to_end(deployment):
     good_checks = [e["evaluation"] for e in checks["assetCheckExecutions"] if e["runId"] == good and e["evaluation"]]
     assert good_checks and all(e["success"] for e in good_checks)
 
-    train = _launch(gql, selector, "train_and_evaluate", {})
+    train = _launch(gql, selector, "train_and_evaluate", {"dagster/partition": CUTOFF})
     runs = _wait(gql, [train], TRAIN_DEADLINE_S, dev)
     assert runs[train]["status"] == "SUCCESS", dev.log_tail()
     assert set(DOWNSTREAM_ASSETS) <= {a for a, _ in _materialized(runs[train])}
@@ -254,14 +263,14 @@ def test_deployment_end_to_end(deployment):
     latest_run = {"/".join(n["assetKey"]["path"]): [m["runId"] for m in n["assetMaterializations"]] for n in nodes}
     assert set(INGESTION_ASSETS + DOWNSTREAM_ASSETS + [FINAL_ASSET]) <= set(latest_run)
     assert not [a for a, r in latest_run.items() if not r], f"never materialized: {latest_run}"
-    assert {a for a, r in latest_run.items() if r[0] in (good, bad)} == set(INGESTION_ASSETS)
+    assert {a for a, r in latest_run.items() if r[0] in (good, bad, late)} == set(INGESTION_ASSETS)
     assert {a for a, r in latest_run.items() if r[0] == train} == set(latest_run) - set(INGESTION_ASSETS)
     partitioned = {"/".join(n["assetKey"]["path"]): n["isPartitioned"] for n in nodes}
 
-    _check_ui(dev.url, selector["repositoryLocationName"], labels, partitioned)
+    _check_ui(dev.url, selector["repositoryLocationName"], labels, partitioned, deployment["data"] / "exports" / "report.html")
 
 
-def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str, bool]) -> None:
+def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str, bool], report: Path) -> None:
     """The asset graph and the final asset's page as a person sees them; screenshots for review.
 
     ``partitioned``: every asset key of the definitions ("/"-joined) -> whether it is partitioned.
@@ -294,7 +303,8 @@ def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str,
             page.goto(f"{url}/assets/{FINAL_ASSET}?view=lineage&lineageScope=upstream&lineageDepth=1")
             for name in FINAL_UPSTREAM:
                 expect(page.get_by_text(name, exact=True).first).to_be_visible()
-            expect(page.get_by_text("Materialized").first).to_be_visible()
+            # the chain is partitioned by cut-off: every partition (the one cut-off) is materialized
+            expect(page.get_by_text("100% filled").first).to_be_visible()
             try:  # node status badges load after the layout; the screenshot is taken either way
                 expect(page.get_by_text("Loading...")).to_have_count(0, timeout=10_000)
             except AssertionError:
@@ -308,14 +318,36 @@ def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str,
             expect(header).to_have_text("KeyTimestampValue")
             for label in labels[:3]:
                 expect(page.get_by_text(label, exact=True).first).to_be_visible()
+            # the headline is a table entry: its columns are on the page without opening anything
+            entry, column = HEADLINE_TABLE
+            expect(page.get_by_text(entry, exact=True).first).to_be_visible()
+            expect(page.get_by_text(column, exact=True).first).to_be_visible()
             page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "final-asset-page.png"))
 
+            _check_report(browser, report)
             _check_markdown_dialogs(page, url)
             _check_expanded_graph(page, url, partitioned)
             _check_catalog(page, url, partitioned)
         finally:
             browser.close()
+
+
+def _check_report(browser, report: Path) -> None:
+    """The self-contained HTML report evaluation_summary wrote, opened from disk as a person would."""
+    from playwright.sync_api import expect
+
+    assert report.exists(), f"no report at {report}"
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(report.as_uri())
+    expect(page.get_by_role("heading", name=re.compile("^Headline"))).to_be_visible()
+    expect(page.locator("table").first.locator("tbody tr").first).to_be_visible()
+    images = page.locator("img")
+    assert images.count() >= 3
+    for i in range(images.count()):  # every plot decoded: inline base64 PNGs, nothing fetched
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 100")
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+    page.close()
 
 
 def _check_markdown_dialogs(page, url: str) -> None:
@@ -416,7 +448,7 @@ def _check_catalog(page, url: str, partitioned: dict[str, bool]) -> None:
         row = page.locator('[class*="VirtualizedTable_row"]', has=page.get_by_test_id(f"checkbox-{key}"))
         expect(row).to_have_count(1)
         expect(row.locator(f'a[href="/assets/{key}"]').get_by_title(key, exact=True)).to_be_visible()
-        expect(row).to_contain_text("partitions" if is_partitioned else "Materialized")
+        expect(row).to_contain_text("partition" if is_partitioned else "Materialized")  # "1 partition" or "N partitions"
         expect(row).not_to_contain_text("Never materialized")
     expect(page.get_by_text("Never materialized")).to_have_count(0)
     page.wait_for_timeout(500)
