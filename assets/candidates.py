@@ -10,7 +10,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, target_users, with_fold
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, target_users, with_fold
 from assets.metadata import md
 from assets.partitions import cutoff_partitions
 from assets.split import split
@@ -40,12 +40,12 @@ def _run_channel(
     compute: ComputeResource | None,
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    items = load_items(warehouse)
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
     frames, timings = [], {}
     for fold in FOLDS:
         history, target = data.fold(fold)
         users = target_users(target, history)
+        items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
         channel = make(dict(config.params)).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)

@@ -43,6 +43,13 @@ def load_items(warehouse: Warehouse) -> pl.DataFrame:
     return warehouse.table("raw.items")
 
 
+def load_catalogue(warehouse: Warehouse, history: pl.DataFrame) -> pl.DataFrame:
+    """raw.items as known at the end of ``history`` (recsys.split.catalogue_as_of): what a fold's models may use."""
+    from recsys.split import catalogue_as_of
+
+    return catalogue_as_of(load_items(warehouse), warehouse.query_file("staging/item_first_seen"), history)
+
+
 def load_users(warehouse: Warehouse) -> pl.DataFrame:
     return warehouse.table("raw.users")
 

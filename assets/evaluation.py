@@ -5,7 +5,7 @@ into eval.metrics, with the report a person reads on the asset page."""
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_items, load_split
+from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_catalogue, load_split
 from assets.metadata import figure, headline_table, md, png
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
@@ -51,7 +51,9 @@ def evaluation(
     data = load_split(warehouse)
     tags = eval_tags(context.run.run_id, data, source)
     history, target, truth = fold_truth(data, "test")
-    items = load_items(warehouse)
+    # the catalogue as of the end of the test window: coverage and exposure are shares of the items
+    # that existed then, not of items that appear later (a cut-off's numbers never change with new data)
+    items = load_catalogue(warehouse, pl.concat([history.select("ts"), target.select("ts")]))
     pop = item_popularity(history)
     members = cohorts(history, truth, pop)
     n_items = items.height

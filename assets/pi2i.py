@@ -5,7 +5,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_items, load_split, load_users, target_users, with_fold
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, load_users, target_users, with_fold
 from assets.features import selected_features
 from assets.metadata import figure, md, png
 from assets.partitions import cutoff_partitions
@@ -91,13 +91,13 @@ def pi2i_scorer(
     context: dg.AssetExecutionContext, config: PI2IScorerConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    items = load_items(warehouse)
     selected = warehouse.table("features.selected_features")["feature"].to_list()
     users, chosen = with_selected_attributes(load_users(warehouse), "user_id", selected)
     runtime = compute.runtime(log=context.log.info)
     versions, reports = {}, {}
     for fold in FOLDS:
         history, _ = data.fold(fold)
+        items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
         model = PI2I(**config.params).fit(history, items=items, users=users, user_features=chosen, runtime=runtime)
         report = dict(getattr(model, "report_", {}) or {})

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.common import DUCKDB_POOL, GPU_POOL, load_items, load_split, load_users, with_fold
+from assets.common import DUCKDB_POOL, GPU_POOL, load_catalogue, load_items, load_split, load_users, with_fold
 from assets.features import selected_features
 from assets.metadata import md
 from assets.partitions import cutoff_partitions
@@ -247,7 +247,7 @@ def sequence_ranker(
     params = SequenceRankerParams(**config.params)
     valid_history, _ = data.fold("valid")
     test_history, _ = data.fold("test")
-    items = load_items(warehouse)
+    items = load_catalogue(warehouse, valid_history)  # the vocabulary the valid fold may know
     model = SequenceRanker(params).fit(valid, valid_history, items, runtime=runtime)
     _write_ranked(warehouse, "sequence_ranker", model.recommend(test, test_history, k=config.k, runtime=runtime))
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}

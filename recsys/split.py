@@ -170,3 +170,17 @@ def drop_cold(truth: pl.DataFrame, history: pl.DataFrame, users: bool = True, it
     if items:
         truth = truth.join(history.select("item_id").unique(), on="item_id", how="semi")
     return truth
+
+
+def catalogue_as_of(items: pl.DataFrame, first_seen: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
+    """The items a model fit on ``history`` may know: seen by history's last event, or never seen at all.
+
+    ``first_seen``: item_id, first_seen (the item's first event in the whole log). A catalogue derived
+    from the log (Taobao: an item exists from its first event) must not hand a fold items that first
+    appear in its own target window or later; a static catalogue's never-rated items stay."""
+    if history.is_empty():
+        return items.head(0)
+    as_of = history["ts"].max()
+    future = first_seen.filter(pl.col("first_seen") > as_of).select(pl.col("item_id").cast(items["item_id"].dtype))
+    return items.join(future, on="item_id", how="anti")
+

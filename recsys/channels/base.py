@@ -12,7 +12,7 @@ indices (IdIndex) and interactions a scipy.sparse CSR matrix (interaction_matrix
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -40,14 +40,33 @@ class Channel(Protocol):
 
 @dataclass(frozen=True)
 class IdIndex:
-    """Bijection between external int64 ids and dense int32 positions."""
+    """Bijection between external int64 ids and dense int32 positions.
 
-    ids: np.ndarray  # sorted unique external ids, int64
+    ``ids[pos]`` is the external id at dense position ``pos``. ``from_values`` numbers ids in order of
+    first appearance in the values given — callers pass history columns in the canonical event order
+    (ts, seq), so the numbering depends on what happened when, never on how ids happen to be
+    numbered. Every tie broken by dense position (stable sorts, top-k) is then label-free: relabelling
+    user and item ids leaves everything computed in dense space bit-identical (tests/assets/test_metamorphic.py).
+    """
+
+    ids: np.ndarray  # external ids, int64, in dense-position order
+    _sorted: np.ndarray = field(init=False, repr=False, compare=False)  # ids sorted, for the lookup
+    _dense_of_sorted: np.ndarray = field(init=False, repr=False, compare=False)  # dense position of _sorted[j]
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids).astype(np.int64)
+        order = np.argsort(ids, kind="stable")
+        if ids.size > 1 and (np.diff(ids[order]) == 0).any():
+            raise ValueError("IdIndex: ids must be unique")
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "_sorted", ids[order])
+        object.__setattr__(self, "_dense_of_sorted", order.astype(np.int32))
 
     @classmethod
     def from_values(cls, values) -> IdIndex:
         arr = values.to_numpy() if isinstance(values, pl.Series) else np.asarray(values)
-        return cls(np.unique(arr.astype(np.int64)))
+        unique, first = np.unique(arr.astype(np.int64), return_index=True)
+        return cls(unique[np.argsort(first, kind="stable")])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,10 +75,11 @@ class IdIndex:
         """Dense positions of ``values``; -1 where an id is unknown."""
         arr = values.to_numpy() if isinstance(values, pl.Series) else np.asarray(values)
         arr = arr.astype(np.int64)
-        pos = np.searchsorted(self.ids, arr)
-        pos = np.clip(pos, 0, max(len(self.ids) - 1, 0))
-        known = (len(self.ids) > 0) & (self.ids[pos] == arr) if len(self.ids) else np.zeros(len(arr), bool)
-        return np.where(known, pos, -1).astype(np.int32)
+        if not len(self.ids):
+            return np.full(len(arr), -1, np.int32)
+        pos = np.clip(np.searchsorted(self._sorted, arr), 0, len(self.ids) - 1)
+        known = self._sorted[pos] == arr
+        return np.where(known, self._dense_of_sorted[pos], -1).astype(np.int32)
 
 
 def event_weight_expr(weights: dict[str, float] | None = None) -> pl.Expr:

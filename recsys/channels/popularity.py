@@ -221,4 +221,5 @@ class PopularityChannel:
 
     def item_scores(self) -> pl.DataFrame:
         s = self.fallback_scores()
-        return pl.DataFrame({"item_id": self.items_.ids, "score": s.astype(np.float64)}).sort("score", "item_id", descending=[True, False])
+        # ties in dense-position order (first appearance in the event order), never by item id
+        return pl.DataFrame({"item_id": self.items_.ids, "score": s.astype(np.float64)}).sort("score", descending=True, maintain_order=True)

@@ -231,7 +231,9 @@ class SequenceRanker:
         parts = [frame["item_id"].cast(pl.Int64), history["item_id"].cast(pl.Int64)]
         if items is not None:
             parts.append(items["item_id"].cast(pl.Int64))
-        self.items = IdIndex.from_values(pl.concat(parts))
+        # tokens numbered in item-id order: a seeded neural model, invariant to relabelling only within
+        # its seed-to-seed spread (docs/evaluation.md, "Invariance tests"), like the embeddings' init
+        self.items = IdIndex(np.unique(pl.concat(parts).to_numpy()))
         token_cat = np.zeros(len(self.items) + N_SPECIAL, dtype=np.int64)
         n_categories = 0
         if items is not None and "category_id" in items.columns:
