@@ -183,4 +183,3 @@ def catalogue_as_of(items: pl.DataFrame, first_seen: pl.DataFrame, history: pl.D
     as_of = history["ts"].max()
     future = first_seen.filter(pl.col("first_seen") > as_of).select(pl.col("item_id").cast(items["item_id"].dtype))
     return items.join(future, on="item_id", how="anti")
-
