@@ -122,7 +122,7 @@ def run(code: Path, dataset: str, work: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--before", required=True, help="commit before the tie fix")
+    ap.add_argument("--before", default="ddca900", help="commit before the tie fix (default: the one right before it)")
     ap.add_argument("--datasets", default="ml-100k,synthetic:100000")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_tie_order.md"))
     args = ap.parse_args()

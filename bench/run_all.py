@@ -12,8 +12,23 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ["bench_make_run.py", "bench_outrank.py", "bench_item_index.py", "bench_pi2i_ml100k.py"]
-SECTIONS = ["results_make_run.md", "results_make_run_synthetic.md", "results_pi2i_ml100k.md", "results_outrank.md", "results_item_index.md"]
+SCRIPTS = [
+    "bench_backtest.py",
+    "bench_tie_order.py",
+    "bench_make_run.py",
+    "bench_outrank.py",
+    "bench_item_index.py",
+    "bench_pi2i_ml100k.py",
+]
+SECTIONS = [
+    "results_backtest.md",
+    "results_tie_order.md",
+    "results_make_run.md",
+    "results_make_run_synthetic.md",
+    "results_pi2i_ml100k.md",
+    "results_outrank.md",
+    "results_item_index.md",
+]
 
 HEADER = """# Benchmark results
 
