@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 UV="${UV:-uv}"
 common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28
-        --find-links /opt/wheels --no-header --annotation-style line --quiet)
+        --find-links /opt/wheels --no-header --annotation-style line --quiet --no-strip-extras)
 [[ -n "${UPGRADE:-}" ]] && common+=(--upgrade)
 compile() {  # compile <output> [extra uv args...]
   local out="$1"; shift
