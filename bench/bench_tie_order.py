@@ -14,6 +14,7 @@ stage for the four runs, wall time and peak RSS.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -30,8 +31,16 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 SQL = """
 SELECT stage, value AS ndcg10, ci_low, ci_high, n_users FROM eval.metrics
-WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 AND cohort = 'all' AND ci_low IS NOT NULL
+WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 AND cohort = 'all' AND ci_low IS NOT NULL {pooled}
 """
+
+
+def headline(warehouse: Path) -> pl.DataFrame:
+    """NDCG@10 per stage of the run's own evaluation (not evaluation_summary's pooled rows, where they exist)."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        columns = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'metrics'").fetchall()}
+        pooled = "AND coalesce(cutoff, '') <> 'pooled'" if "cutoff" in columns else ""
+        return con.execute(SQL.format(pooled=pooled)).pl()
 
 
 def ml100k_folder(cache: Path) -> Path:
@@ -91,6 +100,9 @@ def relabelled_taobao(dataset: str, dst: Path, seed: int = 7) -> Path:
 
 def run(code: Path, dataset: str, work: Path) -> dict:
     data, home = work / "data", work / "home"
+    if (work / "result.json").exists():  # --work of an earlier invocation: reuse the finished run
+        done = json.loads((work / "result.json").read_text())
+        return {"rows": headline(data / "warehouse.duckdb"), "wall": done["wall"], "rss_mib": done["rss_mib"]}
     home.mkdir(parents=True)
     shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
     env = {
@@ -115,9 +127,8 @@ def run(code: Path, dataset: str, work: Path) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         (work / "run.log").write_bytes(out)
         raise RuntimeError(f"pipeline failed on {dataset} at {code}: see {work / 'run.log'}")
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute(SQL).pl()
-    return {"rows": rows, "wall": wall, "rss_mib": usage.ru_maxrss / 1024}
+    (work / "result.json").write_text(json.dumps({"wall": wall, "rss_mib": usage.ru_maxrss / 1024}))
+    return {"rows": headline(data / "warehouse.duckdb"), "wall": wall, "rss_mib": usage.ru_maxrss / 1024}
 
 
 def main() -> int:
@@ -125,10 +136,12 @@ def main() -> int:
     ap.add_argument("--before", default="ddca900", help="commit before the tie fix (default: the one right before it)")
     ap.add_argument("--datasets", default="ml-100k,synthetic:100000")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_tie_order.md"))
+    ap.add_argument("--work", default="", help="working folder; finished runs found there are reused (resume)")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="recdag-ties-"))
+    tmp = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="recdag-ties-"))
     before = tmp / "before"
-    subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT, check=True, capture_output=True)
+    if not before.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=ROOT, check=True, capture_output=True)
     lines = [
         "## Leave-last-out before and after the canonical event order (ts, seq)",
         "",
