@@ -4,7 +4,7 @@ API::
 
     PopularityChannel(mode="blend", half_life_days=7.0, n_top_categories=3,
                       blend_weights={"global": 0.2, "recent": 0.3, "category": 0.5},
-                      weights=None, batch_size=2048)
+                      weights=None, batch_size=2048, cutoff="global")
         .fit(history, items=None, runtime=None) -> self
         .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
         .item_scores() -> pl.DataFrame(item_id, score)        # the non-personal part, best first
@@ -20,6 +20,14 @@ Modes (every component is scaled to [0, 1] by its maximum):
 * ``blend``    -- weighted sum of the three (category dropped when there are no categories).
 
 Unknown users get the non-personal part (global / recent / their blend) with nothing excluded.
+
+Reference time (``cutoff``). ``"global"`` (default): every component as of the history's latest ts.
+``"per_user"`` (for leave-last-out, where each user's test event is at their own time): a known
+user's global, recent and category components count only events with ts <= c_u, the ts of that
+user's last history event, and ``recent`` decays from c_u, so no other user's later events reach
+them. Computed by ``_PopularityAsOf`` (events sorted by ts, a running total advanced from one cut-off
+to the next, a cumulative sum inside each block of users sorted by cut-off): O(events + users × items).
+Unknown users, ``fallback_scores`` and ``item_scores`` stay as of the history's end.
 
 Shared helpers for other channels: ``popularity_vector`` (weighted, optionally time-decayed item
 popularity over an IdIndex) and ``recommend_dense`` (batched scoring + top-k + popularity fallback
@@ -37,6 +45,7 @@ import scipy.sparse as sp
 from recsys.channels.base import IdIndex, batched, event_weight_expr, interaction_matrix, recs_frame, topk_rows
 
 _MODES = ("global", "recent", "category", "blend")
+_CUTOFFS = ("global", "per_user")
 _EMPTY = {"user_id": pl.Int64, "item_id": pl.Int64, "score": pl.Float64, "rank": pl.Int32}
 
 
@@ -57,6 +66,77 @@ def popularity_vector(
     out = np.zeros(len(items), np.float32)
     np.add.at(out, pos[keep], per_item["w"].to_numpy()[keep].astype(np.float32))
     return out
+
+
+class _PopularityAsOf:
+    """Behaviour-weighted item popularity, plain and decayed, as of many reference times at once.
+
+    Events are sorted by ts. A running total (plain and decayed) is advanced from one reference time
+    to the next with the events in between; the rows of a block of sorted reference times are that
+    total plus a cumulative sum over the block's events, the decayed one anchored at the block's
+    first time t0: r(c) = 0.5^((c - t0)/h) * (r(t0) + sum_{t0 < ts <= c} w * 2^((ts - t0)/h)). A
+    block spans at most _SPAN half-lives, so 2^((ts - t0)/h) stays finite."""
+
+    _SPAN = 200.0
+
+    def __init__(self, history: pl.DataFrame, items: IdIndex, half_life_days: float, weights: dict[str, float] | None = None):
+        frame = history.select(
+            pl.col("ts").cast(pl.Datetime("us")).dt.epoch("us").alias("t"), "item_id", event_weight_expr(weights).alias("w")
+        )
+        pos = items.positions(frame["item_id"])
+        keep = pos >= 0
+        t = frame["t"].to_numpy()[keep]
+        order = np.argsort(t, kind="stable")
+        self.t = t[order]
+        self.p = pos[keep][order].astype(np.int64)
+        self.w = frame["w"].to_numpy()[keep][order].astype(np.float64)
+        self.n = len(items)
+        self.h = float(half_life_days) * 86_400e6
+        self._reset()
+
+    def _reset(self) -> None:
+        self.k, self.t_at = 0, None
+        self.g, self.r = np.zeros(self.n), np.zeros(self.n)
+
+    def _advance(self, t: int) -> None:
+        if self.t_at is not None and t < self.t_at:
+            self._reset()
+        k = int(np.searchsorted(self.t, t, side="right"))
+        new = slice(self.k, k)
+        if self.t_at is not None:
+            self.r *= 0.5 ** ((t - self.t_at) / self.h)
+        self.g += np.bincount(self.p[new], self.w[new], minlength=self.n)
+        self.r += np.bincount(self.p[new], self.w[new] * 0.5 ** ((t - self.t[new]) / self.h), minlength=self.n)
+        self.k, self.t_at = k, t
+
+    def at(self, cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(plain, decayed) popularity, rows × items, of events with ts <= each cut-off (µs); rows in
+        the order given. Cheapest when successive calls come in increasing cut-off order."""
+        cutoffs = np.asarray(cutoffs, np.int64)
+        order = np.argsort(cutoffs, kind="stable")
+        ts = cutoffs[order]
+        g_out, r_out = np.empty((len(ts), self.n)), np.empty((len(ts), self.n))
+        s = 0
+        while s < len(ts):
+            e = int(np.searchsorted(ts, ts[s] + self._SPAN * self.h, side="right"))
+            t0 = int(ts[s])
+            self._advance(t0)
+            k = np.searchsorted(self.t, ts[s:e], side="right")
+            between = np.arange(k[0], k[-1])
+            flat = np.searchsorted(k, between, side="right") * self.n + self.p[between]
+            m = e - s
+            dg = np.bincount(flat, self.w[between], minlength=m * self.n).reshape(m, self.n)
+            g_out[s:e] = self.g + np.cumsum(dg, axis=0)
+            dr = np.bincount(flat, self.w[between] * 2.0 ** ((self.t[between] - t0) / self.h), minlength=m * self.n).reshape(m, self.n)
+            r_out[s:e] = (self.r + np.cumsum(dr, axis=0)) * (0.5 ** ((ts[s:e] - t0) / self.h))[:, None]
+            s = e
+        back = np.argsort(order)
+        return g_out[back], r_out[back]
+
+
+def _scaled_rows(m: np.ndarray) -> np.ndarray:
+    top = m.max(axis=1, keepdims=True) if m.size else np.zeros((len(m), 1))
+    return np.divide(m, top, out=m, where=top > 0)
 
 
 def scaled(v: np.ndarray) -> np.ndarray:
@@ -135,9 +215,13 @@ class PopularityChannel:
         blend_weights: dict[str, float] | None = None,
         weights: dict[str, float] | None = None,
         batch_size: int = 2048,
+        cutoff: str = "global",
     ):
         if mode not in _MODES:
             raise ValueError(f"PopularityChannel mode {mode!r} not in {_MODES}")
+        if cutoff not in _CUTOFFS:
+            raise ValueError(f"PopularityChannel cutoff {cutoff!r} not in {_CUTOFFS}")
+        self.cutoff = cutoff
         self.mode = mode
         self.half_life_days = half_life_days
         self.n_top_categories = n_top_categories
@@ -170,7 +254,31 @@ class PopularityChannel:
                 shape=(len(self.items_), self.n_cats_),
             )
             self.user_cat_ = (self.seen_ @ onehot).tocsr()
+        if self.cutoff == "per_user":
+            self.as_of_ = _PopularityAsOf(history, self.items_, self.half_life_days, self.weights)
+            last = history.group_by("user_id").agg(pl.col("ts").cast(pl.Datetime("us")).max().dt.epoch("us").alias("t"))
+            self.user_cutoff_ = np.zeros(len(self.users_), np.int64)
+            self.user_cutoff_[self.users_.positions(last["user_id"])] = last["t"].to_numpy()
+            if self.n_cats_:
+                with_cat = np.flatnonzero(self.cat_ >= 0)
+                self.cat_order_ = with_cat[np.argsort(self.cat_[with_cat], kind="stable")]
+                self.cat_present_, self.cat_starts_ = np.unique(self.cat_[self.cat_order_], return_index=True)
         return self
+
+    def _cat_pop_rows(self, recent: np.ndarray) -> np.ndarray:
+        """cat_pop_ for each row of per-user recent popularity: relative to the best item of its category."""
+        cat_max = np.zeros((len(recent), self.n_cats_))
+        cat_max[:, self.cat_present_] = np.maximum.reduceat(recent[:, self.cat_order_], self.cat_starts_, axis=1)
+        return np.where(self.cat_ >= 0, recent / np.maximum(cat_max[:, np.maximum(self.cat_, 0)], 1e-12), 0.0)
+
+    def _score_block_as_of(self, user_pos: np.ndarray) -> np.ndarray:
+        g, r = self.as_of_.at(self.user_cutoff_[user_pos])
+        g, r = _scaled_rows(g), _scaled_rows(r)
+        w = self._weights()
+        block = w.get("global", 0.0) * g + w.get("recent", 0.0) * r
+        if w.get("category", 0.0):
+            block += w["category"] * self._category_block(user_pos, self._cat_pop_rows(r))
+        return block.astype(np.float32)
 
     def _weights(self) -> dict[str, float]:
         if self.mode != "blend":
@@ -184,7 +292,7 @@ class PopularityChannel:
         w = self._weights()
         return (w.get("global", 0.0) * self.global_ + w.get("recent", 0.0) * self.recent_).astype(np.float32)
 
-    def _category_block(self, user_pos: np.ndarray) -> np.ndarray:
+    def _category_block(self, user_pos: np.ndarray, cat_pop: np.ndarray | None = None) -> np.ndarray:
         aff = self.user_cat_[user_pos].toarray()
         total = aff.sum(axis=1, keepdims=True)
         aff = np.divide(aff, total, out=np.zeros_like(aff), where=total > 0)
@@ -193,9 +301,11 @@ class PopularityChannel:
             drop = np.argpartition(-aff, self.n_top_categories - 1, axis=1)[:, self.n_top_categories :]
             np.put_along_axis(aff, drop, 0.0, axis=1)
         aff = np.concatenate([aff, np.zeros((len(user_pos), 1), aff.dtype)], axis=1)  # column -1 = no category
-        return aff[:, self.cat_] * self.cat_pop_[None, :]
+        return aff[:, self.cat_] * (self.cat_pop_[None, :] if cat_pop is None else cat_pop)
 
     def _score_block(self, user_pos: np.ndarray) -> np.ndarray:
+        if self.cutoff == "per_user":
+            return self._score_block_as_of(user_pos)
         block = np.broadcast_to(self._static(), (len(user_pos), len(self.items_))).copy()
         wc = self._weights().get("category", 0.0)
         if wc:
@@ -203,6 +313,18 @@ class PopularityChannel:
         return block
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
+        if self.cutoff == "per_user":
+            # score users in cut-off order (each block advances the running totals), then restore the
+            # request order: known users first, unknown (fallback) users after, as recommend_dense does
+            uids = as_id_array(user_ids)
+            pos = self.users_.positions(uids)
+            order = np.argsort(np.where(pos >= 0, self.user_cutoff_[np.maximum(pos, 0)], np.iinfo(np.int64).max), kind="stable")
+            request = pl.DataFrame({"user_id": uids, "_req": np.arange(len(uids)) + len(uids) * (pos < 0)})
+            recs = self._recommend(uids[order], k, exclude_seen)
+            return recs.join(request, on="user_id", how="left").sort("_req", "rank", maintain_order=True).drop("_req")
+        return self._recommend(user_ids, k, exclude_seen)
+
+    def _recommend(self, user_ids, k: int, exclude_seen: bool) -> pl.DataFrame:
         return recommend_dense(
             user_ids,
             k,

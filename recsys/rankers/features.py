@@ -15,8 +15,19 @@ Inputs. ``pool``: user_id, item_id, ``{c}__score`` (Float64), ``{c}__rank`` (Int
 ``items``: item_id, category_id, attributes; ``users``: user_id, attributes.
 
 Time. ``cutoff`` is the first instant of the label window: history rows at or after it are
-ignored, and every recency/window feature is measured back from it. When ``cutoff`` is None it is
-history's max ts (all history is used). ``target`` only ever produces ``label``.
+ignored, and every recency/window feature is measured back from it. When ``cutoff`` is None (or
+``"global"``) it is history's max ts (all history is used). ``target`` only ever produces ``label``.
+
+Per-user cut-offs (leave-last-out; ``cutoff_mode_for(protocol)`` picks the mode). ``cutoff="per_user"``:
+each user u has their own cut-off c_u, the ts of u's last history event (valid fold: last train
+event; test fold: last train + valid event); a frame ``user_id, cutoff`` gives them explicitly (a
+user absent from it, or without history, is measured at history's max ts). For a row (u, i) every
+time-relative feature is then as of c_u: user features from u's events with ts <= c_u, measured
+back from c_u; item features (i_pop … i_conv_rate) count only events of any user with ts <= c_u;
+``ui_days_since_cat`` counts back from c_u; the co-occurrence features count only users whose first
+events on both items are at or before c_u (each user's items still capped to their last 200 at
+history's end: see docs/evaluation.md, "Per-user cut-offs"). Computed with prefix counts over
+(item, ts)-sorted events and ``np.searchsorted`` on composite keys, no loop over rows.
 
 Output columns (sorted by user_id, item_id):
 
@@ -57,7 +68,12 @@ CAT_PREFIX = "cat__"
 _DAY_US = 86_400_000_000.0
 # Heavy users dominate co-occurrence counts and cost; only their most recent items count.
 COOC_MAX_ITEMS_PER_USER = 200
+# Per-user cut-offs: (query, item) pairs of co-occurrence enumerated per block (bounds memory).
+COOC_PAIR_BLOCK = 1 << 23
 _GRADE = {"view": 1, "click": 1, "fav": 2, "cart": 3, "buy": 4}
+CUTOFF_MODES = ("global", "per_user")
+_CUTOFF = "_cutoff"  # the reference time of a row (its user's cut-off), Datetime("us")
+_WEEK_US, _MONTH_US = 7 * 86_400_000_000, 30 * 86_400_000_000
 
 
 def channel_names(pool: pl.DataFrame) -> list[str]:
@@ -74,25 +90,35 @@ def categorical_columns(frame: pl.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith(CAT_PREFIX)]
 
 
+def cutoff_mode_for(protocol: str) -> str:
+    """The ranker features' cut-off mode for a split protocol: ``per_user`` under leave-last-out
+    (each user's test event is at their own time), ``global`` otherwise (one time cut for everyone)."""
+    return "per_user" if protocol == "leave_last_out" else "global"
+
+
 def _days_before(cutoff, col: str) -> pl.Expr:
-    return ((pl.lit(cutoff, dtype=pl.Datetime("us")) - pl.col(col)).dt.total_microseconds() / _DAY_US).cast(pl.Float64)
+    ref = cutoff if isinstance(cutoff, pl.Expr) else pl.lit(cutoff, dtype=pl.Datetime("us"))
+    return ((ref - pl.col(col)).dt.total_microseconds() / _DAY_US).cast(pl.Float64)
 
 
-def _user_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
-    week = cutoff - dt.timedelta(days=7)
+def _user_features(hist: pl.DataFrame) -> pl.DataFrame:
+    """Per user, measured back from the user's ``_cutoff`` column (one value per user)."""
     return (
         hist.group_by("user_id")
         .agg(
             pl.len().cast(pl.Int64).alias("u_n_events"),
             pl.col("item_id").n_unique().cast(pl.Int64).alias("u_n_items"),
             pl.col("event_date").n_unique().cast(pl.Int64).alias("u_days_active"),
-            (pl.col("ts") >= week).sum().cast(pl.Int64).alias("u_n_events_7d"),
+            (pl.col("ts") >= pl.col(_CUTOFF) - pl.duration(days=7)).sum().cast(pl.Int64).alias("u_n_events_7d"),
             pl.col("ts").max().alias("_last"),
             pl.col("ts").min().alias("_first"),
             pl.col("value").filter(pl.col("event_type") == "rate").mean().alias("u_mean_rating"),
+            pl.col(_CUTOFF).first(),
         )
-        .with_columns(_days_before(cutoff, "_last").alias("u_recency_days"), _days_before(cutoff, "_first").alias("u_tenure_days"))
-        .drop("_last", "_first")
+        .with_columns(
+            _days_before(pl.col(_CUTOFF), "_last").alias("u_recency_days"), _days_before(pl.col(_CUTOFF), "_first").alias("u_tenure_days")
+        )
+        .drop("_last", "_first", _CUTOFF)
     )
 
 
@@ -115,6 +141,92 @@ def _item_features(hist: pl.DataFrame, cutoff) -> pl.DataFrame:
             _days_before(cutoff, "_first").alias("i_age_days"),
         )
         .drop("_first")
+    )
+
+
+class _TimePrefix:
+    """Events keyed by (group, time), for many (group g, time x) queries at once: the slice [lo, hi) of
+    g's events with time <= x (or < x) in (group, time) order. The key is group·(U+1) + rank(time)
+    (U distinct times; ranks keep it inside int64 for any catalogue), sorted once; each query is
+    two ``np.searchsorted`` calls, and sums of a weight over the slice come from its prefix sums."""
+
+    def __init__(self, group: np.ndarray, t: np.ndarray, weights: dict[str, np.ndarray] | None = None):
+        self.times = np.unique(t)
+        self.stride = len(self.times) + 1
+        key = np.asarray(group, np.int64) * self.stride + np.searchsorted(self.times, t)
+        self.order = np.argsort(key, kind="stable")
+        self.key = key[self.order]
+        self.t = np.asarray(t)[self.order]
+        self.cum = {k: np.concatenate(([0.0], np.cumsum(np.asarray(w, np.float64)[self.order]))) for k, w in (weights or {}).items()}
+
+    def bounds(self, g: np.ndarray, x: np.ndarray, inclusive: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        g = np.asarray(g, np.int64)
+        base = np.maximum(g, 0) * self.stride
+        lo = np.searchsorted(self.key, base)
+        hi = np.searchsorted(self.key, base + np.searchsorted(self.times, x, side="right" if inclusive else "left"))
+        return lo, np.where(g >= 0, hi, lo)  # g < 0: an unknown group has no events
+
+    def count(self, g: np.ndarray, x: np.ndarray, inclusive: bool = True) -> np.ndarray:
+        lo, hi = self.bounds(g, x, inclusive)
+        return hi - lo
+
+    def total(self, name: str, g: np.ndarray, x: np.ndarray) -> np.ndarray:
+        lo, hi = self.bounds(g, x)
+        return self.cum[name][hi] - self.cum[name][lo]
+
+
+def _epoch_us(s: pl.Series) -> np.ndarray:
+    return s.cast(pl.Datetime("us")).dt.epoch("us").to_numpy()
+
+
+def _nullable(name: str, values: np.ndarray) -> pl.Series:
+    return pl.Series(name, values, dtype=pl.Float64).fill_nan(None)
+
+
+def _item_features_as_of(rows: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
+    """``_item_features`` for each row (item_id, _cutoff), counting only events with ts <= the row's
+    _cutoff; the same columns, dtypes and nulls (an item without events by then: counts 0, rest null)."""
+    index = IdIndex.from_values(hist["item_id"])
+    ev = hist.select(
+        pl.col("event_type").is_not_null().cast(pl.Float64).alias("typed"),
+        pl.col("event_type").is_in(["cart", "fav", "buy"]).fill_null(False).cast(pl.Float64).alias("conv"),
+        (pl.col("event_type") == "rate").fill_null(False).cast(pl.Float64).alias("rate"),
+        ((pl.col("event_type") == "rate") & pl.col("value").is_not_null()).fill_null(False).cast(pl.Float64).alias("rated"),
+        pl.when(pl.col("event_type") == "rate").then(pl.col("value")).otherwise(None).fill_null(0.0).cast(pl.Float64).alias("rating"),
+    )
+    events = _TimePrefix(
+        index.positions(hist["item_id"]), _epoch_us(hist["ts"]), {c: ev[c].to_numpy() for c in ("typed", "conv", "rate", "rated", "rating")}
+    )
+    firsts = hist.group_by("item_id", "user_id").agg(pl.col("ts").min())  # a user counts from their first event on the item
+    users = _TimePrefix(index.positions(firsts["item_id"]), _epoch_us(firsts["ts"]))
+
+    g = index.positions(rows["item_id"]).astype(np.int64)
+    at = _epoch_us(rows[_CUTOFF])
+    lo, hi = events.bounds(g, at)
+    pop = hi - lo
+    pop_7d = pop - events.count(g, at - _WEEK_US, inclusive=False)
+    pop_30d = pop - events.count(g, at - _MONTH_US, inclusive=False)
+    has = pop > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rated = events.total("rated", g, at)
+        typed = events.total("typed", g, at)
+        mean_rating = np.where(rated > 0, events.total("rating", g, at) / rated, np.nan)
+        conv_rate = np.where(typed > 0, events.total("conv", g, at) / typed, np.nan)
+        trend = np.where(pop_30d > 0, pop_7d / pop_30d, np.nan)
+    first = events.t[np.minimum(lo, len(events.t) - 1)] if len(events.t) else np.zeros(len(g), np.int64)
+    age = np.where(has, (at - first) / _DAY_US, np.nan)
+    return pl.DataFrame(
+        [
+            pl.Series("i_pop", pop, dtype=pl.Int64),
+            pl.Series("i_n_users", users.count(g, at), dtype=pl.Int64),
+            pl.Series("i_pop_7d", pop_7d, dtype=pl.Int64),
+            pl.Series("i_pop_30d", pop_30d, dtype=pl.Int64),
+            _nullable("i_mean_rating", mean_rating),
+            pl.Series("i_n_ratings", np.rint(events.total("rate", g, at)).astype(np.int64), dtype=pl.Int64),
+            _nullable("i_conv_rate", conv_rate),
+            _nullable("i_trend", trend),
+            _nullable("i_age_days", age),
+        ]
     )
 
 
@@ -185,6 +297,111 @@ def _cooccurrence_features(pool_pairs: pl.DataFrame, hist: pl.DataFrame) -> pl.D
     )
 
 
+def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + n) for each (s, n), without a loop."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, np.int64) - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _chunks(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Consecutive ranges [s, e) whose sizes sum to at most ``limit`` (a single larger entry alone)."""
+    cum = np.cumsum(np.asarray(sizes, np.int64))
+    out, s, done = [], 0, 0
+    while s < len(cum):
+        e = min(max(int(np.searchsorted(cum, done + limit, side="right")), s + 1), len(cum))
+        out.append((s, e))
+        done, s = int(cum[e - 1]), e
+    return out
+
+
+def _cooccurrence_as_of(
+    by_item: _TimePrefix, by_user: _TimePrefix, users_of_item: np.ndarray, items_of_user: np.ndarray, a, t, c, n_items: int, block: int
+) -> np.ndarray:
+    """For each j: how many users v have first events on both a[j] and c[j] at or before t[j].
+
+    Per distinct query (a, t): the users of a by t (a prefix of a's time-sorted users), then each such
+    user's items by t (a prefix of v's time-sorted items); the (query, item) pairs are counted with
+    one sort per block of about ``block`` pairs and looked up with np.searchsorted."""
+    out = np.zeros(len(a), np.float64)
+    if len(a) == 0:
+        return out
+    order = np.lexsort((t, a))
+    new = np.ones(len(a), bool)
+    new[1:] = (a[order][1:] != a[order][:-1]) | (t[order][1:] != t[order][:-1])
+    qid = np.empty(len(a), np.int64)
+    qid[order] = np.cumsum(new) - 1
+    qa, qt = a[order][new], t[order][new]
+    entries = order  # entries sorted by query id (order sorts by (a, t), i.e. by qid)
+    entry_q = qid[entries]
+    lo1, hi1 = by_item.bounds(qa, qt)
+    n1 = hi1 - lo1
+    for qs, qe in _chunks(n1, block):
+        q_rep = np.repeat(np.arange(qs, qe, dtype=np.int64), n1[qs:qe])
+        v = users_of_item[_ragged(lo1[qs:qe], n1[qs:qe])]
+        lo2, hi2 = by_user.bounds(v, qt[q_rep])
+        n2 = hi2 - lo2
+        row_start = np.concatenate(([0], np.cumsum(n1[qs:qe])))
+        per_query = np.bincount(q_rep - qs, weights=n2, minlength=qe - qs).astype(np.int64)
+        for ss, se in _chunks(per_query, block):
+            r0, r1 = row_start[ss], row_start[se]
+            keys = (np.repeat(q_rep[r0:r1], n2[r0:r1]) - (qs + ss)) * n_items + items_of_user[_ragged(lo2[r0:r1], n2[r0:r1])]
+            e0, e1 = np.searchsorted(entry_q, [qs + ss, qs + se])
+            sel = entries[e0:e1]
+            want = (qid[sel] - (qs + ss)) * n_items + c[sel]
+            if (se - ss) * n_items <= max(block, len(keys)):  # small enough to count densely
+                out[sel] = np.bincount(keys, minlength=(se - ss) * n_items)[want]
+            else:
+                keys.sort()
+                out[sel] = np.searchsorted(keys, want, side="right") - np.searchsorted(keys, want, side="left")
+    return out
+
+
+def _cooccurrence_features_as_of(pool_pairs: pl.DataFrame, hist: pl.DataFrame, hist_u: pl.DataFrame) -> pl.DataFrame:
+    """``_cooccurrence_features`` as of each row's ``_cutoff``: anchors are the user's last 3 distinct
+    items in ``hist_u`` (their own events up to their cut-off); a user v counts for (anchor, candidate)
+    when v's first events on both are at or before the cut-off; degrees likewise. v's items are the
+    same capped set as in global mode (their last COOC_MAX_ITEMS_PER_USER at history's end)."""
+    names = ("ui_cooc_last1", "ui_cooc_last3", "ui_cos_last3")
+    recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
+    anchors_frame = _last_items(hist_u, 3)
+    if recent.height == 0 or anchors_frame.height == 0:
+        return pool_pairs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in names)
+    first = hist.group_by("user_id", "item_id").agg(pl.col("ts").min().alias("_f"))
+    recent = recent.join(first, on=["user_id", "item_id"], how="left")
+    users = IdIndex.from_values(recent["user_id"])
+    items = IdIndex.from_values(pl.concat([recent["item_id"], anchors_frame["item_id"], pool_pairs["item_id"]]))
+    rv = users.positions(recent["user_id"]).astype(np.int64)
+    ri = items.positions(recent["item_id"]).astype(np.int64)
+    rf = _epoch_us(recent["_f"])
+    by_item, by_user = _TimePrefix(ri, rf), _TimePrefix(rv, rf)
+
+    anchor_users = IdIndex.from_values(anchors_frame["user_id"])
+    last3 = np.full((len(anchor_users), 3), -1, dtype=np.int64)
+    slot = anchors_frame["recency"].to_numpy() - 1
+    last3[anchor_users.positions(anchors_frame["user_id"]), slot] = items.positions(anchors_frame["item_id"])
+    u = anchor_users.positions(pool_pairs["user_id"])
+    cand = items.positions(pool_pairs["item_id"]).astype(np.int64)
+    at = _epoch_us(pool_pairs[_CUTOFF])
+    anchors = np.where(u[:, None] >= 0, last3[np.maximum(u, 0)], -1)
+    valid = anchors >= 0
+    rows, cols = np.nonzero(valid)
+    a, t, c = anchors[rows, cols], at[rows], cand[rows]
+    counts = np.zeros(anchors.shape, dtype=np.float64)
+    counts[rows, cols] = _cooccurrence_as_of(by_item, by_user, rv[by_item.order], ri[by_user.order], a, t, c, len(items), COOC_PAIR_BLOCK)
+    cosine = np.zeros(anchors.shape, dtype=np.float64)
+    cosine[rows, cols] = counts[rows, cols] / np.sqrt(np.maximum(by_item.count(a, t) * by_item.count(c, t), 1.0))
+    has_history = u >= 0
+    return pool_pairs.with_columns(
+        pl.Series("ui_cooc_last1", np.where(has_history, counts[:, 0], np.nan)).fill_nan(None),
+        pl.Series("ui_cooc_last3", np.where(has_history, counts.sum(axis=1), np.nan)).fill_nan(None),
+        pl.Series("ui_cos_last3", np.where(has_history, cosine.max(axis=1), np.nan)).fill_nan(None),
+    )
+
+
 def _encode_categorical(frame: pl.DataFrame, key: str, feature: str) -> pl.DataFrame:
     col = pl.col(feature)
     dtype = frame.schema[feature]
@@ -224,7 +441,22 @@ def build_ranker_frame(
     cutoff=None,
     label_mode: str = "binary",
 ) -> pl.DataFrame:
-    """Join channel, user, item, user×item and categorical features (and the label) onto the pool."""
+    """Join channel, user, item, user×item and categorical features (and the label) onto the pool.
+
+    ``cutoff``: None or ``"global"`` (history's max ts), a datetime/date (the label window's start),
+    ``"per_user"`` (each user's last history event) or a frame ``user_id, cutoff`` (module docstring)."""
+    mode, user_cutoffs = "global", None
+    if isinstance(cutoff, str):
+        if cutoff not in CUTOFF_MODES:
+            raise ValueError(f"cutoff must be one of {CUTOFF_MODES}, a datetime or a user_id/cutoff frame; got {cutoff!r}")
+        mode, cutoff = cutoff, None
+    elif isinstance(cutoff, pl.DataFrame):
+        if not {"user_id", "cutoff"} <= set(cutoff.columns):
+            raise ValueError(f"a per-user cutoff frame needs columns user_id, cutoff; got {cutoff.columns}")
+        user_cutoffs = cutoff.select(pl.col("user_id").cast(pl.Int64), pl.col("cutoff").cast(pl.Datetime("us")).alias(_CUTOFF))
+        if user_cutoffs["user_id"].is_duplicated().any():
+            raise ValueError("the per-user cutoff frame has more than one row for some user_id")
+        mode, cutoff = "per_user", None
     for name, frame, cols in (
         ("pool", pool, ID_COLUMNS),
         ("history", history, ("user_id", "item_id", "ts")),
@@ -259,21 +491,33 @@ def build_ranker_frame(
 
     item_cat = items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id")).unique("item_id", keep="first")
     keep = ["user_id", "item_id", "event_type", "value", "ts", "event_date"] + (["seq"] if "seq" in hist.columns else [])
-    hist = hist.select(keep).join(item_cat, on="item_id", how="left")
+    hist = hist.select(keep).with_columns(pl.col("ts").cast(pl.Datetime("us"))).join(item_cat, on="item_id", how="left")
+    if mode == "per_user":
+        if user_cutoffs is None:
+            user_cutoffs = hist.group_by("user_id").agg(pl.col("ts").max().alias(_CUTOFF))
+        row_cutoff = pl.col(_CUTOFF).fill_null(pl.lit(cutoff, dtype=pl.Datetime("us")))
+        # the user's own events up to their cut-off: every user-side feature reads these
+        hist_u = hist.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff).filter(pl.col("ts") <= pl.col(_CUTOFF))
+        out = out.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff)
+    else:
+        hist_u = hist.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
+        out = out.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
 
     user_cat = (
-        hist.group_by("user_id", "category_id")
+        hist_u.group_by("user_id", "category_id")
         .agg(pl.len().cast(pl.Int64).alias("ui_cat_count"), pl.col("ts").max().alias("_cat_last"))
         .filter(pl.col("category_id").is_not_null())
     )
-    last_cat = _last_items(hist, 1).join(item_cat, on="item_id", how="left").select("user_id", pl.col("category_id").alias("_last_cat"))
-    user_item = hist.group_by("user_id", "item_id").agg(pl.len().cast(pl.Int64).alias("ui_n_events"))
+    last_cat = _last_items(hist_u, 1).join(item_cat, on="item_id", how="left").select("user_id", pl.col("category_id").alias("_last_cat"))
+    user_item = hist_u.group_by("user_id", "item_id").agg(pl.len().cast(pl.Int64).alias("ui_n_events"))
 
+    out = out.join(item_cat, on="item_id", how="left").join(_user_features(hist_u), on="user_id", how="left")
+    if mode == "per_user":
+        out = out.hstack(_item_features_as_of(out, hist))
+    else:
+        out = out.join(_item_features(hist, cutoff), on="item_id", how="left")
     out = (
-        out.join(item_cat, on="item_id", how="left")
-        .join(_user_features(hist, cutoff), on="user_id", how="left")
-        .join(_item_features(hist, cutoff), on="item_id", how="left")
-        .join(user_item, on=ID_COLUMNS, how="left")
+        out.join(user_item, on=ID_COLUMNS, how="left")
         .join(user_cat, on=["user_id", "category_id"], how="left")
         .join(last_cat, on="user_id", how="left")
         .with_columns(
@@ -288,12 +532,16 @@ def build_ranker_frame(
         .with_columns(
             # A user without history has no share: null, not 0.
             (pl.col("ui_cat_count") / pl.col("u_n_events")).alias("ui_cat_share"),
-            _days_before(cutoff, "_cat_last").alias("ui_days_since_cat"),
+            _days_before(pl.col(_CUTOFF), "_cat_last").alias("ui_days_since_cat"),
             (pl.col("category_id") == pl.col("_last_cat")).cast(pl.Int8).alias("ui_same_cat_last"),
         )
         .drop("_cat_last", "_last_cat", "category_id")
     )
-    out = _cooccurrence_features(out, hist)
+    if mode == "per_user":
+        out = _cooccurrence_features_as_of(out, hist, hist_u)
+    else:
+        out = _cooccurrence_features(out, hist)
+    out = out.drop(_CUTOFF)
 
     for feature in selected_features:
         in_users = users is not None and feature in users.columns and feature != "user_id"
