@@ -21,6 +21,7 @@ from recsys.channels.itemcf import ItemCFChannel
 from recsys.channels.popularity import PopularityChannel
 from recsys.channels.tgh import TransitionGraphChannel
 from recsys.channels.two_tower import TwoTowerChannel
+from recsys.rankers.features import cutoff_mode_for
 from resources import settings
 from resources.compute import ComputeResource
 from resources.warehouse import Warehouse
@@ -29,6 +30,10 @@ from resources.warehouse import Warehouse
 class ChannelConfig(dg.Config):
     k: int = 200  # candidates per user and channel (the funnel reads K in 50/100/200)
     params: dict = {}  # passed to the channel's constructor, e.g. {"depth": 30}
+
+
+# Channels that can measure time-relative signals as of each user's cut-off (docs/evaluation.md).
+PER_USER_CUTOFF_STAGES = ("pop",)
 
 
 def _run_channel(
@@ -40,6 +45,9 @@ def _run_channel(
     compute: ComputeResource | None,
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
+    params = dict(config.params)
+    if stage in PER_USER_CUTOFF_STAGES:  # leave-last-out: popularity as of each user's own last event
+        params.setdefault("cutoff", cutoff_mode_for(data.params.get("protocol", "")))
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
     frames, timings = [], {}
     for fold in FOLDS:
@@ -47,7 +55,7 @@ def _run_channel(
         users = target_users(target, history)
         items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
-        channel = make(dict(config.params)).fit(history, items=items, runtime=runtime)
+        channel = make(params).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
         frames.append(with_fold(recs, fold))

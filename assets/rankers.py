@@ -22,6 +22,7 @@ from assets.retrieval import candidate_pool
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
+from recsys.rankers.features import cutoff_mode_for
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
@@ -60,6 +61,8 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             users,
             selected_features=chosen,
             target=target if fold == "valid" else None,
+            # leave-last-out: time-relative features as of each user's own last history event
+            cutoff=cutoff_mode_for(data.params.get("protocol", "")),
             label_mode=config.label_mode,
         )
         warehouse.write_table(f"features.ranker_{fold}", frame)
