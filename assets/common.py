@@ -2,7 +2,7 @@
 
 Who is evaluated (docs/evaluation.md §1, "Who each protocol evaluates"): under temporal and
 leave-last-out the users with target events and some history (warm users); under the ``files``
-protocol every target user, as RecBole does, users without history getting the popularity fallback. ``warm_truth`` and
+protocol every target user, as RecBole does, users without history getting the popularity fallback. ``fold_truth`` and
 ``load_candidates`` apply that rule from the split's params, so callers need not know the protocol.
 """
 
@@ -95,6 +95,7 @@ EVAL_COLUMNS = [
     "ci_low",
     "ci_high",
     "n_users",
+    "cutoff",
 ]
 
 
