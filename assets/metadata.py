@@ -84,3 +84,48 @@ def headline_table(rows: pl.DataFrame) -> dg.MetadataValue:
                 data[name] = None if v is None else round(float(v), 4)
         records.append(dg.TableRecord(data))
     return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
+PAIRED_COLUMNS = (
+    ("stage", "string", "the reference: the ranker chosen on valid (or the served stage)"),
+    ("versus", "string", "the stage it is compared with"),
+    ("mean_diff", "float", "mean over users of reference − versus"),
+    ("ci_low", "float", "paired bootstrap 95% interval of the mean difference: lower end (per comparison)"),
+    ("ci_high", "float", "paired bootstrap 95% interval of the mean difference: upper end (per comparison)"),
+    ("p_value", "float", "two-sided paired t-test p-value"),
+    ("p_holm", "float", "Holm-adjusted p-value across the comparisons of the table"),
+    ("decided_95", "bool", "p_holm < 0.05"),
+    ("n_users", "int", "users (units) compared"),
+)
+
+
+def paired_table(paired: pl.DataFrame | None) -> dg.MetadataValue:
+    """The Holm-corrected paired tests as a Dagster table (shown inline): one row per comparison, decided ones first.
+    The one-sentence verdicts are left to ``paired_verdicts`` (a long text column would make every row tall)."""
+    columns = [dg.TableColumn(name, kind, description=text) for name, kind, text in PAIRED_COLUMNS]
+    records = []
+    if paired is not None and paired.height:
+        for r in paired.sort(["decided_95", "p_holm"], descending=[True, False]).iter_rows(named=True):
+            data = {}
+            for name, kind, _ in PAIRED_COLUMNS:
+                v = r.get(name)
+                if v is None:
+                    data[name] = None
+                elif kind == "float":
+                    data[name] = float(f"{float(v):.4g}")
+                elif kind == "int":
+                    data[name] = int(v)
+                elif kind == "bool":
+                    data[name] = bool(v)
+                else:
+                    data[name] = str(v)
+            records.append(dg.TableRecord(data))
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+
+
+def paired_verdicts(paired: pl.DataFrame | None) -> dg.MetadataValue:
+    """One sentence per comparison, decided ones first, as a markdown list."""
+    if paired is None or paired.is_empty() or "verdict" not in paired.columns:
+        return dg.MetadataValue.md("_none_")
+    rows = paired.sort(["decided_95", "p_holm"], descending=[True, False])["verdict"].to_list()
+    return dg.MetadataValue.md("\n".join(f"- {v}" for v in rows))

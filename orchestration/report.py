@@ -26,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     if run_id is None:
         print("eval.metrics has no evaluated run yet: run `make run` first", file=sys.stderr)
         return 1
-    path = write_report(warehouse, run_id, args.out)
+    try:
+        path = write_report(warehouse, run_id, args.out)
+    except ValueError as err:  # a run id with no eval.metrics rows
+        print(err, file=sys.stderr)
+        return 1
     print(f"report of run {run_id}: {path}")
     return 0
 

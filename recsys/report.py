@@ -5,9 +5,10 @@ API::
     html = render_report(ReportData(...))     # one string: inline CSS, images as base64 PNG
     path = report_path(data_dir)               # $RECDAG_DATA_DIR/exports/report.html
 
-``ReportData`` holds frames read from the warehouse by the caller (assets/backtest.py,
-orchestration/report.py): the run's eval.metrics rows (the cut-off's own and the rows pooled over
-cut-offs), the pooled paired tests and the NDCG@10 of past runs. Every string is HTML-escaped; no
+``ReportData`` holds frames read from the warehouse by the caller (resources/reports.py, for
+assets/evaluation.py, assets/backtest.py and orchestration/report.py): the run's eval.metrics rows
+(the cut-off's own and the rows pooled over cut-offs), the paired tests (pooled, or the cut-off's own
+until evaluation_summary has run) and the NDCG@10 of past runs. Every string is HTML-escaped; no
 external file, script or font is referenced, so the file can be mailed or attached to a ticket.
 """
 
@@ -23,9 +24,10 @@ import polars as pl
 
 HEADLINE_K = 10
 HEADLINE_METRICS = ("ndcg", "recall", "hit_rate")
+FAIRNESS_METRICS = ("gini_norm", "gini_w_norm", "jain_norm", "entropy_norm", "qf_norm")
 
 _CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto; max-width: 1100px; color: #1d2433; }
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto; padding: 0 16px; max-width: 1100px; color: #1d2433; }
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 28px; border-bottom: 1px solid #d8dce3; }
 .meta { color: #5b6474; font-size: 13px; } table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border: 1px solid #d8dce3; padding: 4px 8px; text-align: right; } th { background: #f2f4f7; }
@@ -93,14 +95,13 @@ def _figure(width: float = 8.0, height: float = 4.0):
 
 
 def headline(metrics: pl.DataFrame, k: int = HEADLINE_K) -> pl.DataFrame:
-    """stage, metric@k "value [low, high]" cells, users; best NDCG first (rows with intervals only)."""
+    """stage, metric@k "value [low, high]" cells (4 decimals), users; best NDCG first (rows with intervals only)."""
     part = metrics.filter((pl.col("cohort") == "all") & (pl.col("k") == k) & pl.col("metric").is_in(HEADLINE_METRICS))
     part = part.filter(pl.col("ci_low").is_not_null())
     if part.is_empty():
         return pl.DataFrame()
-    cells = part.with_columns(
-        pl.format("{} [{}, {}]", pl.col("value").round(4), pl.col("ci_low").round(4), pl.col("ci_high").round(4)).alias("cell")
-    )
+    fixed = [pl.col(c).map_elements(lambda v: f"{v:.4f}", return_dtype=pl.Utf8) for c in ("value", "ci_low", "ci_high")]
+    cells = part.with_columns(pl.format("{} [{}, {}]", *fixed).alias("cell"))
     wide = cells.pivot(on="metric", index=["stage", "n_users"], values="cell")
     order = part.filter(pl.col("metric") == "ndcg").select("stage", pl.col("value").alias("_ndcg"))
     cols = [m for m in HEADLINE_METRICS if m in wide.columns]
@@ -109,6 +110,16 @@ def headline(metrics: pl.DataFrame, k: int = HEADLINE_K) -> pl.DataFrame:
         .sort("_ndcg", descending=True, nulls_last=True)
         .select("stage", *[pl.col(m).alias(f"{m}@{k} [95% CI]") for m in cols], pl.col("n_users").alias("users"))
     )
+
+
+def fairness(metrics: pl.DataFrame, k: int = HEADLINE_K) -> pl.DataFrame:
+    """stage and the corrected exposure-fairness measures at k (columns present in the rows only), least concentrated first."""
+    part = metrics.filter((pl.col("k") == k) & pl.col("metric").is_in(FAIRNESS_METRICS) & (pl.col("cohort") == "all"))
+    if part.is_empty():
+        return pl.DataFrame()
+    wide = part.pivot(on="metric", index="stage", values="value", aggregate_function="first")
+    cols = [m for m in FAIRNESS_METRICS if m in wide.columns]
+    return wide.select("stage", *[pl.col(m).alias(f"{m}@{k}") for m in cols]).sort(f"{cols[0]}@{k}", nulls_last=True)
 
 
 def _metric_vs_k(metrics: pl.DataFrame, metric: str = "ndcg") -> str:
@@ -140,16 +151,23 @@ def _bars(metrics: pl.DataFrame, metric: str, k: int, xlabel: str, title: str, c
 
 
 def _past_runs(past: pl.DataFrame) -> str:
+    """NDCG@10 per stage over the runs (one x position per run, oldest first, labelled by date and cut-off)."""
     if past.is_empty():
         return ""
+    runs = past.group_by("run_id").agg(pl.col("evaluated_at").min().alias("at"), pl.col("cutoff").first()).sort("at").with_row_index("x")
+    rows = past.join(runs.select("run_id", "x"), on="run_id")
     fig, ax = _figure()
-    for stage in sorted(past["stage"].unique()):
-        s = past.filter(pl.col("stage") == stage).sort("evaluated_at")
-        ax.plot(s["evaluated_at"].to_list(), s["ndcg10"].to_list(), marker="o", label=stage)
+    for stage in sorted(rows["stage"].unique()):
+        s = rows.filter(pl.col("stage") == stage).sort("x")
+        ax.plot(s["x"].to_list(), s["ndcg10"].to_list(), marker="o", label=stage)
+    labels = [f"{at:%m-%d %H:%M}" if hasattr(at, "strftime") else str(at) for at in runs["at"].to_list()]
+    labels = [f"{label}\ncut-off {cutoff}" if cutoff else label for label, cutoff in zip(labels, runs["cutoff"].to_list())]
+    ax.set_xticks(runs["x"].to_list(), labels, fontsize=7, rotation=30, ha="right")
+    ax.set_xlim(-0.5, runs.height - 0.5)
+    ax.set_xlabel("run (evaluated at, UTC)")
     ax.set_ylabel("NDCG@10 (test)")
     ax.set_title("Past runs of this dataset and protocol")
     ax.legend(fontsize=8)
-    fig.autofmt_xdate()
     return _png(fig)
 
 
@@ -158,12 +176,14 @@ def render_report(data: ReportData) -> str:
     pooled = data.metrics.filter(pl.col("cutoff") == "pooled")
     test = own.filter(pl.col("fold") == "test")
     n_users = test.filter((pl.col("cohort") == "all") & pl.col("ci_low").is_not_null())["n_users"].max()
+    evaluated = own["evaluated_at"].min() if "evaluated_at" in own.columns and own.height else None
+    evaluated = f"{evaluated:%Y-%m-%d %H:%M} UTC" if hasattr(evaluated, "strftime") else evaluated
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>recdag report: {_e(data.dataset)} {_e(data.protocol)}</title><style>{_CSS}</style></head><body>",
         f"<h1>recdag evaluation: {_e(data.dataset)}</h1>",
         f"<p class='meta'>protocol {_e(data.protocol)} · cut-off {_e(data.cutoff or 'n/a')} · run {_e(data.run_id)} · "
-        f"{_e(n_users)} test users · generated {_e(data.generated_at)}"
+        f"{_e(n_users)} test users · evaluated {_e(evaluated or 'n/a')} · generated {_e(data.generated_at)}"
         + (f" · served: <b>{_e(data.served)}</b>" if data.served else "")
         + "</p>",
         "<h2>Headline (test fold, all users, bootstrap 95% intervals over users)</h2>",
@@ -172,7 +192,7 @@ def render_report(data: ReportData) -> str:
     if not pooled.is_empty():
         n_cut = data.paired["n_cutoffs"].max() if not data.paired.is_empty() and "n_cutoffs" in data.paired.columns else "?"
         parts += [
-            f"<h2>Pooled over {_e(n_cut)} cut-offs (users resampled within cut-offs)</h2>",
+            f"<h2>Pooled over {_e(n_cut)} cut-off{'' if n_cut == 1 else 's'} (users resampled within cut-offs)</h2>",
             _table(headline(pooled)),
         ]
     if not data.paired.is_empty():
@@ -181,8 +201,9 @@ def render_report(data: ReportData) -> str:
             for c in ("stage", "versus", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "decided_95", "n_users")
             if c in data.paired.columns
         ]
+        scope = "users pooled over the cut-offs" if "n_cutoffs" in data.paired.columns else "this cut-off's users"
         parts += [
-            "<h2>Paired tests (NDCG@10, Holm-corrected across the comparisons)</h2>",
+            f"<h2>Paired tests (NDCG@10, {_e(scope)}, Holm-corrected across the comparisons)</h2>",
             _table(data.paired.select(cols), {"decided_95": lambda v: "yes" if v else "no"}),
             "<p class='note'>" + "<br>".join(_e(v) for v in data.paired["verdict"].to_list()) + "</p>"
             if "verdict" in data.paired.columns
@@ -203,6 +224,9 @@ def render_report(data: ReportData) -> str:
         _bars(
             test, "gini_norm", HEADLINE_K, "corrected Gini of exposure @10 (0 equal, 1 concentrated)", "Rampisela et al. 2024", "#d8893b"
         ),
+        _table(fairness(test)) if not fairness(test).is_empty() else "",
+        "<p class='note'>Corrected measures (Rampisela et al., TORS 2024): Gini 0 and Jain, entropy, QF 1 are the fairest "
+        "exposure achievable with these list lengths; Gini 1 and the others 0 the most concentrated.</p>",
         "<h2>Past runs</h2>",
         _past_runs(data.past) or "<p class='note'>no earlier run of this dataset and protocol</p>",
         "</body></html>",

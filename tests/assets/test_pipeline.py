@@ -71,3 +71,21 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
     assert n_recs > 0 and selected > 0 and ci_ok
     assert {"lgbm_ranker", "sequence_ranker", "pi2i_valid", "pi2i_test"} <= registry
     assert (tmp_path / "exports" / "recommendations.parquet").exists()
+    # the HTML report, and the headline as a Dagster table (shown inline on the asset page) with its schema
+    report = tmp_path / "exports" / "report.html"
+    assert report.exists() and report.stat().st_size > 10_000
+    html = report.read_text()
+    assert "lgbm_ranker" in html and html.count("<img") >= 3 and "Holm" in html
+    [materialization] = downstream.asset_materializations_for_node("evaluation")
+    meta = materialization.metadata
+    assert meta["report"].path == str(report)
+    table = meta["headline"]
+    columns = {c.name: c.type for c in table.schema.columns}
+    assert columns["stage"] == "string" and columns["users"] == "int"
+    assert all(columns[c] == "float" for c in ("ndcg@10", "ndcg 95% low", "ndcg 95% high", "recall@10", "hit_rate@10"))
+    assert expected <= {r.data["stage"] for r in table.records}
+    assert all(r.data["ndcg 95% low"] <= r.data["ndcg@10"] <= r.data["ndcg 95% high"] for r in table.records)
+    paired = meta["paired_tests_holm"]  # the ranker chosen on valid against every other stage, Holm-adjusted
+    assert {c.name: c.type for c in paired.schema.columns}["decided_95"] == "bool"
+    assert expected - {r.data["stage"] for r in paired.records} <= {r.data["versus"] for r in paired.records}
+    assert all(r.data["p_value"] <= r.data["p_holm"] <= 1 and r.data["decided_95"] == (r.data["p_holm"] < 0.05) for r in paired.records)

@@ -8,8 +8,9 @@ runs; the alert sensors post that check failure and the run failure to the webho
 downstream job materializes up to ``FINAL_ASSET`` and writes ``eval.metrics``; every asset of the
 definitions has a latest materialization; the UI shows the asset graph (groups collapsed, then all
 expanded with every asset node materialized), the catalog listing every asset as materialized, the
-final asset's page, and its markdown metadata (the headline table and the ndcg-vs-K plot) opened in
-their dialogs. Screenshots go to ``test-artifacts/e2e/``.
+final asset's page with the headline and the Holm-corrected paired tests as tables rendered inline
+(no click), its ndcg-vs-K plot opened in its markdown dialog, and the self-contained HTML report
+(``exports/report.html``) opened from disk. Screenshots go to ``test-artifacts/e2e/``.
 """
 
 import json
@@ -35,8 +36,10 @@ INGESTION_ASSETS = ["raw_interactions", "items", "users", "interactions"]
 ASSET_GROUPS = ["ingestion", "split", "features", "candidates", "rankers", "evaluation"]  # boxes of the global lineage
 FINAL_UPSTREAM = ["lgbm_ranker", "sequence_ranker"]  # shown on the final asset's upstream lineage
 FAILED_PARTITION_ASSET = "interactions"  # its corrupted-day partition failed: red on the graph, the rest green
-MARKDOWN_TABLE = ("headline_with_beyond_accuracy", "ndcg@10")  # a markdown metadata entry of FINAL_ASSET and a header of its table
-HEADLINE_TABLE = ("headline", "ndcg@10")  # a table metadata entry of FINAL_ASSET, shown inline, and one of its columns
+# table metadata entries of FINAL_ASSET, rendered inline on its page: the entry and some of its column headers
+HEADLINE_TABLE = ("headline", ("stage", "ndcg@10", "ndcg 95% low", "ndcg 95% high", "recall@10", "hit_rate@10", "users"))
+PAIRED_TABLE = ("paired_tests_holm", ("versus", "mean_diff", "p_value", "p_holm", "decided_95"))
+REFERENCE_STAGE = "lgbm_ranker"  # a stage in every row of the headline table's first column
 MARKDOWN_PLOT = "ndcg_vs_k"  # a markdown metadata entry of FINAL_ASSET holding an embedded image
 
 START = date(2017, 11, 25)
@@ -318,30 +321,53 @@ def _check_ui(url: str, location: str, labels: list[str], partitioned: dict[str,
             expect(header).to_have_text("KeyTimestampValue")
             for label in labels[:3]:
                 expect(page.get_by_text(label, exact=True).first).to_be_visible()
-            # the headline is a table entry: its columns are on the page without opening anything
-            entry, column = HEADLINE_TABLE
-            expect(page.get_by_text(entry, exact=True).first).to_be_visible()
-            expect(page.get_by_text(column, exact=True).first).to_be_visible()
+            # the headline and the paired tests are table entries: rendered on the page without opening anything
+            headline = _inline_table(page, *HEADLINE_TABLE)
+            expect(headline.get_by_text(REFERENCE_STAGE, exact=True).first).to_be_visible()
+            expect(headline.get_by_text("[Show Markdown]")).to_have_count(0)
+            paired = _inline_table(page, *PAIRED_TABLE)
+            expect(paired.get_by_text("pop", exact=True).first).to_be_visible()  # one comparison per other stage
             page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "final-asset-page.png"))
+            headline.screenshot(path=str(ARTIFACTS / "evaluation-headline.png"))
 
             _check_report(browser, report)
-            _check_markdown_dialogs(page, url)
+            _check_plot_dialog(page, url)
             _check_expanded_graph(page, url, partitioned)
             _check_catalog(page, url, partitioned)
         finally:
             browser.close()
 
 
+def _inline_table(page, entry: str, columns: tuple[str, ...]):
+    """The row of the asset page's metadata table for table entry ``entry``, once its table is rendered
+    inline with every header in ``columns`` and at least one body row."""
+    from playwright.sync_api import expect
+
+    key = page.get_by_text(entry, exact=True).first
+    expect(key).to_be_visible()
+    row = page.locator("tr", has=key).first
+    for column in columns:
+        expect(row.get_by_text(column, exact=True).first).to_be_visible()
+    expect(row.locator("table tbody tr").first).to_be_visible()
+    return row
+
+
 def _check_report(browser, report: Path) -> None:
-    """The self-contained HTML report evaluation_summary wrote, opened from disk as a person would."""
+    """The self-contained HTML report (evaluation wrote it, evaluation_summary rewrote it with the pooled
+    cut-offs), opened from disk as a person would, in the same Chromium."""
     from playwright.sync_api import expect
 
     assert report.exists(), f"no report at {report}"
-    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
     page.goto(report.as_uri())
     expect(page.get_by_role("heading", name=re.compile("^Headline"))).to_be_visible()
-    expect(page.locator("table").first.locator("tbody tr").first).to_be_visible()
+    headline = page.locator("table").first
+    for column in ("stage", "ndcg@10 [95% CI]", "recall@10 [95% CI]", "hit_rate@10 [95% CI]", "users"):
+        expect(headline.get_by_role("columnheader", name=column, exact=True)).to_be_visible()
+    expect(headline.get_by_role("cell", name=REFERENCE_STAGE, exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("^Paired tests"))).to_be_visible()
+    expect(page.get_by_text(re.compile("after Holm")).first).to_be_visible()
     images = page.locator("img")
     assert images.count() >= 3
     for i in range(images.count()):  # every plot decoded: inline base64 PNGs, nothing fetched
@@ -350,20 +376,12 @@ def _check_report(browser, report: Path) -> None:
     page.close()
 
 
-def _check_markdown_dialogs(page, url: str) -> None:
-    """The final asset's markdown metadata opened as a person would: the headline table, then the plot."""
+def _check_plot_dialog(page, url: str) -> None:
+    """The final asset's plot (a markdown metadata entry) opened in its dialog as a person would."""
     from playwright.sync_api import expect
 
     page.set_viewport_size({"width": 1600, "height": 1100})  # the dialog centred over the asset page
     page.goto(f"{url}/assets/{FINAL_ASSET}")
-    entry, header = MARKDOWN_TABLE
-    dialog = _show_markdown(page, entry)
-    expect(dialog.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
-    expect(dialog.locator("tbody tr").first).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "evaluation-headline.png"))
-    dialog.get_by_role("button", name="Close").click()
-    expect(dialog).to_have_count(0)
-
     dialog = _show_markdown(page, MARKDOWN_PLOT)
     image = dialog.locator("img")
     expect(image).to_have_count(1)

@@ -318,3 +318,31 @@ def test_holm_adjustment_by_hand():
     assert np.allclose(holm([0.4, 0.6]), [0.8, 0.8])  # monotone: the larger p cannot get a smaller adjusted value
     assert np.allclose(holm([0.9, 0.9, 0.9]), [1.0, 1.0, 1.0])  # capped at 1
     assert holm([]).size == 0
+
+
+def _statsmodels_holm(pvals):
+    """statsmodels.stats.multitest.multipletests(pvals, method="holm")[1], written out (statsmodels 0.14):
+    sort ascending, multiply by ntests, ntests-1, ..., 1, running maximum, clip at 1, back to input order."""
+    pvals = np.asarray(pvals, dtype=float)
+    sortind = np.argsort(pvals)
+    pvals_sorted = np.take(pvals, sortind)
+    ntests = len(pvals)
+    pvals_corrected_raw = pvals_sorted * np.arange(ntests, 0, -1)
+    pvals_corrected = np.maximum.accumulate(pvals_corrected_raw)
+    pvals_corrected[pvals_corrected > 1] = 1
+    out = np.empty_like(pvals_corrected)
+    out[sortind] = pvals_corrected
+    return out
+
+
+def test_holm_matches_the_statsmodels_formula():
+    from recsys.metrics import holm
+
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 5, 12, 40):
+        p = rng.uniform(0, 0.2, m) ** 2
+        assert np.allclose(holm(p), _statsmodels_holm(p), atol=0, rtol=1e-12)
+    ties = [0.01, 0.01, 0.04, 0.2, 0.01]  # tied p-values: the same adjusted value whatever their order
+    assert np.allclose(holm(ties), _statsmodels_holm(ties)) and np.allclose(holm(ties), [0.05, 0.05, 0.08, 0.2, 0.05])
+    # decided at 95%: only the comparisons whose adjusted p stays below 0.05 (0.03 alone would be, not after Holm)
+    assert (holm([0.001, 0.012, 0.03, 0.3]) < 0.05).tolist() == [True, True, False, False]  # .004, .036, .06, .3
