@@ -3,9 +3,6 @@ beyond-accuracy, exposure fairness, paired tests of the ranker chosen on valid a
 into eval.metrics, with the report a person reads on the asset page and the self-contained HTML report
 ($RECDAG_DATA_DIR/exports/report.html, rewritten with the pooled cut-offs by evaluation_summary)."""
 
-from dataclasses import replace
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 
@@ -16,10 +13,9 @@ from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
 from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
 from recsys.backtest import paired_against
 from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity
-from recsys.report import render_report, report_path
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
-from resources.reports import load_report_data
+from resources.reports import write_report
 from resources.warehouse import Warehouse, utcnow
 
 EVAL_KS = (5, 10, 20, 50, 100)
@@ -100,7 +96,7 @@ def evaluation(
     if paired is not None and paired.height:
         warehouse.write_table("eval.last_paired_test", paired.with_columns(pl.lit(context.run.run_id).alias("run_id")))
     history_table = warehouse.query_file("analytics/evaluation_past_runs", {"dataset": tags["dataset"], "protocol": tags["protocol"]})
-    report = _write_report(warehouse, context.run.run_id, paired)
+    report = write_report(warehouse, context.run.run_id)  # evaluation_summary rewrites it with the pooled tests
     return dg.MaterializeResult(
         metadata={
             "headline": headline_table(
@@ -168,20 +164,6 @@ def _paired(out, per_user_all, warehouse, model_store, config):
     )
     paired = paired_against(per_user, best_ranker, HEADLINE_K, n_boot=config.n_boot, seed=config.seed)
     return best_ranker, best_baseline, paired.drop("n_cutoffs")
-
-
-def _write_report(warehouse: Warehouse, run_id: str, paired: pl.DataFrame | None) -> Path:
-    """This run's HTML report at report_path(data_dir), written atomically. Until evaluation_summary adds
-    the pooled paired tests for the run, the report shows this cut-off's own (Holm-adjusted) ones."""
-    data = load_report_data(warehouse, run_id)
-    if data.paired.is_empty() and paired is not None and paired.height:
-        data = replace(data, paired=paired)
-    path = report_path(warehouse.data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_report(data), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def _cohort_table(out: pl.DataFrame) -> pl.DataFrame:

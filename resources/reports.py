@@ -25,6 +25,9 @@ def load_report_data(warehouse: Warehouse, run_id: str) -> ReportData:
     paired = pl.DataFrame()
     if warehouse.table_exists("eval.pooled_paired_test"):
         paired = warehouse.query_file("analytics/run_summary_pooled_paired", {"run_id": run_id})
+    if paired.is_empty() and warehouse.table_exists("eval.last_paired_test"):
+        # no pooled tests for this run (evaluation_summary has not run yet): this cut-off's own
+        paired = warehouse.query("SELECT * EXCLUDE (run_id) FROM eval.last_paired_test WHERE run_id = $r", {"r": run_id})
     past = warehouse.query_file("analytics/evaluation_past_runs", {"dataset": first["dataset"], "protocol": first["protocol"]})
     served = None
     if warehouse.table_exists("serving.recommendations"):
