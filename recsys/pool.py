@@ -3,7 +3,8 @@
 ``build_pool({"pop": recs, "itemcf": recs, ...}, per_channel=100, max_size=300)`` returns one row
 per (user_id, item_id) with ``{c}__score`` / ``{c}__rank`` (null when channel c did not retrieve the
 item), ``n_channels`` and ``rrf`` (reciprocal-rank fusion, sum of 1/(60 + rank)), which also orders
-the pool and decides what is cut when a user's union exceeds ``max_size``.
+the pool and decides what is cut when a user's union exceeds ``max_size``; rrf ties go to the better
+rank in the first channel (in the order given) that ranks the two items differently.
 """
 
 from __future__ import annotations
@@ -39,7 +40,13 @@ def build_pool(channel_recs: dict[str, pl.DataFrame], per_channel: int = 100, ma
         wide.join(fused, on=["user_id", "item_id"], how="inner")
         .with_columns([pl.col(f"{n}__rank").cast(pl.Int32) for n in channel_recs])
         .with_columns([pl.col(f"{n}__score").cast(pl.Float64) for n in channel_recs])
-        .sort(["user_id", "rrf", "item_id"], descending=[False, True, False])
+        # rrf ties are broken by the channels' ranks (in channel order, absent last), never by item_id:
+        # two items of one user never share a rank in a channel, so the order is total and label-free
+        .sort(
+            ["user_id", "rrf", *[f"{n}__rank" for n in channel_recs]],
+            descending=[False, True, *[False] * len(channel_recs)],
+            nulls_last=True,
+        )
         .with_columns(pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int32).alias("pool_rank"))
         .filter(pl.col("pool_rank") <= max_size)
     )

@@ -134,6 +134,11 @@ class ContentChannel:
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ContentChannel:
         texts = item_texts(items, self.text_columns)
+        # dense positions in a label-free order (first appearance in the history's event order, then the
+        # catalogue's own order), never in item-id order: ties in the top-k, the encoding batches and the
+        # embedding cache key do not depend on how ids are numbered
+        order = IdIndex.from_values(pl.concat([history["item_id"].cast(pl.Int64), items["item_id"].cast(pl.Int64)]))
+        texts = texts.with_columns(pl.Series("_o", order.positions(texts["item_id"]))).sort("_o").drop("_o")
         self.items_ = IdIndex(texts["item_id"].to_numpy())
         self.texts_ = texts["text"].to_list()
         self.emb_ = encode_texts(self.texts_, runtime, self.encode_batch, self.cache_dir)

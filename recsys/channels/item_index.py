@@ -321,8 +321,11 @@ def _baskets(frame: pl.DataFrame, window_hours: float | None) -> pl.DataFrame:
         new_gap = ~has_sid & ((pl.col("t") - pl.col("t").shift(1)) > gap)
     start = new_user.fill_null(True) | new_kind.fill_null(True) | new_sid | new_gap.fill_null(False)
     if frame["session_id"].null_count() < frame.height:
-        # Sessions may interleave in time: order by session first so each is one contiguous run.
-        frame = frame.sort("u", pl.col("session_id").is_null(), "session_id", "o")
+        # Sessions may interleave in time: order by session first so each is one contiguous run. A
+        # user's sessions follow each other by their first event, never by session_id (a hash of the
+        # user id in some sources): basket order decides float summation order in the products.
+        first = pl.col("o").min().over("u", "session_id").alias("_first")
+        frame = frame.with_columns(first).sort("u", pl.col("session_id").is_null(), "_first", "o").drop("_first")
     return frame.with_columns((start.cast(pl.Int64).cum_sum() - 1).alias("basket"))
 
 

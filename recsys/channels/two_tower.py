@@ -150,8 +150,11 @@ class TwoTowerChannel:
         self.seen_ = interaction_matrix(history, self.users_, self.items_, binary=True)
         self.pop_ = scaled(popularity_vector(history, self.items_))
 
-        seq = history.select("user_id", "item_id", "ts", "seq").sort("user_id", "ts", "seq", maintain_order=True)
-        seq_user = self.users_.positions(seq["user_id"]).astype(np.int64)
+        # users grouped in dense-position order, never in user-id order: the training rows (and so the
+        # seeded permutations over them) do not depend on how ids are numbered
+        seq = history.select("user_id", "item_id", "ts", "seq")
+        seq = seq.with_columns(pl.Series("_u", self.users_.positions(seq["user_id"]))).sort("_u", "ts", "seq", maintain_order=True)
+        seq_user = seq["_u"].to_numpy().astype(np.int64)
         seq_item = self.items_.positions(seq["item_id"]).astype(np.int64)
         n = len(seq_item)
         first = np.r_[True, seq_user[1:] != seq_user[:-1]]
