@@ -173,13 +173,14 @@ def drop_cold(truth: pl.DataFrame, history: pl.DataFrame, users: bool = True, it
 
 
 def catalogue_as_of(items: pl.DataFrame, first_seen: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
-    """The items a model fit on ``history`` may know: seen by history's last event, or never seen at all.
+    """The items a model fit on ``history`` may know: those seen by history's last event.
 
-    ``first_seen``: item_id, first_seen (the item's first event in the whole log). A catalogue derived
-    from the log (Taobao: an item exists from its first event) must not hand a fold items that first
-    appear in its own target window or later; a static catalogue's never-rated items stay."""
+    ``first_seen``: item_id, first_seen (the item's first event in the whole log). Only items with
+    ``first_seen <= as_of`` are kept, so a fold's catalogue depends on nothing after its history:
+    neither items that first appear in its own target window or later, nor whether a catalogue item
+    never rated by then is rated later (which would otherwise move it in or out of the fold)."""
     if history.is_empty():
         return items.head(0)
     as_of = history["ts"].max()
-    future = first_seen.filter(pl.col("first_seen") > as_of).select(pl.col("item_id").cast(items["item_id"].dtype))
-    return items.join(future, on="item_id", how="anti")
+    known = first_seen.filter(pl.col("first_seen") <= as_of).select(pl.col("item_id").cast(items["item_id"].dtype))
+    return items.join(known, on="item_id", how="semi")

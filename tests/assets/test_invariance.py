@@ -15,9 +15,8 @@ b. Changing only test-window events (temporal protocol, one cut-off) leaves ever
    table, the train-only feature tables, features.ranker_valid, and the models fit on the valid fold.
 c. Events after a cut-off's test window (the log as it grows) change nothing that cut-off computed.
 
-(b) and (c) check what never reads the item catalogue first, then xfail naming the cause while the
-fold catalogues themselves move (CATALOGUE_LEAK: a known bug outside this module's files); with it
-fixed they run in full, and they pass with the fix patched in.
+(b) and (c) check what never reads the item catalogue first, then that the fold catalogues themselves
+did not move, then everything that depends on them.
 """
 
 from datetime import date, datetime, timedelta
@@ -181,21 +180,16 @@ def test_item_index_is_label_free_with_hashed_session_ids(log, maps):
 # ---------------------------------------------------------------------------------------------- b
 
 
-CATALOGUE_LEAK = (
-    "known bug, not in this module's files: recsys.split.catalogue_as_of (assets.common.load_catalogue) keeps "
-    "catalogue items never seen in the log but drops items first seen after the fold's history, so with a static "
-    "catalogue (u.item) a fold's item set depends on later events: here {detail}. Fix: keep only the items seen by "
-    "the end of the history (first_seen <= as_of); with that patched in, this test passes in full"
-)
 UNCATALOGUED = ("staging.split", *[f"features.{name}" for name in TRAIN_ONLY_FEATURES if name != "ranker_valid"])
 
 
-def _xfail_if_catalogues_differ(a, b, folds: tuple[str, ...]) -> None:
-    """xfail (naming the known cause) when the two runs gave a fold a different item catalogue."""
+def _assert_catalogues_equal(a, b, folds: tuple[str, ...]) -> None:
+    """A fold's item catalogue is what was seen by the end of its history (recsys.split.catalogue_as_of):
+    it must not move with test-window or later events (it did while catalogue_as_of dropped future items
+    but kept never-rated ones: a static u.item then depended on later ratings)."""
     ca, cb = fold_catalogues(a), fold_catalogues(b)
     moved = {f: len(set(ca[f]) ^ set(cb[f])) for f in folds if ca[f] != cb[f]}
-    if moved:
-        pytest.xfail(CATALOGUE_LEAK.format(detail=", ".join(f"{n} items in or out of the {f} fold's catalogue" for f, n in moved.items())))
+    assert not moved, f"fold catalogues moved with events outside the fold: {moved}"
 
 
 def test_changing_test_window_events_leaves_the_valid_fold_byte_identical(temporal_runs):
@@ -205,7 +199,7 @@ def test_changing_test_window_events_leaves_the_valid_fold_byte_identical(tempor
     for name in UNCATALOGUED:  # what never reads the item catalogue: the split's train / valid rows, OutRank
         assert tables_a[name].height > 0, name
         assert tables_a[name].equals(tables_b[name]), f"{name} changed when only test-window events changed"
-    _xfail_if_catalogues_differ(a, b, ("valid",))
+    _assert_catalogues_equal(a, b, ("valid",))
     assert {"candidates.pop", "candidates.two_tower", "candidates.pool", "candidates.pi2i", "features.ranker_valid"} <= {
         name for name, frame in tables_a.items() if frame.height
     }
@@ -222,7 +216,7 @@ def test_changing_test_window_events_leaves_the_valid_fold_byte_identical(tempor
 def test_events_after_the_test_window_change_nothing_at_the_cutoff(temporal_runs):
     a, c = temporal_runs["recorded"], temporal_runs["truncated"]
     assert a.table("staging.split").sort("seq").equals(c.table("staging.split").sort("seq"))  # the same split
-    _xfail_if_catalogues_differ(a, c, ("valid", "test", "evaluation"))
+    _assert_catalogues_equal(a, c, ("valid", "test", "evaluation"))
     assert fold_test_metrics(a).equals(fold_test_metrics(c)), f"cut-off {CUTOFF}: test metrics depend on events after its test window"
     assert per_user(a).equals(per_user(c))
     for stage in EXACT_STAGES + list(SEEDED_RANKERS):
