@@ -32,12 +32,11 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from recsys.metrics.stats import holm
+from recsys.metrics.stats import _bootstrap_means, _groups, holm
 from recsys.schema import INTERACTION_SCHEMA, conform
 from recsys.split import Split, _describe
 
 _SERIES = ("metric", "k")
-_CHUNK_CELLS = 4_000_000
 
 
 def cutoff_dates(start: date, end: date, window_days: int, min_train_days: int | None = None) -> list[date]:
@@ -117,23 +116,9 @@ def _strata(rows: pl.DataFrame) -> tuple[list[np.ndarray], pl.DataFrame]:
 def _stratified_sums(strata: list[np.ndarray], n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(n_boot × n_series) sums over units resampled with replacement inside each stratum."""
     total = np.zeros((n_boot, strata[0].shape[1]))
-    for values in strata:
-        n = values.shape[0]
-        chunk = max(1, _CHUNK_CELLS // max(n, 1))
-        for start in range(0, n_boot, chunk):
-            size = min(chunk, n_boot - start)
-            draws = rng.integers(0, n, size=(size, n))
-            weights = np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n).reshape(size, n)
-            total[start : start + size] += weights @ values
+    for values in strata:  # each stratum's resampled mean (recsys.metrics.stats), back to a sum
+        total += _bootstrap_means(values, n_boot, rng) * values.shape[0]
     return total
-
-
-def _groups(frame: pl.DataFrame, keys: list[str]):
-    if not keys:
-        yield {}, frame
-        return
-    for key_values, rows in frame.group_by(keys, maintain_order=True):
-        yield dict(zip(keys, key_values)), rows
 
 
 def pooled_bootstrap(per_user: pl.DataFrame, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> pl.DataFrame:
