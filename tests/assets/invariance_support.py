@@ -18,15 +18,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
+from dagster_support import ingest_every_day, local_resources
 
-from assets.partitions import daily_partitions
-from orchestration.definitions import all_assets, all_checks, build_resources
-from orchestration.tags import partition_range_tags
+from orchestration.definitions import all_assets, all_checks
 from recsys.sources.movielens import ML100K_FLAG_GENRES
 from recsys.synthetic import SyntheticConfig, SyntheticWorld, generate_day
 from resources.compute import ComputeResource
-from resources.datasets import DatasetSource
-from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 TS_GRAIN = 300  # seconds
@@ -155,23 +152,9 @@ def fast_ops(seed: int = 0) -> dict:
 def run_dag(folder: Path, data_dir: Path, selection: list[str], protocol: str, cutoff: str, seed: int = 0) -> Warehouse:
     """Ingest the MovieLens ``folder`` into ``data_dir``, then materialize the split, ``selection`` and
     evaluation for one cut-off with ``protocol``; every seed (torch, ALS, LightGBM) is ``seed``."""
-    resources = {
-        **build_resources(),
-        "warehouse": Warehouse(data_dir=str(data_dir)),
-        "source": DatasetSource(dataset=f"movielens:{folder}", data_dir=str(data_dir)),
-        "model_store": ModelStore(data_dir=str(data_dir)),
-        "compute": ComputeResource(seed=seed),
-    }
+    resources = local_resources(data_dir, f"movielens:{folder}", compute=ComputeResource(seed=seed))
     instance = dg.DagsterInstance.ephemeral()
-    days = daily_partitions.get_partition_keys()
-    ingest = dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.groups("ingestion"),
-        resources=resources,
-        instance=instance,
-        tags=partition_range_tags(days[0], days[-1]),
-    )
-    assert ingest.success
+    ingest_every_day(resources, instance)
     ops = {"split": {"config": {"protocol": protocol}}, **fast_ops(seed)}
     for part in (["split", *selection], ["evaluation"]):
         result = dg.materialize(

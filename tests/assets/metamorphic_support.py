@@ -8,13 +8,11 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
+from dagster_support import ingest_every_day, local_resources
 
-from assets.partitions import daily_partitions, latest_cutoff
-from orchestration.definitions import all_assets, all_checks, build_resources
-from orchestration.tags import partition_range_tags
+from assets.partitions import latest_cutoff
+from orchestration.definitions import all_assets, all_checks
 from recsys.synthetic import SyntheticConfig, SyntheticWorld, generate_day, render_lines
-from resources.datasets import DatasetSource
-from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 # The stages whose output is a deterministic function of the log (no seeded training).
@@ -75,22 +73,9 @@ def write_csv(lines: pl.DataFrame, path: Path) -> Path:
 
 def run_dag(csv: Path, data_dir: Path, selection: list[str], protocol: str, cutoff: str | None = None) -> dict:
     """Ingest ``csv`` into ``data_dir``, then materialize ``selection`` (and evaluation) for one cut-off."""
-    resources = {
-        **build_resources(),
-        "warehouse": Warehouse(data_dir=str(data_dir)),
-        "source": DatasetSource(dataset=f"taobao:{csv}", data_dir=str(data_dir)),
-        "model_store": ModelStore(data_dir=str(data_dir)),
-    }
+    resources = local_resources(data_dir, f"taobao:{csv}")
     instance = dg.DagsterInstance.ephemeral()
-    days = daily_partitions.get_partition_keys()
-    ingest = dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.groups("ingestion"),
-        resources=resources,
-        instance=instance,
-        tags=partition_range_tags(days[0], days[-1]),
-    )
-    assert ingest.success
+    ingest_every_day(resources, instance)
     key = cutoff or latest_cutoff()
     ops = {"split": {"config": {"protocol": protocol}}, **FAST}
     for part in (["split", *selection], ["evaluation"]):

@@ -2,35 +2,19 @@
 
 import dagster as dg
 import polars as pl
+from dagster_support import ingest_every_day, local_resources
 
-from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions, daily_partitions
-from orchestration.definitions import all_assets, all_checks, build_resources
-from orchestration.tags import partition_range_tags
-from resources.datasets import DatasetSource
-from resources.model_store import ModelStore
-from resources.warehouse import Warehouse
+from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
+from orchestration.definitions import all_assets, all_checks
 
 # two runs per cut-off: evaluation's own upstream (the rankers) is left out, so it must come after
 CHAIN = (["split", "candidates_pop", "candidates_itemcf"], ["evaluation"])
 
 
 def test_two_cutoffs_are_evaluated_separately_and_pooled(tmp_path):
-    resources = {
-        **build_resources(),
-        "warehouse": Warehouse(data_dir=str(tmp_path)),
-        "source": DatasetSource(dataset="synthetic:30000", data_dir=str(tmp_path)),
-        "model_store": ModelStore(data_dir=str(tmp_path)),
-    }
+    resources = local_resources(tmp_path, "synthetic:30000")
     instance = dg.DagsterInstance.ephemeral()
-    days = daily_partitions.get_partition_keys()
-    ingest = dg.materialize(
-        all_assets,
-        selection=dg.AssetSelection.groups("ingestion"),
-        resources=resources,
-        instance=instance,
-        tags=partition_range_tags(days[0], days[-1]),
-    )
-    assert ingest.success
+    ingest_every_day(resources, instance)
     cutoffs = cutoff_partitions.get_partition_keys()[-2:]
     for cutoff in cutoffs:
         for selection in CHAIN:
