@@ -7,9 +7,9 @@ import polars as pl
 
 from assets.checks import check_result, plain_check_result
 from assets.metadata import md, md_table
-from assets.partitions import DATASET_START, daily_partitions, window
+from assets.partitions import DATASET_START, daily_partitions, day_runs, window
 from recsys.ingest_stats import per_day_counts, volume_ratios
-from recsys.sources import UNROUTABLE
+from recsys.sources import UNROUTABLE, ParsedBatch
 from resources import expectations
 from resources.datasets import DatasetSource
 from resources.gx import GreatExpectationsResource
@@ -64,7 +64,9 @@ def raw_interactions(
     gx_validator: GreatExpectationsResource,
 ):
     start, end, keys = window(context)
-    batch = source.reader().read_window(start, end)
+    runs = day_runs(keys)  # consecutive days; a dynamic (live) partition set may skip days
+    reader = source.reader()
+    batch = ParsedBatch.concat([reader.read_window(lo, hi) for lo, hi in runs])
     now = utcnow()
     raw = batch.interactions.with_columns(pl.lit(now).alias("ingested_at"))
     quarantine = batch.quarantine.with_columns(pl.lit(now).alias("ingested_at"))
@@ -72,8 +74,9 @@ def raw_interactions(
 
     with warehouse.connect() as con:
         con.begin()
-        warehouse.replace_window(con, "raw.interactions", raw, start, end)
-        cleared = keys + ([UNROUTABLE] if start <= DATASET_START else [])
+        for lo, hi in runs:
+            warehouse.replace_window(con, "raw.interactions", raw.filter(pl.col("event_date").is_between(lo, hi)), lo, hi)
+        cleared = keys + ([UNROUTABLE] if DATASET_START is not None and start <= DATASET_START else [])
         con.execute('DELETE FROM quality.quarantine WHERE "partition" IN (SELECT unnest($k))', {"k": cleared})
         warehouse.append("quality.quarantine", quarantine, con=con)
         warehouse.append("quality.ingestion_log", per_day, con=con)
@@ -192,12 +195,16 @@ CLEAN_CHECKS = [
 )
 def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
     start, end, keys = window(context)
-    params = {"start": start, "end": end}
+    n_raw, parts = 0, []
     with warehouse.connect() as con:
         con.begin()
-        clean = con.execute(load_sql("staging/interactions"), params).pl()
-        warehouse.replace_window(con, "staging.interactions", clean, start, end)
-        n_raw = con.execute("SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN $start AND $end", params).fetchone()[0]
+        for lo, hi in day_runs(keys):
+            params = {"start": lo, "end": hi}
+            part = con.execute(load_sql("staging/interactions"), params).pl()
+            warehouse.replace_window(con, "staging.interactions", part, lo, hi)
+            n_raw += con.execute("SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN $start AND $end", params).fetchone()[0]
+            parts.append(part)
+        clean = pl.concat(parts, how="vertical")
         known_items = con.execute("SELECT item_id FROM raw.items").pl()["item_id"].to_list()
         known_users = con.execute("SELECT user_id FROM raw.users").pl()["user_id"].to_list()
         con.commit()
