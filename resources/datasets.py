@@ -25,6 +25,7 @@ import dagster as dg
 from pydantic import Field
 
 from recsys.sources import DatasetReader, SourceError, open_reader
+from recsys.sources.lines import PlausibleWindow
 from resources import settings
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
@@ -100,29 +101,37 @@ class DatasetSource(dg.ConfigurableResource):
         return dataset_bounds(self.dataset, self.data_dir)
 
 
-@lru_cache(maxsize=8)
 def _open(dataset: str, data_dir: str) -> DatasetReader:
+    """The reader, once per process per (dataset, data dir, plausible-timestamp rule from settings)."""
+    return _open_with(dataset, data_dir, settings.ts_window())
+
+
+@lru_cache(maxsize=8)
+def _open_with(dataset: str, data_dir: str, window: PlausibleWindow) -> DatasetReader:
     root = Path(data_dir)
     cache = root / "cache" / _slug(dataset)
     if dataset == "movielens-100k":
         folder = fetch_movielens_100k(root / "sources" / "ml-100k")
-        reader = open_reader(f"movielens:{folder}", cache)
+        reader = open_reader(f"movielens:{folder}", cache, window=window)
         reader.name = "movielens-100k"
         return reader
-    return open_reader(dataset, cache)
+    return open_reader(dataset, cache, window=window)
 
 
 def dataset_bounds(dataset: str, data_dir: str) -> tuple[date, date]:
-    """Partition bounds of a dataset, cached in ``$DATA/cache/<slug>/bounds.json``."""
-    if dataset in KNOWN_BOUNDS:
+    """Partition bounds of a dataset, cached in ``$DATA/cache/<slug>/bounds.json`` (with the
+    plausible-timestamp rule that chose them: another RECDAG_TS_WINDOW recomputes them)."""
+    window = settings.ts_window()
+    if dataset in KNOWN_BOUNDS and window == PlausibleWindow():
         return KNOWN_BOUNDS[dataset]
     cache_file = Path(data_dir) / "cache" / _slug(dataset) / "bounds.json"
     if cache_file.exists():
         raw = json.loads(cache_file.read_text())
-        return date.fromisoformat(raw["start"]), date.fromisoformat(raw["end"])
+        if raw.get("window") == repr(window):
+            return date.fromisoformat(raw["start"]), date.fromisoformat(raw["end"])
     start, end = _open(dataset, data_dir).date_bounds()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"start": start.isoformat(), "end": end.isoformat()}))
+    cache_file.write_text(json.dumps({"start": start.isoformat(), "end": end.isoformat(), "window": repr(window)}))
     return start, end
 
 

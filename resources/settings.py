@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +38,57 @@ def cutoff_window_days() -> int | None:
 
 def alert_webhook_url() -> str | None:
     return os.environ.get("RECDAG_ALERT_WEBHOOK") or None
+
+
+def ts_window():
+    """The plausible-timestamp rule of file sources (``recsys.sources.lines.PlausibleWindow``).
+
+    ``RECDAG_TS_WINDOW=YYYY-MM-DD..YYYY-MM-DD`` fixes the window (either end may be left empty:
+    ``2017-11-25..`` keeps the computed end); ``RECDAG_TS_QUANTILE`` (default 0.01) sets the quantile
+    of the computed rule. Unset: the default rule (1%/99% day quantiles, padded)."""
+    from recsys.sources.lines import PlausibleWindow
+
+    kwargs: dict = {}
+    raw = os.environ.get("RECDAG_TS_WINDOW", "").strip()
+    if raw:
+        lo, sep, hi = raw.partition("..")
+        try:
+            if not sep or not (lo.strip() or hi.strip()):
+                raise ValueError
+            kwargs["lo"] = date.fromisoformat(lo.strip()) if lo.strip() else None
+            kwargs["hi"] = date.fromisoformat(hi.strip()) if hi.strip() else None
+        except ValueError:
+            raise ValueError(f"RECDAG_TS_WINDOW={raw!r}: expected YYYY-MM-DD..YYYY-MM-DD (one end may be empty)") from None
+    q = os.environ.get("RECDAG_TS_QUANTILE", "").strip()
+    if q:
+        try:
+            kwargs["quantile"] = float(q)
+        except ValueError:
+            raise ValueError(f"RECDAG_TS_QUANTILE={q!r}: expected a number in [0, 0.5)") from None
+    try:
+        return PlausibleWindow(**kwargs)
+    except ValueError as exc:
+        raise ValueError(f"RECDAG_TS_WINDOW / RECDAG_TS_QUANTILE: {exc}") from None
+
+
+def landing_interval_s() -> int:
+    """RECDAG_LANDING_INTERVAL_S: seconds between two looks of the landing sensor at its folder (live mode)."""
+    return _positive_int("RECDAG_LANDING_INTERVAL_S", 30)
+
+
+def retrain_cron() -> str:
+    """RECDAG_RETRAIN_CRON: when the weekly retrain fires (default Mondays 04:00 UTC)."""
+    return os.environ.get("RECDAG_RETRAIN_CRON", "0 4 * * 1")
+
+
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1")
+    return value

@@ -2,7 +2,9 @@
 
 API
 ---
-``open_reader(spec: str, cache_dir: Path) -> DatasetReader`` parses a source spec for local data:
+``open_reader(spec: str, cache_dir: Path, *, window: PlausibleWindow | None = None) -> DatasetReader``
+parses a source spec for local data (``window``: the plausible-timestamp rule of file sources, see
+``recsys.sources.lines.PlausibleWindow``; the synthetic source only emits its own days):
 
 - ``movielens:<dir>``  (also ``movielens-100k:<dir>``, ``ml-1m:<dir>``, ``ml-25m:<dir>`` ...): a local
   MovieLens folder; the layout (ml-100k ``u.data``, RecBole ``<name>.inter``, ml-1m ``ratings.dat``,
@@ -99,7 +101,7 @@ class DatasetReader(Protocol):
 _MOVIELENS_PREFIXES = ("movielens", "ml-")
 
 
-def open_reader(spec: str, cache_dir: Path) -> DatasetReader:
+def open_reader(spec: str, cache_dir: Path, *, window=None) -> DatasetReader:
     """Build the reader for ``spec`` (see module docstring); ``cache_dir`` holds per-day caches."""
     cache_dir = Path(cache_dir)
     kind, _, arg = spec.partition(":")
@@ -120,9 +122,9 @@ def open_reader(spec: str, cache_dir: Path) -> DatasetReader:
     if kind == "taobao":
         from recsys.sources.taobao import TaobaoReader
 
-        return TaobaoReader(path, cache_dir)
+        return TaobaoReader(path, cache_dir, window=window)
     if kind.startswith(_MOVIELENS_PREFIXES):
         from recsys.sources.movielens import open_movielens
 
-        return open_movielens(path, cache_dir)
+        return open_movielens(path, cache_dir, window=window)
     raise SourceError(f"unknown source kind {kind!r} in spec {spec!r}: expected movielens, ml-*, taobao or synthetic")

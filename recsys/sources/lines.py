@@ -9,9 +9,20 @@ API
   columns (user_id, item_id, event_type, value, ts, event_date, plus extra fields) and ``reason``
   (null when the line loads; otherwise the first failing check, e.g. "column count 3, expected 5",
   "user_id 'abc' is not an integer", "behavior_type 'zz' not in pv|cart|fav|buy").
-- ``route(parsed, bounds, file_day=None)`` adds the bound/day-file checks and ``partition``: the
-  event_date ISO string, the day file's day when lines come from a per-day file, else "unroutable"
-  (timestamp unparsable or outside the declared bounds).
+- ``PlausibleWindow(quantile=0.01, pad_fraction=0.25, min_pad_days=2, lo=None, hi=None)`` (frozen)
+  and ``plausible_window(day_counts, rule) -> tuple[date, date] | None``: the partition bounds of a
+  source from its ``ParsedStore.day_counts()`` (event_date, n_rows, n_valid): the rows' 1%/99% day
+  quantiles padded by max(2 days, 25% of their span), shrunk to the first/last day with valid rows;
+  ``lo``/``hi`` set an explicit window. A few stray rows (epoch, 2038) cannot stretch it.
+- ``route(parsed, bounds, *, file_day=None, rule=None) -> LazyFrame`` adds the bound/day-file checks
+  and ``partition``: the event_date ISO string, the day file's day when lines come from a per-day
+  file, else "unroutable" (timestamp unparsable or outside the bounds). ``rule`` is the
+  PlausibleWindow that chose ``bounds``, named in the reason.
+- Timestamp reasons: every stamp that parses as a number but is implausible starts with
+  ``TS_OUT_OF_RANGE + ": "``: "timestamp_out_of_range: -5 is negative", "...: 1511544070000 is past
+  2100-01-01 in unix seconds (milliseconds?)", "...: event_date 1970-01-01 outside the plausible
+  window [2017-11-24, 2017-12-03] (1%/99% day quantiles padded by ...)"; a non-number keeps
+  "timestamp 'abc' is not a unix time".
 - ``finalize(routed, source_name, session_gap=None) -> ParsedBatch``.
 - ``InMemoryStore`` and ``DayCache`` (Parquet per event_date, built in one streaming pass of
   bounded batches) hold parsed lines; ``LineSourceReader`` implements ``date_bounds``/``read_window``
@@ -21,6 +32,7 @@ API
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +49,8 @@ from recsys.sources import UNROUTABLE, ParsedBatch, SourceError
 
 RAW_SEPARATOR = "\x1f"  # ASCII unit separator: never in our text formats, so a line stays one field
 TS_MAX_SECONDS = 4_102_444_800  # 2100-01-01: later unix times are corrupt, not future data
-CACHE_FORMAT_VERSION = 1
+TS_OUT_OF_RANGE = "timestamp_out_of_range"  # reason prefix of every implausible or unrepresentable stamp
+CACHE_FORMAT_VERSION = 2  # 2: timestamp reasons start with TS_OUT_OF_RANGE
 
 LINE_COLUMNS = ("line_no", "raw_line")
 
@@ -151,9 +164,18 @@ class LineFormat:
                 secs = pl.col(f"__secs_{f.name}")
                 checks += [
                     (secs.is_null() | ~secs.is_finite(), pl.format("{} '{}' is not a unix time", pl.lit(f.shown), raw)),
+                    (secs < 0, pl.format(TS_OUT_OF_RANGE + ": {} is negative", raw)),
                     (
-                        (secs < 0) | (secs >= TS_MAX_SECONDS),
-                        pl.format("{} {} outside unix range 1970..2100", pl.lit(f.shown), raw),
+                        secs >= TS_MAX_SECONDS,
+                        pl.format(
+                            TS_OUT_OF_RANGE + ": {} is past 2100-01-01 in unix seconds{}",
+                            raw,
+                            pl.when(secs < TS_MAX_SECONDS * 1000)
+                            .then(pl.lit(" (milliseconds?)"))
+                            .when(secs < TS_MAX_SECONDS * 1_000_000)
+                            .then(pl.lit(" (microseconds?)"))
+                            .otherwise(pl.lit("")),
+                        ),
                     ),
                 ]
             elif f.kind == "enum":
@@ -209,8 +231,13 @@ def route(
     bounds: tuple[date, date] | None,
     *,
     file_day: date | None = None,
+    rule: PlausibleWindow | None = None,
 ) -> pl.LazyFrame:
-    """Add day checks to ``reason`` and the ``partition`` column (see module docstring)."""
+    """Add day checks to ``reason`` and the ``partition`` column (see module docstring).
+
+    A dated line outside ``bounds`` gets "timestamp_out_of_range: event_date D outside the plausible
+    window [lo, hi] (<rule.describe()>)" when ``rule`` (the rule that chose ``bounds``) is given,
+    else "... outside the declared bounds [lo, hi]"."""
     ed = pl.col("event_date")
     checks: list[tuple[pl.Expr, pl.Expr]] = []
     if file_day is not None:
@@ -226,11 +253,13 @@ def route(
         )
     if bounds is not None:
         lo, hi = bounds
+        what = "declared bounds" if rule is None else "plausible window"
+        why = "" if rule is None else f" ({rule.describe()})"
         checks.append(
             (
                 ed.is_not_null() & ((ed < lo) | (ed > hi)),
                 pl.format(
-                    "event_date {} outside the dataset's declared bounds [{}, {}]",
+                    TS_OUT_OF_RANGE + ": event_date {} outside the " + what + " [{}, {}]" + why,
                     ed.dt.to_string("%Y-%m-%d"),
                     pl.lit(lo.isoformat()),
                     pl.lit(hi.isoformat()),
@@ -440,15 +469,69 @@ class DayCache:
         return pl.DataFrame(rows, schema={"event_date": pl.Date, "n_rows": pl.Int64, "n_valid": pl.Int64}, orient="row").sort("event_date")
 
 
-def valid_bounds(day_counts: pl.DataFrame, *, tail_fraction: float = 0.0) -> tuple[date, date] | None:
-    """First and last day with valid rows; with ``tail_fraction`` > 0 the bounds skip stray days
-    (fewer valid rows than that fraction of the busiest day), e.g. Taobao's 1970 timestamps."""
-    valid = day_counts.filter(pl.col("n_valid") > 0)
+@dataclass(frozen=True)
+class PlausibleWindow:
+    """Which days of a source are plausible event days: the rule behind ``plausible_window``.
+
+    Default: the days holding the ``quantile`` and 1 - ``quantile`` points of the valid rows
+    (weighted by rows, so a day of 2 stray rows moves them by nothing), padded on each side by
+    max(``min_pad_days``, ``pad_fraction`` x the days between them), then shrunk to the first and
+    last day with valid rows inside. Outliers below ``quantile`` of the rows on either side
+    (1% by default) cannot stretch it; a legitimately sparse tail within the padding is kept
+    (ML-100K's 1% / 99% days are 1997-09-21 / 1998-04-18, padded by 53 days: all 215 days kept).
+    ``lo`` / ``hi``, when given, replace the computed end(s): an explicit window (the data's
+    first/last valid day inside it still bounds the partitions)."""
+
+    quantile: float = 0.01
+    pad_fraction: float = 0.25
+    min_pad_days: int = 2
+    lo: date | None = None
+    hi: date | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.quantile < 0.5:
+            raise ValueError(f"PlausibleWindow.quantile {self.quantile!r}: expected 0 <= q < 0.5")
+        if self.pad_fraction < 0 or self.min_pad_days < 0:
+            raise ValueError(
+                f"PlausibleWindow padding must be >= 0, got pad_fraction={self.pad_fraction!r}, min_pad_days={self.min_pad_days!r}"
+            )
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise ValueError(f"PlausibleWindow: lo {self.lo} is after hi {self.hi}")
+
+    def describe(self) -> str:
+        """The rule in words, for quarantine reasons: "1%/99% day quantiles padded by max(2 d, 25% of their span)"."""
+        if self.lo is not None and self.hi is not None:
+            return "explicit window"
+        pct = f"{self.quantile * 100:g}%/{(1 - self.quantile) * 100:g}%"
+        text = f"{pct} day quantiles padded by max({self.min_pad_days} d, {self.pad_fraction * 100:g}% of their span)"
+        if self.lo is not None:
+            text = f"explicit start, {text}"
+        if self.hi is not None:
+            text = f"explicit end, {text}"
+        return text
+
+
+def plausible_window(day_counts: pl.DataFrame, rule: PlausibleWindow | None = None) -> tuple[date, date] | None:
+    """First and last day with valid rows inside ``rule``'s window (see ``PlausibleWindow``);
+    None when no valid row is inside. ``day_counts``: event_date Date, n_valid (``ParsedStore.day_counts()``)."""
+    rule = rule or PlausibleWindow()
+    valid = day_counts.filter(pl.col("n_valid") > 0).sort("event_date")
     if valid.height == 0:
         return None
-    if tail_fraction > 0:
-        valid = valid.filter(pl.col("n_valid") >= tail_fraction * valid["n_valid"].max())
-    return valid["event_date"].min(), valid["event_date"].max()
+    days = valid["event_date"]
+    lo, hi = rule.lo, rule.hi
+    if lo is None or hi is None:
+        cum = valid["n_valid"].cast(pl.Int64).cum_sum().to_numpy()
+        total = float(cum[-1])
+        q_lo = days[int(np.searchsorted(cum, rule.quantile * total, side="right"))]
+        q_hi = days[int(np.searchsorted(cum, (1.0 - rule.quantile) * total, side="left"))]
+        pad = timedelta(days=max(rule.min_pad_days, math.ceil(rule.pad_fraction * (q_hi - q_lo).days)))
+        lo = q_lo - pad if lo is None else lo
+        hi = q_hi + pad if hi is None else hi
+    inside = days.filter(days.is_between(lo, hi))
+    if inside.len() == 0:
+        return None
+    return inside.min(), inside.max()
 
 
 class LineSourceReader:
@@ -464,13 +547,18 @@ class LineSourceReader:
         bounds: tuple[date, date] | None,
         *,
         session_gap: timedelta | None = None,
+        rule: PlausibleWindow | None = None,
     ):
+        """``rule``: the PlausibleWindow that chose ``bounds`` (named in quarantine reasons); None
+        when ``bounds`` were declared by the caller."""
         self.name = name
         self.source_path = source_path
         self.store = store
         self.session_gap = session_gap
+        self.rule = rule
         if bounds is None:
-            raise SourceError(f"{source_path}: no valid interaction rows, cannot establish date bounds")
+            where = f" inside the plausible window ({rule.describe()})" if rule is not None else ""
+            raise SourceError(f"{source_path}: no valid interaction rows{where}, cannot establish date bounds")
         self.bounds = bounds
 
     def date_bounds(self) -> tuple[date, date]:
@@ -483,7 +571,7 @@ class LineSourceReader:
             # unroutable lines (no day, or a day outside the bounds) belong to the first partition
             parts.append(self.store.scan_outside(lo, hi))
         raw = pl.concat(parts, how="vertical").collect()
-        routed = route(raw.lazy(), self.bounds).collect()
+        routed = route(raw.lazy(), self.bounds, rule=self.rule).collect()
         return finalize(routed, source_name=self.name, source_path=self.source_path, session_gap=self.session_gap)
 
 
@@ -504,11 +592,13 @@ __all__: Sequence[str] = (
     "DayCache",
     "InMemoryStore",
     "LineSourceReader",
+    "PlausibleWindow",
+    "TS_OUT_OF_RANGE",
     "finalize",
     "lines_frame",
     "read_whole",
     "route",
     "scan_raw_lines",
+    "plausible_window",
     "sessionize",
-    "valid_bounds",
 )

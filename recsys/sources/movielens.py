@@ -19,6 +19,8 @@ genre; null for none/unknown), title (without the "(1995)" suffix), year Int64, 
 ml-100k/ml-1m/recbole (ml-1m age is its bucket code and occupation its documented name), only
 user_id for ml-latest. Ratings files above ``cache_threshold_bytes`` (ml-20m, ml-25m, ml-latest) are
 parsed once into a per-day Parquet cache under ``cache_dir``; smaller ones stay in memory.
+Bounds: ``plausible_window(day_counts, window)`` (default ``PlausibleWindow()``; keeps every ML-100K
+day), rows outside it quarantined as "timestamp_out_of_range: ...".
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from recsys.sources.lines import (
     InMemoryStore,
     LineFormat,
     LineSourceReader,
+    PlausibleWindow,
+    plausible_window,
     scan_raw_lines,
     source_fingerprint,
-    valid_bounds,
 )
 from recsys.sources.recbole import _header, inter_format, read_atomic
 
@@ -269,7 +272,8 @@ def detect_layout(directory: Path) -> Layout:
 
 class MovieLensReader(LineSourceReader):
     def __init__(self, layout: Layout, cache_dir: Path, *, cache_threshold_bytes: int = 64 << 20,
-                 batch_size: int = 2_000_000, log: Callable[[str], None] | None = None):  # fmt: skip
+                 batch_size: int = 2_000_000, window: PlausibleWindow | None = None,
+                 log: Callable[[str], None] | None = None):  # fmt: skip
         self.layout = layout
         lines = scan_raw_lines(layout.ratings, header=layout.header)
         if layout.ratings.stat().st_size > cache_threshold_bytes:
@@ -280,7 +284,8 @@ class MovieLensReader(LineSourceReader):
             )  # fmt: skip
         else:
             store = InMemoryStore(layout.fmt.parse(lines).collect())
-        super().__init__(layout.name, str(layout.ratings), store, valid_bounds(store.day_counts()))
+        rule = window or PlausibleWindow()
+        super().__init__(layout.name, str(layout.ratings), store, plausible_window(store.day_counts(), rule), rule=rule)
         self._items: pl.DataFrame | None = None
         self._users: pl.DataFrame | None = None
 

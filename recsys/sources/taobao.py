@@ -2,7 +2,7 @@
 
 API
 ---
-``TaobaoReader(path, cache_dir, *, bounds=None, batch_size=2_000_000, tail_fraction=1e-3,
+``TaobaoReader(path, cache_dir, *, bounds=None, batch_size=2_000_000, window=PlausibleWindow(),
 session_gap=timedelta(minutes=30), log=None)`` implements ``DatasetReader`` (name "taobao").
 
 Input: headerless ``user_id,item_id,category_id,behavior_type,timestamp`` with behavior_type in
@@ -12,11 +12,11 @@ memory), writing parsed lines (raw line kept) to ``cache_dir/taobao-<hash>/days/
 with ``manifest.json`` (source size/mtime, per-day row counts, batch sizes). Later readers, and
 every window, read only their days. A changed source file rebuilds the cache.
 
-Declared bounds: ``bounds`` if given, else the first/last UTC day whose valid rows reach
-``tail_fraction`` of the busiest day, so the stray 1970/2037 timestamps of the real file become
-quarantine ("event_date ... outside the dataset's declared bounds") instead of stretching the
-partition range over decades. Note the file's days are UTC; the official 2017-11-25..12-03 range is
-China time, so its UTC bounds start 2017-11-24.
+Bounds: ``bounds`` if given, else ``plausible_window(day_counts, window)`` (recsys.sources.lines:
+the valid rows' 1%/99% day quantiles, padded, shrunk to days with rows), so the stray 1970/2037
+timestamps of the real file become quarantine ("timestamp_out_of_range: event_date ... outside the
+plausible window ...") instead of stretching the partition range over decades. Note the file's days
+are UTC; the official 2017-11-25..12-03 range is China time, so its UTC bounds start 2017-11-24.
 
 session_id: per user and UTC day, a new session after ``session_gap`` of inactivity; the id is a
 hash of (user_id, session start second), so it is the same whichever window reads the day.
@@ -38,9 +38,10 @@ from recsys.sources.lines import (
     Field,
     LineFormat,
     LineSourceReader,
+    PlausibleWindow,
+    plausible_window,
     scan_raw_lines,
     source_fingerprint,
-    valid_bounds,
 )
 
 BEHAVIORS = {"pv": "view", "cart": "cart", "fav": "fav", "buy": "buy"}
@@ -66,7 +67,7 @@ class TaobaoReader(LineSourceReader):
         *,
         bounds: tuple[date, date] | None = None,
         batch_size: int = 2_000_000,
-        tail_fraction: float = 1e-3,
+        window: PlausibleWindow | None = None,
         session_gap: timedelta = timedelta(minutes=30),
         log: Callable[[str], None] | None = None,
     ):
@@ -85,8 +86,9 @@ class TaobaoReader(LineSourceReader):
             batch_size=batch_size,
             log=log,
         )
-        declared = bounds or valid_bounds(cache.day_counts(), tail_fraction=tail_fraction)
-        super().__init__("taobao", str(path), cache, declared, session_gap=session_gap)
+        rule = None if bounds else (window or PlausibleWindow())
+        declared = bounds or plausible_window(cache.day_counts(), rule)
+        super().__init__("taobao", str(path), cache, declared, session_gap=session_gap, rule=rule)
         self.cache = cache
         self._items: pl.DataFrame | None = None
         self._users: pl.DataFrame | None = None

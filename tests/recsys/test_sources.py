@@ -309,7 +309,7 @@ def test_taobao_streaming_cache_matches_full_parse(tmp_path):
 
     # reference: the whole file parsed in memory at once
     parsed = taobao_format().parse(scan_raw_lines(path))
-    ref = finalize(route(parsed, reader.date_bounds()).collect(), source_name="taobao", source_path=str(path),
+    ref = finalize(route(parsed, reader.date_bounds(), rule=reader.rule).collect(), source_name="taobao", source_path=str(path),
                    session_gap=timedelta(minutes=30))  # fmt: skip
     key = ["ts", "user_id", "item_id", "event_type"]
     assert got.interactions.sort(key).equals(ref.interactions.sort(key))
@@ -317,7 +317,10 @@ def test_taobao_streaming_cache_matches_full_parse(tmp_path):
     reasons = dict(zip(got.quarantine["raw_line"], got.quarantine["reason"]))
     assert reasons["1,2,3,zz,1511568000"] == "behavior_type 'zz' not in pv|cart|fav|buy"
     assert reasons["1,2,x,pv,1511568000"] == "category_id 'x' is not an integer"
-    assert reasons["1,2,3,pv,12"] == ("event_date 1970-01-01 outside the dataset's declared bounds [2017-11-25, 2017-11-27]")
+    assert reasons["1,2,3,pv,12"] == (
+        "timestamp_out_of_range: event_date 1970-01-01 outside the plausible window [2017-11-25, 2017-11-27]"
+        " (1%/99% day quantiles padded by max(2 d, 25% of their span))"
+    )
     assert windows[0].quarantine.filter(pl.col("partition") == UNROUTABLE).height == 3
     assert windows[1].quarantine.height == 0 and windows[2].quarantine.height == 0
     assert set(got.interactions["event_type"]) == {"view", "cart", "fav", "buy"}
