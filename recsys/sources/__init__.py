@@ -10,6 +10,7 @@ parses a source spec for local data (``window``: the plausible-timestamp rule of
   MovieLens folder; the layout (ml-100k ``u.data``, RecBole ``<name>.inter``, ml-1m ``ratings.dat``,
   ml-latest/20m/25m ``ratings.csv``) is detected from the files present.
 - ``taobao:<file.csv>``: UserBehavior / PI2I-style headerless CSV, streamed into a per-day cache.
+- ``landing:<dir>``: a landing folder of event files that grows (live mode, recsys.sources.landing).
 - ``synthetic`` or ``synthetic:N`` or ``synthetic:N:SEED``: the Taobao-shaped generator with N total
   interactions (default 200_000, seed 0).
 
@@ -117,8 +118,14 @@ def open_reader(spec: str, cache_dir: Path, *, window=None) -> DatasetReader:
             raise SourceError(f"bad synthetic spec {spec!r}: expected synthetic[:N[:SEED]]") from exc
         return SyntheticReader(SyntheticConfig(n_interactions=n, seed=seed))
     if not arg:
-        raise SourceError(f"source spec {spec!r} has no path: expected 'movielens:<dir>', 'taobao:<file>' or 'synthetic[:N[:SEED]]'")
+        raise SourceError(
+            f"source spec {spec!r} has no path: expected 'movielens:<dir>', 'taobao:<file>', 'landing:<dir>' or 'synthetic[:N[:SEED]]'"
+        )
     path = Path(arg).expanduser()
+    if kind == "landing":
+        from recsys.sources.landing import LandingReader
+
+        return LandingReader(path, cache_dir, rule=window)
     if kind == "taobao":
         from recsys.sources.taobao import TaobaoReader
 
@@ -127,4 +134,4 @@ def open_reader(spec: str, cache_dir: Path, *, window=None) -> DatasetReader:
         from recsys.sources.movielens import open_movielens
 
         return open_movielens(path, cache_dir, window=window)
-    raise SourceError(f"unknown source kind {kind!r} in spec {spec!r}: expected movielens, ml-*, taobao or synthetic")
+    raise SourceError(f"unknown source kind {kind!r} in spec {spec!r}: expected movielens, ml-*, taobao, landing or synthetic")
