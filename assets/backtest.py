@@ -15,9 +15,10 @@ import json
 import dagster as dg
 import polars as pl
 
+from assets.catalog import IO_RETRY, SERVING_FRESHNESS, catalog, observe
 from assets.common import DUCKDB_POOL, eval_rows
-from assets.evaluation import HEADLINE_K, evaluation
-from assets.metadata import headline_table, md
+from assets.evaluation import HEADLINE_K
+from assets.metadata import headline_table, md, table_metadata
 from recsys.backtest import paired_against, pooled_bootstrap
 from resources.datasets import DatasetSource
 from resources.reports import write_report
@@ -40,10 +41,13 @@ def _served_stage(warehouse: Warehouse) -> str | None:
 
 
 @dg.asset(
-    deps=[dg.AssetDep(evaluation, partition_mapping=dg.AllPartitionMapping())],
+    deps=[dg.AssetDep("evaluation", partition_mapping=dg.AllPartitionMapping())],
     pool=DUCKDB_POOL,
     group_name="evaluation",
     kinds={"polars", "duckdb"},
+    freshness_policy=SERVING_FRESHNESS,
+    retry_policy=IO_RETRY,  # writes the HTML report
+    **catalog("eval.pooled_paired_test"),
     description=(
         "Users pooled across every evaluated cut-off (newest run of each): pooled accuracy with stratified bootstrap 95% CIs, "
         "paired tests of the served stage against every other stage (Holm-corrected); eval.metrics rows with cutoff 'pooled'."
@@ -98,10 +102,13 @@ def evaluation_summary(
         .sort("stage")
     )
     report = write_report(warehouse, context.run.run_id)
+    observe(context, warehouse, "eval.metrics")
     headline = pooled.filter(pl.col("k") == HEADLINE_K)
     context.log.info(f"evaluation_summary: {len(cutoffs)} cut-offs {cutoffs}, {headline['n_users'].max()} (cutoff, user) units")
+    pooled_table = table_metadata(warehouse, "eval.pooled_paired_test") if warehouse.table_exists("eval.pooled_paired_test") else {}
     return dg.MaterializeResult(
         metadata={
+            **pooled_table,
             "pooled_headline": headline_table(headline),
             "paired_tests_holm": md(paired, 40),
             "ndcg10_per_cutoff": md(per_cutoff, 40),

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
+from assets.catalog import catalog
 from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, target_users, with_fold
-from assets.metadata import md
+from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
-from assets.split import split
 from recsys.channels.als import ALSChannel
 from recsys.channels.content import ContentChannel
 from recsys.channels.ease import EASEChannel
@@ -65,7 +65,13 @@ def _run_channel(
     per_fold = out.group_by("fold").agg(
         pl.len().alias("rows"), pl.col("user_id").n_unique().alias("users"), pl.col("item_id").n_unique().alias("distinct_items")
     )
-    return dg.MaterializeResult(metadata={"folds": md(per_fold), "fit_and_recommend_seconds": dg.MetadataValue.json(timings)})
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(warehouse, f"candidates.{stage}"),
+            "folds": md(per_fold),
+            "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
+        }
+    )
 
 
 def channel_asset(stage: str, make: Callable[[dict], object], description: str, uses_torch: bool = False):
@@ -73,12 +79,13 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
 
         @dg.asset(
             name=f"candidates_{stage}",
-            deps=[split],
+            deps=["split"],
             pool=GPU_POOL,
             group_name="candidates",
             partitions_def=cutoff_partitions,
             kinds={"torch", "duckdb"},
             description=description,
+            **catalog(f"candidates.{stage}"),
         )
         def _torch_asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse, compute: ComputeResource):
             return _run_channel(context, stage, make, config, warehouse, compute)
@@ -87,12 +94,13 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
 
     @dg.asset(
         name=f"candidates_{stage}",
-        deps=[split],
+        deps=["split"],
         pool=DUCKDB_POOL,
         group_name="candidates",
         partitions_def=cutoff_partitions,
         kinds={"polars", "duckdb"},
         description=description,
+        **catalog(f"candidates.{stage}"),
     )
     def _asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse):
         return _run_channel(context, stage, make, config, warehouse, None)

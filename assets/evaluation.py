@@ -6,8 +6,9 @@ into eval.metrics, with the report a person reads on the asset page and the self
 import dagster as dg
 import polars as pl
 
+from assets.catalog import IO_RETRY, SERVING_FRESHNESS, observe, results, table_spec
 from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_catalogue, load_split
-from assets.metadata import figure, headline_table, md, paired_table, paired_verdicts, png
+from assets.metadata import figure, headline_table, md, paired_table, paired_verdicts, png, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
 from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
@@ -39,17 +40,39 @@ def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
     return out
 
 
-@dg.asset(
-    deps=[lgbm_ranker, sequence_ranker, retrieval_evaluation],
+EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, retrieval_evaluation]
+
+
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "evaluation",
+            "eval.per_user",
+            "Every stage on the test fold: accuracy@K with bootstrap 95% CIs per cohort, coverage/novelty/diversity/popularity, "
+            "exposure fairness, paired test; rows in eval.metrics (catalog: eval_metrics), per-user values in eval.per_user, "
+            "the HTML report.",
+            deps=EVALUATION_DEPS,
+            kinds={"polars", "duckdb"},
+            freshness_policy=SERVING_FRESHNESS,
+        ),
+        table_spec(
+            "last_paired_test",
+            "eval.last_paired_test",
+            "eval.last_paired_test: the newest evaluation's paired tests of the ranker chosen on valid against every other "
+            "stage (NDCG@10, Holm-corrected).",
+            deps=EVALUATION_DEPS,
+            kinds={"polars", "duckdb"},
+        ),
+    ],
+    can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
     group_name="evaluation",
     partitions_def=cutoff_partitions,
-    kinds={"polars", "duckdb"},
-    description="Every stage on the test fold: accuracy@K with bootstrap 95% CIs per cohort, coverage/novelty/diversity/popularity, exposure fairness, paired test; eval.metrics + report.",
+    retry_policy=IO_RETRY,  # writes the HTML report
 )
 def evaluation(
     context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, source: DatasetSource, model_store: ModelStore
-) -> dg.MaterializeResult:
+):
     data = load_split(warehouse)
     tags = eval_tags(context.run.run_id, data, source)
     history, target, truth = fold_truth(data, "test")
@@ -97,8 +120,11 @@ def evaluation(
         warehouse.write_table("eval.last_paired_test", paired.with_columns(pl.lit(context.run.run_id).alias("run_id")))
     history_table = warehouse.query_file("analytics/evaluation_past_runs", {"dataset": tags["dataset"], "protocol": tags["protocol"]})
     report = write_report(warehouse, context.run.run_id)  # evaluation_summary rewrites it with the pooled tests
-    return dg.MaterializeResult(
+    observe(context, warehouse, "eval.metrics")
+    evaluated = dg.MaterializeResult(
+        asset_key="evaluation",
         metadata={
+            **table_metadata(warehouse, "eval.per_user", "run_id = $run", {"run": context.run.run_id}),
             "headline": headline_table(
                 out.filter((pl.col("cohort") == "all") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null())
             ),
@@ -115,8 +141,12 @@ def evaluation(
             "stages": ", ".join(stages),
             "users_evaluated": truth["user_id"].n_unique(),
             "report": dg.MetadataValue.path(str(report)),
-        }
+        },
     )
+    written = [evaluated]
+    if paired is not None and paired.height:
+        written.append(dg.MaterializeResult(asset_key="last_paired_test", metadata=table_metadata(warehouse, "eval.last_paired_test")))
+    yield from results(context, *written)
 
 
 def _headline(out: pl.DataFrame) -> pl.DataFrame:

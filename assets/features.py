@@ -3,10 +3,10 @@
 import dagster as dg
 import polars as pl
 
+from assets.catalog import catalog, results, table_spec
 from assets.common import DUCKDB_POOL
-from assets.metadata import figure, md, png
+from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
-from assets.split import split
 from recsys import outrank
 from recsys.event_features import bucketize, select_features
 from resources.warehouse import Warehouse, load_sql
@@ -19,11 +19,12 @@ class EventFeaturesConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[split],
+    deps=["split"],
     pool=DUCKDB_POOL,
     group_name="features",
     partitions_def=cutoff_partitions,
     kinds={"duckdb", "polars"},
+    **catalog("features.event_features"),
     description="features.event_features: one row per training interaction, a label and categorical features, plus matched-cardinality controls.",
 )
 def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfig, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -36,7 +37,14 @@ def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfi
     warehouse.write_table("features.event_features", with_controls)
     positives = float(with_controls["label"].mean()) if with_controls.height else 0.0
     cards = pl.DataFrame({"feature": real, "cardinality": [features[c].n_unique() for c in real]})
-    return dg.MaterializeResult(metadata={"rows": with_controls.height, "positive_share": positives, "features": md(cards, 60)})
+    return dg.MaterializeResult(
+        metadata={
+            **table_metadata(warehouse, "features.event_features"),
+            "rows": with_controls.height,
+            "positive_share": positives,
+            "features": md(cards, 60),
+        }
+    )
 
 
 class OutRankConfig(dg.Config):
@@ -45,16 +53,37 @@ class OutRankConfig(dg.Config):
     redundancy_threshold: float = 0.9
 
 
-@dg.asset(
-    deps=[event_features],
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "outrank_ranking",
+            "features.outrank_scores",
+            "features.outrank_scores: cardinality-corrected MI ranking, 3MR, above-noise flags and the selection.",
+            deps=[event_features],
+            kinds={"duckdb", "polars"},
+        ),
+        table_spec(
+            "feature_quality_report",
+            "features.quality_report",
+            "features.quality_report: per feature cardinality, coverage, rare values, constant, suspected label leakage.",
+            deps=[event_features],
+            kinds={"duckdb", "polars"},
+        ),
+        table_spec(
+            "redundant_pairs",
+            "features.redundant_pairs",
+            "features.redundant_pairs: feature pairs above the redundancy threshold (the selection keeps one of each).",
+            deps=[event_features],
+            kinds={"duckdb", "polars"},
+        ),
+    ],
+    can_subset=True,  # selecting any key runs the step, which writes all three (catalog.results)
     pool=DUCKDB_POOL,
     group_name="features",
     partitions_def=cutoff_partitions,
-    kinds={"duckdb", "polars"},
     check_specs=[
         dg.AssetCheckSpec("no_leakage_or_constant", asset="outrank_ranking", description="WARN: no feature leaks the label or is constant"),
     ],
-    description="features.outrank_scores: cardinality-corrected MI ranking, 3MR, above-noise flags and the data-quality report.",
 )
 def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, warehouse: Warehouse):
     frame = warehouse.table("features.event_features")
@@ -99,8 +128,10 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
         {"leaking": leaks, "constant": constants},
         context.run.run_id,
     )
-    return dg.MaterializeResult(
+    ranking = dg.MaterializeResult(
+        asset_key="outrank_ranking",
         metadata={
+            **table_metadata(warehouse, "features.outrank_scores"),
             "ranking": md(stored.select("rank", "feature", "score", "cardinality", "above_noise", "selected"), 60),
             "chart": png(_bar_chart(scores)),
             "three_mr": md(three_mr.select("rank", "feature", "score"), 40),
@@ -109,6 +140,12 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
             "n_selected": len(selected),
         },
         check_results=[check],
+    )
+    yield from results(
+        context,
+        ranking,
+        dg.MaterializeResult(asset_key="feature_quality_report", metadata=table_metadata(warehouse, "features.quality_report")),
+        dg.MaterializeResult(asset_key="redundant_pairs", metadata=table_metadata(warehouse, "features.redundant_pairs")),
     )
 
 
@@ -123,14 +160,17 @@ def _bar_chart(scores: pl.DataFrame):
 
 
 @dg.asset(
-    deps=[outrank_ranking],
+    deps=["outrank_ranking"],
     pool=DUCKDB_POOL,
     group_name="features",
     partitions_def=cutoff_partitions,
     kinds={"duckdb"},
+    **catalog("features.selected_features"),
     description="features.selected_features: features above noise, de-duplicated by redundancy; read by PI2I and the rankers.",
 )
 def selected_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     chosen = warehouse.query("SELECT feature, score, rank FROM features.outrank_scores WHERE selected AND heuristic <> '3MR' ORDER BY rank")
     warehouse.write_table("features.selected_features", chosen)
-    return dg.MaterializeResult(metadata={"selected": md(chosen), "n": chosen.height})
+    return dg.MaterializeResult(
+        metadata={**table_metadata(warehouse, "features.selected_features"), "selected": md(chosen), "n": chosen.height}
+    )

@@ -5,8 +5,9 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
+from assets.catalog import IO_RETRY, catalog, observe, table_spec
 from assets.checks import check_result, plain_check_result
-from assets.metadata import md, md_table
+from assets.metadata import md, md_table, table_metadata
 from assets.partitions import DATASET_START, daily_partitions, day_runs, window
 from recsys.ingest_stats import per_day_counts, volume_ratios
 from recsys.sources import UNROUTABLE, ParsedBatch
@@ -47,14 +48,27 @@ RAW_CHECKS = [
 ]
 
 
-@dg.asset(
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "raw_interactions",
+            "raw.interactions",
+            "raw.interactions: one day-partition of the source's events; bad lines go to quality.quarantine.",
+            kinds={"duckdb", "polars"},
+        ),
+        table_spec(
+            "ingestion_log",
+            "quality.ingestion_log",
+            "quality.ingestion_log: lines read, loaded and quarantined per day and run (the volume check's history).",
+            kinds={"duckdb"},
+        ),
+    ],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
     check_specs=RAW_CHECKS,
     group_name="ingestion",
-    kinds={"duckdb", "polars"},
-    description="raw.interactions: one day-partition of the source's events; bad lines go to quality.quarantine.",
+    retry_policy=IO_RETRY,  # reads source files; the ML-100K source may download
 )
 def raw_interactions(
     context: dg.AssetExecutionContext,
@@ -122,8 +136,12 @@ def raw_interactions(
         if quarantine.height
         else pl.DataFrame({"reason": [], "len": []})
     )
-    return dg.MaterializeResult(
+    observe(context, warehouse, "quality.quarantine")
+    days = {"k": keys}
+    yield dg.MaterializeResult(
+        asset_key="raw_interactions",
         metadata={
+            **table_metadata(warehouse, "raw.interactions", "list_contains($k, CAST(event_date AS VARCHAR))", days),
             "partitions": partition_label,
             "n_read": batch.n_read,
             "n_loaded": n_loaded,
@@ -134,6 +152,10 @@ def raw_interactions(
             "items": raw["item_id"].n_unique() if raw.height else 0,
         },
         check_results=checks,
+    )
+    yield dg.MaterializeResult(
+        asset_key="ingestion_log",
+        metadata=table_metadata(warehouse, "quality.ingestion_log", "run_id = $run", {"run": context.run.run_id}),
     )
 
 
@@ -162,13 +184,15 @@ def _catalog_asset(name: str, key: str, loader: str):
         group_name="ingestion",
         kinds={"duckdb", "polars"},
         description=f"raw.{name}: the dataset's {name} with their attributes.",
+        retry_policy=IO_RETRY,  # reads the source's files (the ML-100K source may download)
+        **catalog(f"raw.{name}"),
     )
     def _asset(context: dg.AssetExecutionContext, source: DatasetSource, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
         frame = getattr(source.reader(), loader)()
         warehouse.write_table(f"raw.{name}", frame)
         outcome = gx_validator.validate(frame, expectations.catalog_contract(name, key))
         return dg.MaterializeResult(
-            metadata={"rows": frame.height, "columns": ", ".join(frame.columns), "preview": md(frame.head(10))},
+            metadata={**table_metadata(warehouse, f"raw.{name}"), "rows": frame.height, "preview": md(frame.head(10))},
             check_results=[check_result(context, warehouse, name, "contract", outcome, SEV_ERROR, None)],
         )
 
@@ -187,10 +211,11 @@ CLEAN_CHECKS = [
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    deps=[raw_interactions, items, users],
+    deps=["raw_interactions", items, users],
     check_specs=CLEAN_CHECKS,
     group_name="ingestion",
     kinds={"duckdb"},
+    **catalog("staging.interactions"),
     description="staging.interactions: typed, bounded, de-duplicated events of the partition (sql/staging/interactions.sql).",
 )
 def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
@@ -212,6 +237,7 @@ def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_val
     outcome = gx_validator.validate(clean, expectations.interactions_contract(known_items, known_users))
     return dg.MaterializeResult(
         metadata={
+            **table_metadata(warehouse, "staging.interactions", "list_contains($k, CAST(event_date AS VARCHAR))", {"k": keys}),
             "partitions": partition_label,
             "rows": clean.height,
             "duplicates_removed": n_raw - clean.height,

@@ -1,9 +1,12 @@
-"""What a person reads on an asset page: markdown tables and PNG plots as metadata."""
+"""What a person reads on an asset page: markdown tables and PNG plots as metadata, and the
+catalog's table metadata of a DuckDB table (``table_metadata``)."""
 
 from __future__ import annotations
 
 import base64
 import io
+import re
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -129,3 +132,30 @@ def paired_verdicts(paired: pl.DataFrame | None) -> dg.MetadataValue:
         return dg.MetadataValue.md("_none_")
     rows = paired.sort(["decided_95", "p_holm"], descending=[True, False])["verdict"].to_list()
     return dg.MetadataValue.md("\n".join(f"- {v}" for v in rows))
+
+
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+def table_metadata(warehouse, table: str, where: str | None = None, params: dict | None = None) -> dict[str, Any]:
+    """The catalog's metadata of the DuckDB table ``schema.table``, read from the warehouse after a write:
+    ``dagster/table_name``, ``dagster/column_schema`` (DESCRIBE: column names, DuckDB types, nullability)
+    and ``dagster/row_count`` (the whole table); with ``where`` (a SQL condition with ``$`` parameters
+    from ``params``, e.g. a partition's days) also ``dagster/partition_row_count``, the rows it selects."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"not a plain schema.table name: {table!r}")
+    with warehouse.connect(read_only=True) as con:
+        described = con.execute(f"DESCRIBE {table}").fetchall()
+        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        selected = con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params or {}).fetchone()[0] if where else None
+    columns = [
+        dg.TableColumn(name, str(kind), constraints=dg.TableColumnConstraints(nullable=null != "NO")) for name, kind, null, *_ in described
+    ]
+    metadata: dict[str, Any] = {
+        "dagster/table_name": table,
+        "dagster/column_schema": dg.TableSchema(columns=columns),
+        "dagster/row_count": int(rows),
+    }
+    if selected is not None:
+        metadata["dagster/partition_row_count"] = int(selected)
+    return metadata

@@ -5,11 +5,11 @@ import time
 import dagster as dg
 import polars as pl
 
+from assets.catalog import catalog, observe, results, table_spec
 from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, load_users, target_users, with_fold
 from assets.features import selected_features
-from assets.metadata import figure, md, png
+from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
-from assets.split import split
 from recsys.event_features import with_selected_attributes
 from recsys.pi2i.index import PI2IIndexChannel, build_relaxed_index, hit_rate_vs_depth
 from recsys.pi2i.serve import PI2I
@@ -25,15 +25,29 @@ class PI2IIndexConfig(dg.Config):
     curve_depths: list[int] = [10, 20, 30, 50, 100, 200, 300, 500]
 
 
-@dg.asset(
-    deps=[split],
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "pi2i_index",
+            "candidates.pi2i_index",
+            "PI2I stage 1 (IBS): trigger → target lists at a relaxed depth; relaxed lists ranked by co-occurrence alone in candidates.pi2i_index.",
+            deps=["split"],
+            kinds={"polars", "duckdb"},
+        ),
+        table_spec(
+            "pi2i_depth_curve",
+            "candidates.pi2i_depth_curve",
+            "candidates.pi2i_depth_curve: PI2I stage 1 pool hit rate versus truncation depth, per fold.",
+            deps=["split"],
+            kinds={"polars", "duckdb"},
+        ),
+    ],
+    can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
     group_name="pi2i",
     partitions_def=cutoff_partitions,
-    kinds={"polars", "duckdb"},
-    description="PI2I stage 1 (IBS): trigger → target lists at a relaxed depth; relaxed lists ranked by co-occurrence alone in candidates.pi2i_index; hit rate versus depth.",
 )
-def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, warehouse: Warehouse):
     data = load_split(warehouse)
     frames, curves = [], []
     for fold in FOLDS:
@@ -50,14 +64,18 @@ def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, wareh
     warehouse.write_table("candidates.pi2i_index", pl.concat(frames))
     curve = pl.concat(curves)
     warehouse.write_table("candidates.pi2i_depth_curve", curve)
-    return dg.MaterializeResult(
+    index = dg.MaterializeResult(
+        asset_key="pi2i_index",
         metadata={
+            **table_metadata(warehouse, "candidates.pi2i_index"),
             "hit_rate_vs_depth": png(_curve_plot(curve, config.uniform_depth, config.depth)),
             "curve": md(curve.sort("fold", "depth"), 40),
             "relaxed_depth": config.depth,
             "uniform_depth": config.uniform_depth,
-        }
+        },
     )
+    depth_curve = dg.MaterializeResult(asset_key="pi2i_depth_curve", metadata=table_metadata(warehouse, "candidates.pi2i_depth_curve"))
+    yield from results(context, index, depth_curve)
 
 
 def _curve_plot(curve: pl.DataFrame, uniform: int, relaxed: int):
@@ -80,11 +98,12 @@ class PI2IScorerConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[pi2i_index, selected_features],
+    deps=["pi2i_index", selected_features],
     pool=GPU_POOL,
     group_name="pi2i",
     partitions_def=cutoff_partitions,
     kinds={"torch"},
+    **catalog(layer="models"),  # model files in the model store, one models.registry row per fold
     description="PI2I stage 2 (PRS): interactive scoring model with target attention, softmax over the trigger's own list; one model per fold, in the model store.",
 )
 def pi2i_scorer(
@@ -111,6 +130,7 @@ def pi2i_scorer(
             context.run.run_id,
         )
         versions[fold], reports[fold] = saved["version"], report
+    observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={
             "user_features": ", ".join(chosen) or "none",
@@ -144,6 +164,7 @@ class PI2ICandidatesConfig(dg.Config):
     partitions_def=cutoff_partitions,
     kinds={"torch", "duckdb"},
     description="PI2I serving: recent items as triggers, union of relaxed lists as candidates, personalized top-K by the PRS score (candidates.pi2i).",
+    **catalog("candidates.pi2i"),
 )
 def pi2i_candidates(
     context: dg.AssetExecutionContext, config: PI2ICandidatesConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource
@@ -161,4 +182,6 @@ def pi2i_candidates(
         frames.append(with_fold(recs, fold))
     out = pl.concat(frames)
     warehouse.write_table("candidates.pi2i", out)
-    return dg.MaterializeResult(metadata={"rows": out.height, "users": out["user_id"].n_unique()})
+    return dg.MaterializeResult(
+        metadata={**table_metadata(warehouse, "candidates.pi2i"), "rows": out.height, "users": out["user_id"].n_unique()}
+    )

@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.catalog import IO_RETRY, SERVING_FRESHNESS, catalog, observe, results, table_spec
 from assets.common import DUCKDB_POOL, GPU_POOL, load_catalogue, load_items, load_split, load_users, with_fold
 from assets.features import selected_features
-from assets.metadata import md
+from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
-from assets.retrieval import candidate_pool
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
@@ -35,15 +35,29 @@ class RankerDatasetConfig(dg.Config):
     label_mode: str = "binary"  # binary | graded
 
 
-@dg.asset(
-    deps=[candidate_pool, selected_features],
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "ranker_dataset",
+            "features.ranker_valid",
+            "features.ranker_valid: the rankers' training frame, the valid fold's pools labelled by the valid window.",
+            deps=["candidate_pool", selected_features],
+            kinds={"polars", "duckdb"},
+        ),
+        table_spec(
+            "ranker_test_dataset",
+            "features.ranker_test",
+            "features.ranker_test: the test fold's pools with the same features, no labels (test truth is for evaluation only).",
+            deps=["candidate_pool", selected_features],
+            kinds={"polars", "duckdb"},
+        ),
+    ],
+    can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
     group_name="rankers",
     partitions_def=cutoff_partitions,
-    kinds={"polars", "duckdb"},
-    description="features.ranker_valid (labelled by the valid window) and features.ranker_test (no labels: test truth is for evaluation only).",
 )
-def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse):
     data = load_split(warehouse)
     selected = warehouse.table("features.selected_features")["feature"].to_list()
     users, user_features = with_selected_attributes(load_users(warehouse), "user_id", selected)
@@ -69,16 +83,20 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
         frames[fold] = frame
     valid = frames["valid"]
     positives = valid.group_by("user_id").agg(pl.col("label").max())
-    return dg.MaterializeResult(
+    valid_result = dg.MaterializeResult(
+        asset_key="ranker_dataset",
         metadata={
+            **table_metadata(warehouse, "features.ranker_valid"),
             "rows": dg.MetadataValue.json({fold: f.height for fold, f in frames.items()}),
             "selected_attributes": ", ".join(chosen) or "none",
             "n_features": len(feature_columns(valid)),
             "valid_label_rate": float((valid["label"] > 0).mean()),
             "valid_users_with_a_positive_in_pool": int((positives["label"] > 0).sum()),
             "valid_users": positives.height,
-        }
+        },
     )
+    test_result = dg.MaterializeResult(asset_key="ranker_test_dataset", metadata=table_metadata(warehouse, "features.ranker_test"))
+    yield from results(context, valid_result, test_result)
 
 
 class RankerConfig(dg.Config):
@@ -179,11 +197,12 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
 
 
 @dg.asset(
-    deps=[ranker_dataset],
+    deps=["ranker_dataset", "ranker_test_dataset"],
     pool=DUCKDB_POOL,
     group_name="rankers",
     partitions_def=cutoff_partitions,
     kinds={"lightgbm", "duckdb"},
+    **catalog("candidates.lgbm_ranker", layer="models"),  # a model: its test-fold ranking is its table
     check_specs=[_ndcg_gate_spec("lgbm_ranker")],
     description="LightGBM LambdaRank grouped by user, early stopping on NDCG@10 of held-out valid users; test-fold ranking in candidates.lgbm_ranker.",
 )
@@ -212,8 +231,10 @@ def lgbm_ranker(
         context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
     )
     importance = model.feature_importance().sort("gain", descending=True)
+    observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={
+            **table_metadata(warehouse, "candidates.lgbm_ranker"),
             **metrics,
             "model_version": saved["version"],
             "model_path": saved["path"],
@@ -225,12 +246,13 @@ def lgbm_ranker(
 
 
 @dg.asset(
-    deps=[ranker_dataset],
+    deps=["ranker_dataset", "ranker_test_dataset"],
     pool=GPU_POOL,
     group_name="rankers",
     partitions_def=cutoff_partitions,
     kinds={"torch", "duckdb"},
     check_specs=[_ndcg_gate_spec("sequence_ranker")],
+    **catalog("candidates.sequence_ranker", layer="models"),  # a model: its test-fold ranking is its table
     description="BERT-style transformer reranker (transformers BertModel) over the user's recent items, trained listwise; through the compute resource.",
 )
 def sequence_ranker(
@@ -258,8 +280,10 @@ def sequence_ranker(
     saved, gate = _save_judged(
         context, warehouse, model_store, key, "sequence_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
     )
+    observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={
+            **table_metadata(warehouse, "candidates.sequence_ranker"),
             **metrics,
             "model_version": saved["version"],
             "train_losses": dg.MetadataValue.json([round(x, 4) for x in model.train_losses]),
@@ -303,6 +327,9 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
     group_name="rankers",
     partitions_def=cutoff_partitions,
     kinds={"duckdb", "parquet"},
+    freshness_policy=SERVING_FRESHNESS,
+    retry_policy=IO_RETRY,  # writes the Parquet export
+    **catalog("serving.recommendations"),
     description=(
         "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools were built "
         "from train + valid), exported as Parquet. Promotion gate: serves and promotes the ranker with the best valid NDCG@10 "
@@ -318,7 +345,7 @@ def recommendations(
     key = _key(warehouse, source)
     current = _current_rankers(context, warehouse, model_store, key)
     if not current:
-        raise dg.Failure(f"no ranker trained on {' | '.join(key)}: materialize lgbm_ranker or sequence_ranker first")
+        raise dg.Failure(f"no ranker trained on {' | '.join(key)}: materialize lgbm_ranker or sequence_ranker first", allow_retries=False)
     scored = {n: r["valid_ndcg10"] for n, r in current.items()}
     gates = {n: r["gate_passed"] for n, r in current.items()}
     export_dir = Path(config.export_dir or Path(warehouse.data_dir) / "exports")
@@ -338,13 +365,15 @@ def recommendations(
             raise dg.Failure(
                 f"promotion gate: no ranker passed ({why}) and serving.recommendations does not hold a promoted comparable "
                 f"model's lists for {' | '.join(key)}; nothing safe to serve. Investigate the regression, or promote a model "
-                "deliberately (ModelStore.promote)."
+                "deliberately (ModelStore.promote).",
+                allow_retries=False,  # a gate verdict, not a transient failure
             )
         recs = warehouse.table("serving.recommendations")
         recs.write_parquet(path)
         context.log.warning(f"promotion gate: no ranker passed ({why}); still serving {served[0]}@{served[1]}")
         return dg.MaterializeResult(
             metadata={
+                **table_metadata(warehouse, "serving.recommendations"),
                 "served": f"kept {served[0]}@{served[1]} (promoted earlier); no ranker of this run passed the gate",
                 "chosen_ranker": served[0],
                 "gate": why,
@@ -362,8 +391,10 @@ def recommendations(
     warehouse.write_table("serving.recommendations", recs)
     recs.write_parquet(path)
     model_store.promote(warehouse, best, chosen["version"], run_id=chosen["run_id"])
+    observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={
+            **table_metadata(warehouse, "serving.recommendations"),
             "served": f"{best}@{chosen['version']} (gate passed; promoted)",
             "chosen_ranker": best,
             "gate_passed": dg.MetadataValue.json(gates),

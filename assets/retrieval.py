@@ -4,8 +4,9 @@ import dagster as dg
 import polars as pl
 
 from assets import candidates, pi2i
+from assets.catalog import catalog, observe, results, table_spec
 from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, load_candidates, load_split
-from assets.metadata import figure, md, png
+from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.metrics import evaluate
 from recsys.pool import build_pool, pool_as_recs
@@ -14,7 +15,7 @@ from resources.warehouse import Warehouse
 
 # Stage names in eval.metrics (issue contract): every channel table candidates.<stage>.
 CHANNEL_STAGES = ["pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh", "pi2i_index", "pi2i"]
-CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES[:8]] + [pi2i.pi2i_index, pi2i.pi2i_candidates]
+CHANNEL_ASSETS = [getattr(candidates, f"candidates_{s}") for s in CHANNEL_STAGES[:8]] + ["pi2i_index", pi2i.pi2i_candidates]
 FUNNEL_KS = (50, 100, 200)
 ACCURACY_METRICS = ("hit_rate", "recall", "precision", "ndcg", "mrr", "map")
 
@@ -24,15 +25,29 @@ class PoolConfig(dg.Config):
     max_size: int = 300  # bound on a user's pool after fusion
 
 
-@dg.asset(
-    deps=CHANNEL_ASSETS,
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "candidate_pool",
+            "candidates.pool",
+            "candidates.pool: union of channels per user with each channel's score and rank as columns, bounded in size.",
+            deps=CHANNEL_ASSETS,
+            kinds={"polars", "duckdb"},
+        ),
+        table_spec(
+            "candidates_pool_ranked",
+            "candidates.pool_ranked",
+            "candidates.pool_ranked: the pool as one ranked list per user (reciprocal-rank fusion), evaluated as stage 'pool'.",
+            deps=CHANNEL_ASSETS,
+            kinds={"polars", "duckdb"},
+        ),
+    ],
+    can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
     group_name="candidates",
     partitions_def=cutoff_partitions,
-    kinds={"polars", "duckdb"},
-    description="candidates.pool: union of channels per user with each channel's score and rank as columns, bounded in size.",
 )
-def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, warehouse: Warehouse):
     frames = []
     for fold in FOLDS:
         per_channel = {stage: load_candidates(warehouse, stage, fold) for stage in CHANNEL_STAGES}
@@ -49,15 +64,27 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
         .agg(pl.col("len").mean().alias("mean_pool_size"), pl.col("len").max().alias("max_pool_size"), pl.len().alias("users"))
     )
     overlap = out.group_by("fold", "n_channels").len().sort("fold", "n_channels")
-    return dg.MaterializeResult(metadata={"pool_sizes": md(sizes), "items_by_channels_agreeing": md(overlap, 40)})
+    yield from results(
+        context,
+        dg.MaterializeResult(
+            asset_key="candidate_pool",
+            metadata={
+                **table_metadata(warehouse, "candidates.pool"),
+                "pool_sizes": md(sizes),
+                "items_by_channels_agreeing": md(overlap, 40),
+            },
+        ),
+        dg.MaterializeResult(asset_key="candidates_pool_ranked", metadata=table_metadata(warehouse, "candidates.pool_ranked")),
+    )
 
 
 @dg.asset(
-    deps=[candidate_pool],
+    deps=["candidate_pool", "candidates_pool_ranked"],
     pool=DUCKDB_POOL,
     group_name="evaluation",
     partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
+    **catalog(layer="evaluation"),  # its rows are in the shared eval.metrics (catalog: eval_metrics)
     description="Retrieval funnel: HitRate/Recall/... at K in 50/100/200 for every channel and the pool, on both folds, into eval.metrics.",
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
@@ -71,6 +98,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
             rows.append(eval_rows(scores, **eval_tags(context.run.run_id, data, source), fold=fold, stage=stage))
     out = pl.concat(rows)
     warehouse.append("eval.metrics", out)
+    observe(context, warehouse, "eval.metrics")
     test_hr = (
         out.filter((pl.col("fold") == "test") & (pl.col("metric").is_in(["hit_rate", "recall"])))
         .pivot(on="k", index=["stage", "metric"], values="value")

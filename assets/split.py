@@ -21,9 +21,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.catalog import observe, results, table_spec
 from assets.common import DUCKDB_POOL
 from assets.ingestion import interactions
-from assets.metadata import md, md_table
+from assets.metadata import md, md_table, table_metadata
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 from recsys import split as splitting
 from recsys.backtest import rolling_split
@@ -88,17 +89,34 @@ SPLIT_AUTOMATION = (
 )
 
 
-@dg.asset(
-    # every cut-off reads all the clean interactions ingested so far (the split drops what lies after its windows)
-    deps=[dg.AssetDep(interactions, partition_mapping=dg.AllPartitionMapping())],
-    automation_condition=SPLIT_AUTOMATION,
+# every cut-off reads all the clean interactions ingested so far (the split drops what lies after its windows)
+ALL_INTERACTIONS = [dg.AssetDep(interactions, partition_mapping=dg.AllPartitionMapping())]
+
+
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "split",
+            "staging.split",
+            "staging.split: every interaction with its fold (train / valid / test).",
+            deps=ALL_INTERACTIONS,
+            automation_condition=SPLIT_AUTOMATION,
+            kinds={"duckdb", "polars"},
+        ),
+        table_spec(
+            "split_params",
+            "staging.split_params",
+            "staging.split_params: the split's protocol, windows and cut-off (one JSON row).",
+            deps=ALL_INTERACTIONS,
+            kinds={"duckdb"},
+        ),
+    ],
+    can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
     group_name="split",
     partitions_def=cutoff_partitions,
-    kinds={"duckdb", "polars"},
-    description="staging.split: every interaction with its fold (train / valid / test) and the protocol's parameters.",
 )
-def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: Warehouse):
     protocol = config.protocol or settings.split_spec()
     bench = None
     if protocol.startswith(FILES_PREFIX):
@@ -150,4 +168,9 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
             "quarantine_reasons": dg.MetadataValue.md(md_table(reasons.sort("partition", "first_line"))),
         }
         context.log.info(f"split files {bench.directory}: {counts.to_dicts()}")
-    return dg.MaterializeResult(metadata=metadata)
+    observe(context, warehouse, "quality.quarantine")
+    yield from results(
+        context,
+        dg.MaterializeResult(asset_key="split", metadata={**table_metadata(warehouse, "staging.split"), **metadata}),
+        dg.MaterializeResult(asset_key="split_params", metadata=table_metadata(warehouse, "staging.split_params")),
+    )

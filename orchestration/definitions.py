@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import backtest, candidates, evaluation, features, ingestion, pi2i, rankers, retrieval, split
+from assets.catalog import SHARED_TABLES
 from orchestration.jobs import JOBS
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
@@ -13,6 +14,7 @@ from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
+from resources.settings import alert_webhook_url
 from resources.warehouse import Warehouse
 
 ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, evaluation, backtest]
@@ -25,8 +27,19 @@ def build_resources() -> dict:
         "gx_validator": GreatExpectationsResource(),
         "compute": ComputeResource(),
         "model_store": ModelStore(),
-        "alerts": AlertSink(),
+        "alerts": alert_sink(),
     }
+
+
+WEBHOOK_ENV = "RECDAG_ALERT_WEBHOOK"
+
+
+def alert_sink() -> AlertSink:
+    """The alert sink with its webhook read through ``dg.EnvVar``: the UI shows the variable's name, never the URL.
+
+    Unset (or empty), there is no webhook: alerts go to quality.alerts and the log only. A ``dg.EnvVar`` of
+    an unset variable fails the run's resource config, so it is used only when the variable is set."""
+    return AlertSink(webhook_url=dg.EnvVar(WEBHOOK_ENV) if alert_webhook_url() else None)
 
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
@@ -42,7 +55,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=all_assets,
+    assets=[*all_assets, *SHARED_TABLES],  # the shared tables: external specs (assets/catalog.py)
     asset_checks=all_checks,
     jobs=JOBS,
     schedules=SCHEDULES,

@@ -111,7 +111,7 @@ def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalo
 
 
 def _split_metadata(result):
-    (mat,) = result.asset_materializations_for_node("split")
+    (mat,) = [m for m in result.asset_materializations_for_node("split") if m.asset_key.to_user_string() == "split"]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
