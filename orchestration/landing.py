@@ -131,3 +131,23 @@ def landing_files(context: dg.SensorEvaluationContext, source: DatasetSource, al
 
 
 LANDING_SENSORS = [landing_files] if LIVE else []
+
+
+def register_landed(instance: dg.DagsterInstance, source: DatasetSource | None = None, log=print) -> dict:
+    """Add every landed day and cut-off as partitions now, without runs: what `make run` does in
+    live mode before it ingests every day in one run (the sensor's cursor is left alone)."""
+    reader = (source or DatasetSource()).reader()
+    plan = plan_landing(
+        reader,
+        {},
+        set(instance.get_dynamic_partitions(daily_partitions.name)),
+        set(instance.get_dynamic_partitions(cutoff_partitions.name)),
+    )
+    if plan["new_days"]:
+        instance.add_dynamic_partitions(daily_partitions.name, plan["new_days"])
+    if plan["new_cutoffs"]:
+        instance.add_dynamic_partitions(cutoff_partitions.name, plan["new_cutoffs"])
+    for name in plan["unroutable"]:
+        log(f"landing file {reader.folder / name} has no row with a plausible timestamp: not loaded")
+    log(f"landing: {len(plan['files'])} files, {len(plan['new_days'])} new days, {len(plan['new_cutoffs'])} new cut-offs")
+    return plan
