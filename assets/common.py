@@ -156,7 +156,7 @@ def load_candidates(warehouse: Warehouse, stage: str, fold: str, complete: bool 
     With ``complete`` (default: the split's rule, true under the ``files`` protocol) every target
     user of the fold the stage has no list for gets the popularity fallback of the fold's history
     (recsys.metrics.fallback), as long as the stage's longest list."""
-    with warehouse.connect() as con:
+    with warehouse.connect(read_only=True) as con:
         recs = con.execute(
             f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE fold = $fold ORDER BY user_id, rank",
             {"fold": fold},

@@ -1,14 +1,35 @@
 """The DuckDB analytics store: one file, ``$RECDAG_DATA_DIR/warehouse.duckdb``.
 
 All writes go through this resource so that partition replacement is one transaction and SQL
-comes from ``sql/`` with bound parameters. DuckDB allows one writer per file; the assets that write
-share the ``duckdb_writer`` concurrency pool (orchestration/definitions.py).
+comes from ``sql/`` with bound parameters.
+
+Access under parallel runs (several runs, the multiprocess executor, sensors, `make recommend`):
+
+- DuckDB lets one process open the file for writing, or any number for reading, never both. Reads
+  (``query``, ``query_file``, ``table``, ``table_exists``, ``connect(read_only=True)``) open
+  read-only connections; a writable one is opened only by ``connect()``.
+- Every writable connection first takes the cross-process writer lock: ``fcntl.flock`` on
+  ``warehouse.duckdb.lock`` next to the file, held until the connection closes. It serializes the
+  writers of every run, executor and process, whatever Dagster pool their step sits in: the torch
+  steps (``candidates_two_tower``, ``pi2i_*``, ``sequence_ranker``) keep the ``gpu`` pool for their
+  training and take the lock only for their writes; the steps that are mostly DuckDB work stay in
+  the ``duckdb_writer`` pool, which keeps them from queueing on the lock. Within a process the lock
+  is re-entrant (a nested ``connect()`` in the same thread does not deadlock) and a read inside an
+  open write connection of the same process reuses a writable connection (DuckDB refuses two
+  configurations of one file in a process). The kernel drops the lock when a process dies.
+- Opening waits, for the lock and for DuckDB's own file lock (a reader blocks a writer and the other
+  way round), up to ``lock_timeout_s``, then raises ``duckdb.IOException`` ("... lock ...").
+- The DDL (sql/ddl/warehouse.sql, idempotent) runs once per process and warehouse file (again if the
+  file was replaced), under the writer lock, before the first connection of either kind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -45,30 +66,38 @@ class Warehouse(dg.ConfigurableResource):
     def path(self) -> Path:
         return Path(self.data_dir) / "warehouse.duckdb"
 
+    @property
+    def lock_path(self) -> Path:
+        return Path(self.data_dir) / "warehouse.duckdb.lock"
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the warehouse file; writable ones hold the cross-process writer lock (module docstring)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if read_only and not self.path.exists():
-            read_only = False
         deadline = time.monotonic() + self.lock_timeout_s
-        while True:
-            try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:  # another process holds the write lock
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        try:
+        if not _ddl_is_current(self.path):
+            with _writer_lock(self.lock_path, deadline):
+                if not _ddl_is_current(self.path):
+                    con = _open(self.path, False, deadline)
+                    try:
+                        con.execute(load_sql("ddl/warehouse"))
+                    finally:
+                        con.close()
+                    _mark_ddl_done(self.path)
+        if read_only and _writer_depth(self.lock_path):
+            read_only = False  # this process writes the file right now: DuckDB allows one configuration per process
+        with contextlib.ExitStack() as stack:
             if not read_only:
-                con.execute(load_sql("ddl/warehouse"))
-            yield con
-        finally:
-            con.close()
+                stack.enter_context(_writer_lock(self.lock_path, deadline))
+            con = _open(self.path, read_only, deadline)
+            try:
+                yield con
+            finally:
+                con.close()
 
-    # --- reads -------------------------------------------------------------------------------
+    # --- reads (read-only connections) -------------------------------------------------------
     def query(self, sql: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return con.execute(sql, params or {}).pl()
 
     def query_file(self, name: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
@@ -151,6 +180,97 @@ class Warehouse(dg.ConfigurableResource):
                 "CAST(details AS JSON), run_id, evaluated_at FROM _row"
             )
             c.unregister("_row")
+
+
+# --- process-wide state: the writer lock and the DDL done per warehouse file -------------------
+_state_lock = threading.Lock()
+_ddl_done: dict[str, tuple[int, int]] = {}  # warehouse path -> (st_dev, st_ino) of the file the DDL ran on
+_writers: dict[str, _WriterLock] = {}  # lock path -> this process's hold on it
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _ddl_is_current(path: Path) -> bool:
+    with _state_lock:
+        done = _ddl_done.get(str(path))
+    return done is not None and done == _file_id(path)
+
+
+def _mark_ddl_done(path: Path) -> None:
+    file_id = _file_id(path)
+    if file_id is not None:
+        with _state_lock:
+            _ddl_done[str(path)] = file_id
+
+
+def _open(path: Path, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect``, retried while another process holds DuckDB's own file lock (until ``deadline``)."""
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:  # another process has the file open in the other mode
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        except duckdb.ConnectionException as exc:  # another thread of this process has it open in the other mode
+            if "different configuration" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+class _WriterLock:
+    """This process's hold on one writer-lock file: re-entrant per thread, ``flock`` across processes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rlock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+def _writer_depth(lock_path: Path) -> int:
+    with _state_lock:
+        holder = _writers.get(str(lock_path))
+    return holder.depth if holder is not None else 0
+
+
+@contextlib.contextmanager
+def _writer_lock(lock_path: Path, deadline: float) -> Iterator[None]:
+    with _state_lock:
+        holder = _writers.setdefault(str(lock_path), _WriterLock(lock_path))
+    if not holder.rlock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+        raise duckdb.IOException(f"Could not set lock on {lock_path}: another thread of this process writes the warehouse")
+    try:
+        if holder.depth == 0:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        os.close(fd)
+                        raise duckdb.IOException(
+                            f"Could not set lock on {lock_path}: another process writes the warehouse (waited past lock_timeout_s)"
+                        ) from None
+                    time.sleep(0.2)
+            holder.fd = fd
+        holder.depth += 1
+        try:
+            yield
+        finally:
+            holder.depth -= 1
+            if holder.depth == 0 and holder.fd is not None:
+                fcntl.flock(holder.fd, fcntl.LOCK_UN)
+                os.close(holder.fd)
+                holder.fd = None
+    finally:
+        holder.rlock.release()
 
 
 @contextlib.contextmanager
