@@ -222,7 +222,14 @@ class Reporter:
             state = self.steps[step] = StepState(started=entry.timestamp)
             if self.progress is not None:
                 state.task = self.progress.add_task(f"  {step}", total=None, count="", info="")
-        elif kind == ET.ASSET_MATERIALIZATION and step in self.steps and entry.get_dagster_event().partition and self.n_partitions > 1:
+        elif (
+            kind == ET.ASSET_MATERIALIZATION
+            and step in self.steps
+            and entry.get_dagster_event().partition
+            and self.n_partitions > 1
+            # a multi-asset step (raw_interactions also writes ingestion_log) counts its main asset's partitions only
+            and entry.get_dagster_event().asset_key.to_user_string() == step
+        ):
             state = self.steps[step]
             state.partitions += 1
             if state.task is not None:
