@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export TQDM_DISABLE := 1
 
-.PHONY: venv venv-test run backtest test lint format lock browser recommend report ui bench clean
+.PHONY: venv venv-test run backtest test lint format lock browser recommend report replay ui bench clean
 
 # Runtime dependencies only (hash-checked); the test tools come on top in $(VENV)/.test.
 $(VENV)/.runtime: requirements.lock pyproject.toml
@@ -70,6 +70,13 @@ recommend: venv
 # The self-contained HTML report of the latest evaluation: $(RECDAG_DATA_DIR)/exports/report.html
 report: venv
 	$(PY) -m orchestration.report
+
+# Live mode: play a bundled dataset into a landing folder, one day-file every PACE seconds (docs/operations.md).
+DATASET ?= movielens-100k
+LANDING ?= $(RECDAG_DATA_DIR)/landing
+PACE ?= 10
+replay: venv
+	$(PY) -m orchestration.replay --dataset "$(DATASET)" --to "$(LANDING)" --interval-s $(PACE) $(if $(DAYS),--days $(DAYS))
 
 ui: venv $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
