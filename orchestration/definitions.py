@@ -7,6 +7,7 @@ import dagster as dg
 from assets import backtest, candidates, evaluation, features, ingestion, pi2i, rankers, retrieval, split
 from assets.catalog import SHARED_TABLES
 from orchestration.jobs import JOBS
+from orchestration.recovery import stale_run_sensor
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
 from resources.alerts import AlertSink
@@ -59,7 +60,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=JOBS,
     schedules=SCHEDULES,
-    sensors=[*SENSORS, automation_sensor],
+    sensors=[*SENSORS, automation_sensor, stale_run_sensor],
     # One process per run: a process per step costs ~20 s of imports each on 2 cores, and the
     # DuckDB pool serializes the steps anyway.
     executor=dg.in_process_executor,

@@ -20,6 +20,7 @@ import io
 import logging
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -32,6 +33,7 @@ from typing import TextIO
 import dagster as dg
 
 from orchestration.jobs import PIPELINE_STAGES
+from orchestration.recovery import StopOnSignal, recover_stale_runs, worker_tags
 from orchestration.summary import Outputs, format_pooled, format_summary, load_pooled, load_summary
 from orchestration.tags import BACKTEST_TAG, partition_range_tags
 from resources import settings
@@ -309,6 +311,7 @@ def run_job(
     n_partitions: int = 0,
     partition_key: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    stopper: StopOnSignal | None = None,
 ) -> dg.ExecuteInProcessResult:
     from orchestration.definitions import defs
 
@@ -316,8 +319,10 @@ def run_job(
     # One run for the whole range: the partitioned assets have a single-run backfill policy, and these two tags
     # (Dagster's documented "dagster/asset_partition_range_start/_end") make execute_in_process run it that way.
     tags = partition_range_tags(*partition_range) if partition_range is not None else {}
-    tags |= extra_tags or {}
+    tags |= (extra_tags or {}) | worker_tags()  # this process's host and pid: a later `make run` can tell if it died
     run_id = str(uuid.uuid4())
+    if stopper is not None:
+        stopper.run_id = run_id
     instance.add_event_listener(run_id, reporter)
     if partition_range:
         scope = f"{n_partitions} day-partitions {partition_range[0]} .. {partition_range[1]} as one run"
@@ -402,22 +407,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         reporter.say("")
     instance = dg.DagsterInstance.get()
+    # SIGTERM / Ctrl-C stop this process within seconds; runs a killed `make run` left STARTED are failed first.
+    stopper = StopOnSignal(instance, lambda text: log.note("recdag.run", text))
+    stopper.install()
+    if recover_stale_runs(instance, reporter.say):
+        reporter.say("")
     eval_run_id, status = None, 0
     try:
         for stage in args.stages.split(","):
             if stage == "daily_ingestion":
-                result = run_job(stage, instance, reporter, (keys[0], keys[-1]), len(keys))
+                result = run_job(stage, instance, reporter, (keys[0], keys[-1]), len(keys), stopper=stopper)
             elif stage == "train_and_evaluate":
                 for cutoff in cutoffs:
-                    result = run_job(stage, instance, reporter, partition_key=cutoff, extra_tags=backtest_tags)
+                    result = run_job(stage, instance, reporter, partition_key=cutoff, extra_tags=backtest_tags, stopper=stopper)
                     eval_run_id = result.run_id
-                    if not result.success:
+                    if not result.success or stopper.signum:
                         break
             else:
-                result = run_job(stage, instance, reporter)
+                result = run_job(stage, instance, reporter, stopper=stopper)
+            if stopper.signum:
+                raise KeyboardInterrupt
             if not result.success:
                 status = 1
                 break
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        name = signal.Signals(stopper.signum).name if stopper.signum else "an interrupt"
+        reporter.say(f"stopped by {name}", style="bold red")
+        stopper.finished()
+        stopper.settle()
+        return stopper.exit_status if stopper.signum else 130
     finally:
         log.close()
         if not latest.exists():
