@@ -79,7 +79,7 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
     # the evaluation step also writes eval.last_paired_test (asset last_paired_test, assets/catalog.py)
     [materialization] = [m for m in downstream.asset_materializations_for_node("evaluation") if m.asset_key == dg.AssetKey("evaluation")]
     meta = materialization.metadata
-    assert meta["dagster/table_name"] == "eval.per_user" and meta["dagster/partition_row_count"] > 0
+    assert meta["dagster/table_name"].value == "eval.per_user" and meta["dagster/partition_row_count"].value > 0
     assert meta["report"].path == str(report)
     table = meta["headline"]
     columns = {c.name: c.type for c in table.schema.columns}
