@@ -12,7 +12,7 @@ from assets.partitions import DATASET_START, daily_partitions, day_runs, window
 from recsys.ingest_stats import per_day_counts, volume_ratios
 from recsys.sources import UNROUTABLE, ParsedBatch
 from resources import expectations
-from resources.datasets import DatasetSource
+from resources.datasets import DatasetSource, source_errors_are_final
 from resources.gx import GreatExpectationsResource
 from resources.warehouse import Warehouse, load_sql, utcnow
 
@@ -79,8 +79,9 @@ def raw_interactions(
 ):
     start, end, keys = window(context)
     runs = day_runs(keys)  # consecutive days; a dynamic (live) partition set may skip days
-    reader = source.reader()
-    batch = ParsedBatch.concat([reader.read_window(lo, hi) for lo, hi in runs])
+    with source_errors_are_final():
+        reader = source.reader()
+        batch = ParsedBatch.concat([reader.read_window(lo, hi) for lo, hi in runs])
     now = utcnow()
     raw = batch.interactions.with_columns(pl.lit(now).alias("ingested_at"))
     quarantine = batch.quarantine.with_columns(pl.lit(now).alias("ingested_at"))
@@ -188,7 +189,8 @@ def _catalog_asset(name: str, key: str, loader: str):
         **catalog(f"raw.{name}"),
     )
     def _asset(context: dg.AssetExecutionContext, source: DatasetSource, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
-        frame = getattr(source.reader(), loader)()
+        with source_errors_are_final():
+            frame = getattr(source.reader(), loader)()
         warehouse.write_table(f"raw.{name}", frame)
         outcome = gx_validator.validate(frame, expectations.catalog_contract(name, key))
         return dg.MaterializeResult(

@@ -10,6 +10,7 @@ afresh on every call (the folder grows; orchestration/landing.py), every other r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -114,6 +115,16 @@ def _open(dataset: str, data_dir: str) -> DatasetReader:
     return _open_with(dataset, data_dir, settings.ts_window())
 
 
+@contextlib.contextmanager
+def source_errors_are_final():
+    """A ``SourceError`` (a missing file, a layout we do not know) fails the step at once: retrying
+    cannot fix it, unlike the network or a file being replaced, which the step's RetryPolicy is for."""
+    try:
+        yield
+    except SourceError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+
+
 @lru_cache(maxsize=8)
 def _open_with(dataset: str, data_dir: str, window: PlausibleWindow) -> DatasetReader:
     root = Path(data_dir)
@@ -147,4 +158,4 @@ def _slug(dataset: str) -> str:
     return hashlib.sha1(dataset.encode()).hexdigest()[:10] + "-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset)[:40]
 
 
-__all__ = ["DatasetSource", "fetch_movielens_100k", "dataset_bounds", "KNOWN_BOUNDS"]
+__all__ = ["DatasetSource", "fetch_movielens_100k", "dataset_bounds", "source_errors_are_final", "KNOWN_BOUNDS"]
