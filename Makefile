@@ -78,8 +78,10 @@ PACE ?= 10
 replay: venv
 	$(PY) -m orchestration.replay --dataset "$(DATASET)" --to "$(LANDING)" --interval-s $(PACE) $(if $(DAYS),--days $(DAYS))
 
+# dagster dev through orchestration/ui.py, so SIGTERM and Ctrl-C stop it even when started in the background;
+# exec: make's child is dagster dev itself, which gets the SIGTERM make passes on (a shell in between would not).
 ui: venv $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(PY) -m orchestration.ui -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: venv-test
 	$(PY) bench/run_all.py
