@@ -179,10 +179,16 @@ class StopOnSignal:
     def install(self) -> None:
         """In the main thread, before any run."""
         self._write.setblocking(False)
-        signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._handler)
+        self._previous_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._previous = {signum: signal.signal(signum, self._handler) for signum in (signal.SIGTERM, signal.SIGINT)}
         threading.Thread(target=self._watch, name="recdag-stop-on-signal", daemon=True).start()
+
+    def uninstall(self) -> None:
+        """In the main thread, when done: the previous handlers back, no forced exit any more."""
+        self.finished()
+        signal.set_wakeup_fd(self._previous_fd)
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
     @property
     def exit_status(self) -> int:

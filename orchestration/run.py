@@ -437,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         stopper.settle()
         return stopper.exit_status if stopper.signum else 130
     finally:
+        stopper.uninstall()
         log.close()
         if not latest.exists():
             latest.write_bytes(log.path.read_bytes())
