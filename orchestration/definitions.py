@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import backtest, candidates, evaluation, features, ingestion, pi2i, rankers, retrieval, split
+from assets import backtest, candidates, evaluation, features, final_stage, ingestion, pi2i, rankers, retrieval, split
 from assets.catalog import SHARED_TABLES
 from orchestration.jobs import JOBS
+from orchestration.landing import LANDING_SENSORS
 from orchestration.recovery import stale_run_sensor
 from orchestration.schedules import SCHEDULES
 from orchestration.sensors import SENSORS
@@ -18,7 +19,7 @@ from resources.model_store import ModelStore
 from resources.settings import alert_webhook_url
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, evaluation, backtest]
+ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, final_stage, evaluation, backtest]
 
 
 def build_resources() -> dict:
@@ -60,7 +61,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=JOBS,
     schedules=SCHEDULES,
-    sensors=[*SENSORS, automation_sensor, stale_run_sensor],
+    sensors=[*SENSORS, *LANDING_SENSORS, automation_sensor, stale_run_sensor],
     # One process per run: a process per step costs ~20 s of imports each on 2 cores, and the
     # DuckDB pool serializes the steps anyway.
     executor=dg.in_process_executor,

@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         help="rolling-origin backtest: train and evaluate the newest N cut-offs, one run each (tagged recdag/backtest), then pool them",
     )
     args = parser.parse_args(argv)
-    from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions, daily_partitions, latest_cutoff
+    from assets.partitions import CUTOFF_WINDOW_DAYS, LIVE, cutoff_keys, daily_partitions, latest_cutoff
 
     data_dir = settings.data_dir()
     log, latest = open_log(data_dir)
@@ -394,11 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     reporter.say(f"Full Dagster event log (DEBUG): {log.path}")
     reporter.say("")
 
-    keys = daily_partitions.get_partition_keys()
-    cutoffs = [latest_cutoff()]
+    instance = dg.DagsterInstance.get()
+    if LIVE:  # a landing folder: its days become partitions first (orchestration/landing.py)
+        from orchestration.landing import register_landed
+
+        register_landed(instance, log=reporter.say)
+    keys = daily_partitions.get_partition_keys(dynamic_partitions_store=instance)  # live: in the order they were added
+    cutoffs = [latest_cutoff(instance)]
     backtest_tags = {}
     if args.backtest:
-        available = cutoff_partitions.get_partition_keys()
+        available = cutoff_keys(instance)
         cutoffs = available[-args.backtest :]
         backtest_tags = {BACKTEST_TAG: f"{datetime.now():%Y%m%d-%H%M%S}-{len(cutoffs)}"}
         reporter.say(
@@ -406,7 +411,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{CUTOFF_WINDOW_DAYS} days, one train_and_evaluate run each, tag {BACKTEST_TAG}={backtest_tags[BACKTEST_TAG]}"
         )
         reporter.say("")
-    instance = dg.DagsterInstance.get()
     # SIGTERM / Ctrl-C stop this process within seconds; runs a killed `make run` left STARTED are failed first.
     stopper = StopOnSignal(instance, lambda text: log.note("recdag.run", text))
     stopper.install()
