@@ -31,7 +31,7 @@ class EvaluationConfig(dg.Config):
 
 
 def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
-    stages = CHANNEL_STAGES + ["pool", *RANKER_STAGES, *extra]
+    stages = CHANNEL_STAGES + ["pool", *RANKER_STAGES, "final", *extra]
     out = []
     for stage in stages:
         table = "candidates.pool_ranked" if stage == "pool" else f"candidates.{stage}"
@@ -40,7 +40,7 @@ def evaluated_stages(warehouse: Warehouse, extra: list[str]) -> list[str]:
     return out
 
 
-EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, retrieval_evaluation]
+EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, "final_stage", retrieval_evaluation]
 
 
 @dg.multi_asset(
@@ -182,7 +182,8 @@ def _paired(out, per_user_all, warehouse, model_store, config):
     ).sort("value", descending=True)
     if not scored:
         return None, None, None
-    best_ranker = max(scored, key=scored.get)  # chosen on valid, as recommendations does
+    # the served list (final_stage's choice on valid) when there is one, else the ranker chosen on valid
+    best_ranker = "final" if "final" in per_user_all else max(scored, key=scored.get)
     best_baseline = baselines["stage"][0] if baselines.height else None
     per_user = pl.concat(
         [

@@ -23,6 +23,7 @@ from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
 from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
 from recsys.rankers.features import cutoff_mode_for
+from recsys.rankers.lgbm import rank_frame
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
@@ -113,7 +114,7 @@ def _split_params(warehouse: Warehouse) -> dict:
     return json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0])
 
 
-def _key(warehouse: Warehouse, source: DatasetSource) -> tuple[str, str, str]:
+def split_key(warehouse: Warehouse, source: DatasetSource) -> tuple[str, str, str]:
     """(dataset, protocol, cutoff_rule) of the current split. The dataset is the full spec
     (synthetic:30000, taobao:<csv>), so another size or file is never compared with this one."""
     return comparison_key(source.dataset, _split_params(warehouse))
@@ -178,8 +179,13 @@ def _save_judged(
     return saved, result
 
 
-def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame) -> None:
-    warehouse.write_table(f"candidates.{stage}", with_fold(ranked, "test"))
+def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame, holdout: pl.DataFrame | None, k: int) -> None:
+    """The test fold's lists, and the held-out valid users' lists of the early-stopping model (what
+    final_stage compares with the channels on the same users)."""
+    parts = [with_fold(ranked, "test")]
+    if holdout is not None and holdout.height:
+        parts.append(with_fold(rank_frame(holdout, holdout["score"].to_numpy(), k), "valid"))
+    warehouse.write_table(f"candidates.{stage}", pl.concat(parts, how="vertical"))
 
 
 def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
@@ -219,14 +225,14 @@ def lgbm_ranker(
         {"setting": [str(p) for p in (config.params_grid or [{}])], "valid_ndcg10": [m.valid_ndcg10 for m, _ in candidates]}
     )
     model, params = max(candidates, key=lambda mp: mp[0].valid_ndcg10)
-    _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k))
+    _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k), model.holdout_scores, config.k)
     metrics = {
         "valid_ndcg10": model.valid_ndcg10,
         "best_iteration": model.best_iteration,
         "n_train_users": model.n_train_users,
         "n_valid_users": model.n_valid_users,
     }
-    key = _key(warehouse, source)
+    key = split_key(warehouse, source)
     saved, gate = _save_judged(
         context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
     )
@@ -274,7 +280,9 @@ def sequence_ranker(
     test_history, _ = data.fold("test")
     items = load_catalogue(warehouse, valid_history)  # the vocabulary the valid fold may know
     model = SequenceRanker(params).fit(valid, valid_history, items, runtime=runtime)
-    _write_ranked(warehouse, "sequence_ranker", model.recommend(test, test_history, k=config.k, runtime=runtime))
+    _write_ranked(
+        warehouse, "sequence_ranker", model.recommend(test, test_history, k=config.k, runtime=runtime), model.holdout_scores, config.k
+    )
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}
     key = comparison_key(source.dataset, data.params)
     saved, gate = _save_judged(
@@ -298,7 +306,7 @@ class RecommendationsConfig(dg.Config):
     export_dir: str = ""  # default $RECDAG_DATA_DIR/exports
 
 
-def _current_rankers(context, warehouse: Warehouse, store: ModelStore, key: tuple[str, str, str]) -> dict[str, dict]:
+def current_rankers(context, warehouse: Warehouse, store: ModelStore, key: tuple[str, str, str]) -> dict[str, dict]:
     """Per ranker, its newest registry row (the model whose lists are in candidates.<ranker>), when it
     was trained on the current dataset, protocol and cut-off rule."""
     current = {}
@@ -313,6 +321,35 @@ def _current_rankers(context, warehouse: Warehouse, store: ModelStore, key: tupl
     return current
 
 
+def _final_choice(warehouse: Warehouse, current: dict[str, dict], best: str) -> tuple[tuple[str, str], str, list[str], str]:
+    """((model, version), table, rankers to promote, note) of what to serve, from final_stage's decision.
+
+    A ranker chosen by the guard is served and promoted; the blend promotes the rankers it fuses; a
+    channel or the pool is served as it is and promotes nothing. Without a decision (final_stage not
+    materialized) the best passed ranker is served, as before the guard."""
+    decision = None
+    if warehouse.table_exists("candidates.final") and warehouse.table_exists("models.final_stage"):
+        logged = warehouse.query("SELECT stage, kind, rankers_passed, run_id FROM models.final_stage ORDER BY decided_at DESC LIMIT 1")
+        stages = warehouse.query("SELECT DISTINCT source_stage FROM candidates.final")["source_stage"].to_list()
+        if logged.height and stages == [logged["stage"][0]]:
+            decision = logged.row(0, named=True)
+    if decision is None:
+        return (best, current[best]["version"]), f"candidates.{best}", [best], "gate passed; promoted"
+    stage, kind = decision["stage"], decision["kind"]
+    if kind == "ranker":
+        return (stage, current[stage]["version"]), "candidates.final", [stage], "final stage: ranker, gate passed; promoted"
+    if kind == "blend":
+        fused = [n for n in decision["rankers_passed"].split(",") if n in current]
+        version = "+".join(current[n]["version"] for n in fused)
+        return ("blend", version), "candidates.final", fused, f"final stage: blend of {', '.join(fused)}; promoted"
+    return (
+        (stage, f"{kind}@{decision['run_id'][:8]}"),
+        "candidates.final",
+        [],
+        f"final stage: {kind} beat every ranker on valid; nothing promoted",
+    )
+
+
 def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
     """(model, model_version) of serving.recommendations when it holds one model's lists."""
     if not warehouse.table_exists("serving.recommendations"):
@@ -322,7 +359,7 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
 
 
 @dg.asset(
-    deps=[lgbm_ranker, sequence_ranker],
+    deps=[lgbm_ranker, sequence_ranker, "final_stage"],
     pool=DUCKDB_POOL,
     group_name="rankers",
     partitions_def=cutoff_partitions,
@@ -332,9 +369,9 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
     **catalog("serving.recommendations"),
     description=(
         "serving.recommendations: final top-K per user of the latest window (the test fold's users, whose pools were built "
-        "from train + valid), exported as Parquet. Promotion gate: serves and promotes the ranker with the best valid NDCG@10 "
-        "among those whose ndcg_regression check passed (compared with the last promoted model of the same name, dataset, "
-        "protocol and cut-off rule). If none passed, it keeps serving the current lists when they come from the promoted "
+        "from train + valid), exported as Parquet. Serves final_stage's choice (the best on held-out valid users of the rankers "
+        "whose ndcg_regression check passed, their blend, the pool and every channel) and promotes the rankers it uses; the gate "
+        "compares a ranker with the last promoted model of the same name, dataset, protocol and cut-off rule. If no ranker passed, it keeps serving the current lists when they come from the promoted "
         "comparable model (nothing is promoted; the failed check raises the alert); with no such lists it fails, naming each "
         "ranker's valid NDCG@10 and floor. It never serves a model that failed the gate."
     ),
@@ -342,8 +379,8 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
 def recommendations(
     context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
 ):
-    key = _key(warehouse, source)
-    current = _current_rankers(context, warehouse, model_store, key)
+    key = split_key(warehouse, source)
+    current = current_rankers(context, warehouse, model_store, key)
     if not current:
         raise dg.Failure(f"no ranker trained on {' | '.join(key)}: materialize lgbm_ranker or sequence_ranker first", allow_retries=False)
     scored = {n: r["valid_ndcg10"] for n, r in current.items()}
@@ -384,18 +421,21 @@ def recommendations(
                 "parquet": str(path),
             }
         )
-    chosen = current[best]
+    served, table, promote, note = _final_choice(warehouse, current, best)
     recs = warehouse.query(
-        f"SELECT user_id, item_id, score, rank FROM candidates.{best} WHERE rank <= $k ORDER BY user_id, rank", {"k": config.k}
-    ).with_columns(pl.lit(best).alias("model"), pl.lit(chosen["version"]).alias("model_version"))
+        f"SELECT user_id, item_id, score, rank FROM {table} WHERE fold = 'test' AND rank <= $k ORDER BY user_id, rank", {"k": config.k}
+    ).with_columns(pl.lit(served[0]).alias("model"), pl.lit(served[1]).alias("model_version"))
     warehouse.write_table("serving.recommendations", recs)
     recs.write_parquet(path)
-    model_store.promote(warehouse, best, chosen["version"], run_id=chosen["run_id"])
+    for name in promote:
+        model_store.promote(warehouse, name, current[name]["version"], run_id=current[name]["run_id"])
     observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={
             **table_metadata(warehouse, "serving.recommendations"),
-            "served": f"{best}@{chosen['version']} (gate passed; promoted)",
+            "served": f"{served[0]}@{served[1]} ({note})",
+            "final_stage": served[0],
+            "promoted": ", ".join(promote) or "none",
             "chosen_ranker": best,
             "gate_passed": dg.MetadataValue.json(gates),
             "valid_ndcg10": dg.MetadataValue.json(scored),

@@ -111,6 +111,7 @@ class LGBMRanker:
         self.categorical_cols: list[str] = []
         self.best_iteration: int = 0
         self.valid_ndcg10: float = float("nan")
+        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
         self.n_train_users: int = 0
         self.n_valid_users: int = 0
 
@@ -168,6 +169,15 @@ class LGBMRanker:
         else:
             self.best_iteration = self.booster.current_iteration()
             self.valid_ndcg10 = float("nan")
+        # the early-stopping model's scores of the held-out users (before any refit has seen their
+        # labels): what the final-stage guard compares with the channels on the same users
+        self.holdout_scores = (
+            valid.select("user_id", "item_id").with_columns(
+                pl.Series("score", self.booster.predict(_matrix(valid, self.feature_cols), num_iteration=self.best_iteration))
+            )
+            if use_valid
+            else None
+        )
         if use_valid and p.refit_full:
             self.booster = lgb.train(p.lgb_params(), dataset(with_pos), num_boost_round=max(1, self.best_iteration))
             self.best_iteration = self.booster.current_iteration()

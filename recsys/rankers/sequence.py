@@ -178,6 +178,7 @@ class SequenceRanker:
         self.feat_std = np.ones(0, np.float32)
         self.best_epoch = 0
         self.valid_ndcg10 = float("nan")
+        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
         self.train_losses: list[float] = []
         self.valid_history: list[float] = []
 
@@ -347,6 +348,12 @@ class SequenceRanker:
         if best_state is not None:
             self.net.load_state_dict(best_state)
             self.valid_ndcg10 = float(best_score)
+            # the best epoch's scores of the held-out users: what the final-stage guard compares
+            scores = self._score_lists(valid_lists, valid_seq, runtime)
+            held = np.full(valid_frame.height, -np.inf)
+            present = valid_lists.row >= 0
+            held[valid_lists.row[present]] = scores[present]
+            self.holdout_scores = valid_frame.select("user_id", "item_id").with_columns(pl.Series("score", held))
         else:
             self.best_epoch, self.valid_ndcg10 = len(self.train_losses), float("nan")
         self.net.eval()

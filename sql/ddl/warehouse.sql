@@ -134,3 +134,24 @@ CREATE TABLE IF NOT EXISTS eval.per_user (
     k INTEGER,
     value DOUBLE
 );
+
+-- final_stage's decisions (assets/final_stage.py): what was served and why, one row per decision
+CREATE TABLE IF NOT EXISTS models.final_stage (
+    run_id VARCHAR,
+    cutoff VARCHAR,
+    dataset VARCHAR,
+    protocol VARCHAR,
+    cutoff_rule VARCHAR,
+    stage VARCHAR,
+    kind VARCHAR,
+    rankers_passed VARCHAR,
+    valid_ndcg10 DOUBLE,
+    best_channel VARCHAR,
+    best_channel_ndcg10 DOUBLE,
+    margin DOUBLE,
+    margin_low DOUBLE,
+    margin_high DOUBLE,
+    n_users BIGINT,
+    candidates JSON,
+    decided_at TIMESTAMP
+);

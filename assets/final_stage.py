@@ -1,0 +1,144 @@
+"""final_stage: the guard between the rankers and what is served (recsys/final_stage.py).
+
+On the rankers' held-out valid users it scores every candidate for the final list: each ranker
+whose promotion gate passed, their blend, the fused pool and every channel, and keeps the best, so
+the served list is never worse on valid than its best input. ``candidates.final`` holds the chosen
+stage's lists (both folds: the held-out valid users' and the test fold's); ``models.final_stage``
+logs every decision with the valid NDCG@10 of each candidate and the chosen one's paired margin over
+the best channel. ``recommendations`` serves ``candidates.final``; ``evaluation`` reports it as the
+stage ``final``.
+"""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from assets.catalog import results, table_spec
+from assets.common import DUCKDB_POOL, fold_truth, load_candidates, load_split, with_fold
+from assets.metadata import md, table_metadata
+from assets.partitions import cutoff_partitions
+from assets.rankers import RANKER_STAGES, current_rankers, split_key
+from assets.retrieval import CHANNEL_STAGES
+from recsys.final_stage import blend, choose_final, guard_table
+from recsys.rankers.features import holdout_users
+from resources.datasets import DatasetSource
+from resources.model_store import ModelStore
+from resources.warehouse import Warehouse, utcnow
+
+
+class FinalStageConfig(dg.Config):
+    k: int = 100  # list length kept in candidates.final
+    n_boot: int = 1000
+    holdout_fraction: float = 0.2  # when no ranker passed: the same seeded hash slice of the valid users
+    seed: int = 0
+
+
+def _lists(warehouse: Warehouse, fold: str, passed: list[str], k: int) -> tuple[dict[str, pl.DataFrame], dict[str, str]]:
+    lists, kinds = {}, {}
+    for name in passed:
+        lists[name], kinds[name] = load_candidates(warehouse, name, fold, complete=False), "ranker"
+    if len(passed) > 1:
+        lists["blend"], kinds["blend"] = blend({n: lists[n] for n in passed}, k), "blend"
+    lists["pool"], kinds["pool"] = load_candidates(warehouse, "pool_ranked", fold), "pool"
+    for stage in CHANNEL_STAGES:
+        if warehouse.table_exists(f"candidates.{stage}"):
+            lists[stage], kinds[stage] = load_candidates(warehouse, stage, fold), "channel"
+    return lists, kinds
+
+
+@dg.multi_asset(
+    specs=[
+        table_spec(
+            "final_stage",
+            "candidates.final",
+            "candidates.final: the list of the final stage chosen on held-out valid users among the passed rankers, their "
+            "blend, the pool and every channel (recsys/final_stage.py); never worse on valid than its best input.",
+            deps=[*RANKER_STAGES, "candidates_pool_ranked"],
+            kinds={"polars", "duckdb"},
+        ),
+        table_spec(
+            "final_stage_log",
+            "models.final_stage",
+            "models.final_stage: every final-stage decision, with each candidate's valid NDCG@10 and the margin over the best channel.",
+            deps=[*RANKER_STAGES, "candidates_pool_ranked"],
+            kinds={"duckdb"},
+        ),
+    ],
+    can_subset=True,
+    pool=DUCKDB_POOL,
+    group_name="rankers",
+    partitions_def=cutoff_partitions,
+)
+def final_stage(
+    context: dg.AssetExecutionContext, config: FinalStageConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
+):
+    key = split_key(warehouse, source)
+    current = current_rankers(context, warehouse, model_store, key)
+    passed = [n for n in RANKER_STAGES if n in current and current[n]["gate_passed"]]
+    data = load_split(warehouse)
+    _, _, truth = fold_truth(data, "valid")
+    valid, kinds = _lists(warehouse, "valid", passed, config.k)
+    if passed:  # the users no passed ranker saw the labels of: their early-stopping slice
+        users = None
+        for name in passed:
+            mine = valid[name]["user_id"].unique()
+            users = mine if users is None else users.filter(users.is_in(mine.implode()))
+    else:
+        everyone = truth["user_id"].unique().sort()
+        users = everyone.filter(pl.Series(holdout_users(everyone, config.holdout_fraction, config.seed)))
+    table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed)
+    choice = choose_final(table)
+    chosen = choice["stage"]
+    test, _ = _lists(warehouse, "test", passed, config.k)
+    out = pl.concat([with_fold(valid[chosen], "valid"), with_fold(test[chosen], "test")], how="vertical").with_columns(
+        pl.lit(chosen).alias("source_stage")
+    )
+    dataset, protocol, rule = key
+    decision = pl.DataFrame(
+        {
+            "run_id": [context.run.run_id],
+            "cutoff": [context.partition_key],
+            "dataset": [dataset],
+            "protocol": [protocol],
+            "cutoff_rule": [rule],
+            "stage": [chosen],
+            "kind": [choice["kind"]],
+            "rankers_passed": [",".join(passed)],
+            "valid_ndcg10": [choice["ndcg"]],
+            "best_channel": [choice["best_channel"]],
+            "best_channel_ndcg10": [choice["best_channel_ndcg"]],
+            "margin": [choice["margin"]],
+            "margin_low": [choice["margin_low"]],
+            "margin_high": [choice["margin_high"]],
+            "n_users": [choice["n_users"]],
+            "candidates": [json.dumps(table.select("stage", "kind", "ndcg").to_dicts())],
+            "decided_at": [utcnow()],
+        }
+    )
+    with warehouse.connect() as con:
+        con.begin()
+        warehouse.write_table("candidates.final", out, con=con)
+        warehouse.append("models.final_stage", decision, con=con)
+        con.commit()
+    margin = "" if choice["margin"] is None else f" ({choice['margin']:+.4f} [{choice['margin_low']:+.4f}, {choice['margin_high']:+.4f}])"
+    context.log.info(
+        f"final stage: {chosen} ({choice['kind']}), valid NDCG@10 {choice['ndcg']:.4f} on {choice['n_users']} held-out users; "
+        f"best channel {choice['best_channel']} {choice['best_channel_ndcg'] or 0:.4f}{margin}"
+    )
+    final = dg.MaterializeResult(
+        asset_key="final_stage",
+        metadata={
+            **table_metadata(warehouse, "candidates.final"),
+            "chosen": chosen,
+            "kind": choice["kind"],
+            "valid_ndcg10": choice["ndcg"],
+            "best_channel": choice["best_channel"] or "",
+            "margin_over_best_channel": choice["margin"] if choice["margin"] is not None else 0.0,
+            "held_out_users": choice["n_users"],
+            "rankers_passed": ", ".join(passed) or "none",
+            "candidates_on_valid": md(table, 30),
+        },
+    )
+    log = dg.MaterializeResult(asset_key="final_stage_log", metadata=table_metadata(warehouse, "models.final_stage"))
+    yield from results(context, final, log)

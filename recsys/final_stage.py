@@ -1,0 +1,120 @@
+"""The final-stage guard: the served list is never worse on held-out valid users than its best input.
+
+API::
+
+    blended = blend({"lgbm_ranker": recs, "sequence_ranker": recs}, k=100)   # RRF of the rankers
+    table = guard_table(valid_lists, kinds, truth, users, k=10)   # one row per candidate, best first
+    choice = choose_final(table)                                   # {"stage", "kind", "ndcg", ...}
+
+Candidates (``kinds`` maps each name to its kind): every ranker whose promotion gate passed
+(``ranker``), the blend of those rankers (``blend``: reciprocal-rank fusion, sum of 1/(60 + rank)
+over the rankers' lists, ties by the first ranker's order), the fused candidate pool (``pool``) and
+every single channel (``channel``). Each is scored by NDCG@10 (recsys.metrics, full valid truth)
+on the same users: the rankers' held-out valid users, the early-stopping slice whose labels no
+fitted ranker saw, so a ranker is not flattered by its own training labels and the channels are
+measured on exactly the users the rankers are. The candidate with the best NDCG@10 is the final
+stage; an exact tie goes to the simpler candidate (channel, pool, blend, ranker, in that order).
+``margin`` in the table is the paired mean difference of each candidate against the best single
+channel on these users, with a bootstrap 95% interval (recsys.metrics.stats.paired_test).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from recsys.metrics import evaluate
+from recsys.metrics.stats import paired_test
+from recsys.schema import RECOMMENDATION_SCHEMA
+
+RRF_K = 60.0
+KINDS = ("channel", "pool", "blend", "ranker")  # tie order: the simpler candidate wins a tie
+GUARD_K = 10
+
+
+def blend(lists: dict[str, pl.DataFrame], k: int) -> pl.DataFrame:
+    """Reciprocal-rank fusion of recommendation frames, top ``k`` per user."""
+    if not lists:
+        raise ValueError("blend needs at least one ranked list")
+    names = list(lists)
+    long = pl.concat(
+        [recs.select("user_id", "item_id", "rank").with_columns(pl.lit(n).alias("_by")) for n, recs in lists.items()], how="vertical"
+    )
+    first = lists[names[0]].select("user_id", "item_id", pl.col("rank").alias("_first"))
+    fused = (
+        long.group_by("user_id", "item_id")
+        .agg((1.0 / (RRF_K + pl.col("rank"))).sum().alias("score"))
+        .join(first, on=["user_id", "item_id"], how="left")
+        .sort(["user_id", "score", "_first", "item_id"], descending=[False, True, False, False], nulls_last=True)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("user_id").alias("rank"))
+        .filter(pl.col("rank") <= k)
+    )
+    return fused.select([pl.col(c).cast(t) for c, t in RECOMMENDATION_SCHEMA.items()])
+
+
+def _per_user(recs: pl.DataFrame, truth: pl.DataFrame, users: pl.Series, k: int) -> pl.DataFrame:
+    mine = recs.filter(pl.col("user_id").is_in(users.implode()))
+    return evaluate(mine, truth.filter(pl.col("user_id").is_in(users.implode())), ks=(k,), metrics=("ndcg",), per_user=True)
+
+
+def guard_table(
+    valid_lists: dict[str, pl.DataFrame],
+    kinds: dict[str, str],
+    truth: pl.DataFrame,
+    users: pl.Series,
+    k: int = GUARD_K,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """stage, kind, ndcg, margin_vs_best_channel, margin_low, margin_high, n_users (best first)."""
+    unknown = {n: kd for n, kd in kinds.items() if kd not in KINDS}
+    if unknown:
+        raise ValueError(f"unknown candidate kinds {unknown}; expected one of {KINDS}")
+    users = users.unique().sort()
+    per_user = {name: _per_user(recs, truth, users, k) for name, recs in valid_lists.items()}
+    ndcg = {name: float(rows["value"].mean()) if rows.height else 0.0 for name, rows in per_user.items()}
+    channels = [n for n in valid_lists if kinds[n] == "channel"]
+    best_channel = max(channels, key=lambda n: (ndcg[n], -channels.index(n))) if channels else None
+    rows = []
+    for name in valid_lists:
+        low = high = margin = None
+        if best_channel is not None and per_user[name].height:
+            paired = paired_test(per_user[name], per_user[best_channel], n_boot=n_boot, seed=seed)
+            margin, low, high = (float(paired[c][0]) for c in ("mean_diff", "ci_low", "ci_high"))
+        rows.append(
+            {
+                "stage": name,
+                "kind": kinds[name],
+                "ndcg": ndcg[name],
+                "margin_vs_best_channel": margin,
+                "margin_low": low,
+                "margin_high": high,
+                "n_users": users.len(),
+                "best_channel": best_channel,
+            }
+        )
+    table = pl.DataFrame(rows, schema_overrides={"margin_vs_best_channel": pl.Float64, "margin_low": pl.Float64, "margin_high": pl.Float64})
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    return (
+        table.with_columns(pl.col("kind").replace_strict(order, return_dtype=pl.Int32).alias("_tie"))
+        .sort(["ndcg", "_tie", "stage"], descending=[True, False, False])
+        .drop("_tie")
+    )
+
+
+def choose_final(table: pl.DataFrame) -> dict:
+    """The first row of ``guard_table``: the final stage, with what it beat and by how much."""
+    if table.is_empty():
+        raise ValueError("no candidate for the final stage")
+    best = table.row(0, named=True)
+    channel = table.filter(pl.col("stage") == best["best_channel"]).row(0, named=True) if best["best_channel"] else None
+    return {
+        "stage": best["stage"],
+        "kind": best["kind"],
+        "ndcg": best["ndcg"],
+        "best_channel": best["best_channel"],
+        "best_channel_ndcg": channel["ndcg"] if channel else None,
+        "margin": best["margin_vs_best_channel"],
+        "margin_low": best["margin_low"],
+        "margin_high": best["margin_high"],
+        "n_users": best["n_users"],
+    }
