@@ -3,7 +3,7 @@
 API::
 
     frame = build_ranker_frame(pool, history, items, users, selected_features, target=None,
-                               cutoff=None, label_mode="binary")
+                               cutoff=None, label_mode="binary", raw_scores=False)
     feature_columns(frame) -> list[str]          # every column except user_id, item_id, label
     categorical_columns(frame) -> list[str]      # the ``cat__*`` integer-coded columns
     holdout_users(user_ids, fraction, seed) -> np.ndarray[bool]   # seeded hash split
@@ -31,8 +31,18 @@ history's end: see docs/evaluation.md, "Per-user cut-offs"). Computed with prefi
 
 Output columns (sorted by user_id, item_id):
 
-- channels: ``{c}__score`` Float64, ``{c}__rank`` Int32 (nulls kept: LightGBM treats them as
-  missing), ``{c}__hit`` Int8 0/1, ``n_channels``.
+- channels, for every channel ``c`` of the pool (``channel_names``), null where ``c`` did not
+  retrieve the item (LightGBM treats null as missing); all but the raw score are unchanged by a
+  positive rescaling of c's scores, so they survive the refit between the valid fold (channels fit
+  on train) and the test fold (channels refit on train + valid, whose raw scores grow or shrink):
+  ``{c}__rank`` Int32; ``{c}__rrank`` Float64 = rank / the deepest rank of c among the user's
+  candidates (the length of c's list for that user when the pool kept it whole), in (0, 1];
+  ``{c}__norm`` Float64 = the score min-max normalised over the user's candidates from c, in
+  [0, 1] (1 when they all tie); ``{c}__ratio`` Float64 = score / max |score| over the user's
+  candidates from c: the ratio to the user's best score for channels with non-negative scores, in
+  [-1, 1] for channels that can score negative (1 when all are 0); ``{c}__hit`` Int8 0/1;
+  ``{c}__score`` Float64 (the raw score) only with ``raw_scores=True``; ``n_channels``; and
+  ``rrf`` Float64 and ``pool_rank`` Int32 (the pool's fusion score and order) when the pool has them.
 - user: ``u_n_events, u_n_items, u_days_active, u_n_events_7d, u_recency_days, u_tenure_days,
   u_mean_rating`` (null without ``rate`` events).
 - item: ``i_pop, i_n_users, i_pop_7d, i_pop_30d, i_trend`` (7d share of 30d), ``i_age_days``
@@ -402,6 +412,32 @@ def _cooccurrence_features_as_of(pool_pairs: pl.DataFrame, hist: pl.DataFrame, h
     )
 
 
+def _channel_features(pool: pl.DataFrame, channels: list[str], raw_scores: bool) -> pl.DataFrame:
+    """user_id, item_id and, per channel, the scale-free evidence (module docstring, "channels"),
+    computed per user with window expressions over the user's rows of the pool."""
+    per_channel = []
+    for c in channels:
+        score, rank = pl.col(f"{c}__score").cast(pl.Float64).fill_nan(None), pl.col(f"{c}__rank").cast(pl.Int32)
+        lo, hi = score.min().over("user_id"), score.max().over("user_id")
+        top = score.abs().max().over("user_id")
+        per_channel += [
+            *([score.alias(f"{c}__score")] if raw_scores else []),
+            rank.alias(f"{c}__rank"),
+            (rank.cast(pl.Float64) / rank.max().over("user_id").cast(pl.Float64)).alias(f"{c}__rrank"),
+            pl.when(score.is_null()).then(None).when(hi > lo).then((score - lo) / (hi - lo)).otherwise(1.0).alias(f"{c}__norm"),
+            pl.when(score.is_null()).then(None).when(top > 0).then(score / top).otherwise(1.0).alias(f"{c}__ratio"),
+        ]
+    pool_level = [pl.col("rrf").cast(pl.Float64)] if "rrf" in pool.columns else []
+    pool_level += [pl.col("pool_rank").cast(pl.Int32)] if "pool_rank" in pool.columns else []
+    return pool.select(
+        pl.col("user_id").cast(pl.Int64),
+        pl.col("item_id").cast(pl.Int64),
+        *per_channel,
+        *[pl.col(f"{c}__rank").is_not_null().cast(pl.Int8).alias(f"{c}__hit") for c in channels],
+        *pool_level,
+    )
+
+
 def _encode_categorical(frame: pl.DataFrame, key: str, feature: str) -> pl.DataFrame:
     col = pl.col(feature)
     dtype = frame.schema[feature]
@@ -440,11 +476,16 @@ def build_ranker_frame(
     *,
     cutoff=None,
     label_mode: str = "binary",
+    raw_scores: bool = False,
 ) -> pl.DataFrame:
     """Join channel, user, item, user×item and categorical features (and the label) onto the pool.
 
     ``cutoff``: None or ``"global"`` (history's max ts), a datetime/date (the label window's start),
-    ``"per_user"`` (each user's last history event) or a frame ``user_id, cutoff`` (module docstring)."""
+    ``"per_user"`` (each user's last history event) or a frame ``user_id, cutoff`` (module docstring).
+    ``raw_scores``: keep each channel's raw ``{c}__score`` as a feature. Off by default: rankers learn
+    on the valid fold and score the test fold, whose channels are refit on more data, so raw scores
+    (EASE weights, co-occurrence sums) change scale between the two while ranks and the per-user
+    normalised scores (``__rank``, ``__rrank``, ``__norm``, ``__ratio``) do not."""
     mode, user_cutoffs = "global", None
     if isinstance(cutoff, str):
         if cutoff not in CUTOFF_MODES:
@@ -476,12 +517,7 @@ def build_ranker_frame(
         hist = history.filter(pl.col("ts") < pl.lit(cutoff, dtype=pl.Datetime("us")))
 
     channels = channel_names(pool)
-    out = pool.select(
-        pl.col("user_id").cast(pl.Int64),
-        pl.col("item_id").cast(pl.Int64),
-        *[e for c in channels for e in (pl.col(f"{c}__score").cast(pl.Float64), pl.col(f"{c}__rank").cast(pl.Int32))],
-        *[pl.col(f"{c}__rank").is_not_null().cast(pl.Int8).alias(f"{c}__hit") for c in channels],
-    )
+    out = _channel_features(pool, channels, raw_scores)
     if "n_channels" in pool.columns:
         out = out.with_columns(pool["n_channels"].cast(pl.Int32))
     else:

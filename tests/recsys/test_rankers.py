@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from recsys.rankers.features import build_ranker_frame, feature_columns, grouped_ndcg_at_k, holdout_users
 from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams
@@ -193,6 +194,60 @@ def test_holdout_users_is_a_stable_seeded_fraction():
     assert not np.array_equal(held, holdout_users(ids, 0.2, seed=4))
 
 
+def test_channel_features_are_scale_free_bounded_and_null_where_not_retrieved():
+    """Two folds whose channel scores differ by a positive factor per channel (a refit on more data
+    scales EASE weights and co-occurrence sums) give the same normalised features; only the raw
+    score, dropped by default, differs."""
+    rng = np.random.default_rng(11)
+    items, history = _catalog(), _interactions([1, 2, 3], [1000, 1001, 1002], [T0] * 3)
+    cu = np.repeat([1, 2, 3, 4], 12)
+    ci = np.concatenate([1000 + rng.choice(200, 12, replace=False) for _ in range(4)])
+    a, b = rng.normal(size=cu.size), rng.exponential(size=cu.size)  # a can be negative, b cannot
+    keep = {"b": rng.random(cu.size) < 0.6}
+    valid = _pool(cu, ci, {"a": a, "b": b}, keep=keep).with_columns(pl.lit(0.1).alias("rrf"), pl.lit(1, pl.Int32).alias("pool_rank"))
+    test = _pool(cu, ci, {"a": 7.5 * a, "b": 0.02 * b}, keep=keep).with_columns(
+        pl.lit(0.1).alias("rrf"), pl.lit(1, pl.Int32).alias("pool_rank")
+    )
+    fv = build_ranker_frame(valid, history, items, None, cutoff=CUTOFF)
+    ft = build_ranker_frame(test, history, items, None, cutoff=CUTOFF)
+    assert_frame_equal(fv, ft, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)  # equal up to rounding
+    cols = feature_columns(fv)
+    assert not any(c.endswith("__score") for c in cols)
+    for c in ("a", "b"):
+        assert {f"{c}__rank", f"{c}__rrank", f"{c}__norm", f"{c}__ratio", f"{c}__hit"} <= set(cols)
+        norm = fv[f"{c}__norm"].drop_nulls()
+        assert norm.min() >= 0.0 and norm.max() <= 1.0
+        per_user = fv.group_by("user_id").agg(pl.col(f"{c}__norm").max().alias("hi"), pl.col(f"{c}__norm").min().alias("lo"))
+        assert (per_user["hi"] == 1.0).all() and (per_user["lo"] == 0.0).all()
+        rrank = fv[f"{c}__rrank"].drop_nulls()
+        assert rrank.min() > 0.0 and rrank.max() == 1.0
+        assert fv[f"{c}__ratio"].drop_nulls().is_between(-1.0, 1.0).all()
+    assert {"rrf", "pool_rank"} <= set(cols)
+    missing = fv.filter(pl.col("b__hit") == 0)
+    assert missing.height > 0
+    assert missing.select(pl.col("b__rank", "b__rrank", "b__norm", "b__ratio").null_count()).row(0) == (missing.height,) * 4
+    assert (fv["b__ratio"].drop_nulls() >= 0).all()  # non-negative channel: score / the user's best score
+    # the ratio is the score over the user's best: check one user by hand
+    u1 = valid.filter((pl.col("user_id") == 1) & pl.col("b__score").is_not_null())
+    best = u1["b__score"].max()
+    got = fv.join(u1.select("user_id", "item_id", "b__score"), on=["user_id", "item_id"]).sort("item_id")
+    assert np.allclose(got["b__ratio"].to_numpy(), got["b__score"].to_numpy() / best)
+
+    raw = build_ranker_frame(valid, history, items, None, cutoff=CUTOFF, raw_scores=True)
+    assert {"a__score", "b__score"} <= set(feature_columns(raw))
+    assert raw.drop("a__score", "b__score").equals(fv)
+    assert not raw["a__score"].equals(build_ranker_frame(test, history, items, None, cutoff=CUTOFF, raw_scores=True)["a__score"])
+
+
+def test_channel_features_when_a_users_scores_tie():
+    items, history = _catalog(), _interactions([1], [1000], [T0])
+    pool = _pool([1, 1, 2], [1001, 1002, 1003], {"a": np.array([2.0, 2.0, 0.0])})
+    frame = build_ranker_frame(pool, history, items, None, cutoff=CUTOFF).sort("item_id")
+    assert frame["a__norm"].to_list() == [1.0, 1.0, 1.0]  # ties (and a single candidate): every item is the best
+    assert frame["a__ratio"].to_list() == [1.0, 1.0, 1.0]  # all-zero scores: the ratio is 1, not NaN
+    assert frame["a__rrank"].to_list() == [0.5, 1.0, 1.0]
+
+
 # ---------------------------------------------------------------------------------------- LightGBM
 
 
@@ -211,7 +266,7 @@ def test_lgbm_learns_planted_rule_and_beats_every_single_channel(lgbm_model, tas
     _, test = taste_frames
     g, y = test["user_id"].to_numpy(), test["label"].to_numpy()
     ndcg = grouped_ndcg_at_k(g, y, lgbm_model.predict(test))
-    singles = _single_feature_ndcgs(test, ["a__score", "b__score", "ui_cat_share"])
+    singles = _single_feature_ndcgs(test, ["a__norm", "b__norm", "ui_cat_share"])  # __norm orders a user's items as the score
     assert ndcg > max(singles.values()) + 0.15, (ndcg, singles)
     assert ndcg > 0.9
     assert 0.9 < lgbm_model.valid_ndcg10 <= 1.0 and lgbm_model.best_iteration >= 1
