@@ -9,7 +9,7 @@ from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, 
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.metrics import evaluate
-from recsys.pool import build_pool, pool_as_recs
+from recsys.pool import build_pool, funnel_ks, funnel_table, list_depth, pool_as_recs
 from resources.datasets import DatasetSource
 from resources.warehouse import Warehouse
 
@@ -23,6 +23,7 @@ ACCURACY_METRICS = ("hit_rate", "recall", "precision", "ndcg", "mrr", "map")
 class PoolConfig(dg.Config):
     per_channel: int = 100  # top-N taken from each channel
     max_size: int = 300  # bound on a user's pool after fusion
+    keep_top: int = 20  # each channel's top items survive the cut to max_size (recsys.pool.build_pool)
 
 
 @dg.multi_asset(
@@ -51,7 +52,7 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
     frames = []
     for fold in FOLDS:
         per_channel = {stage: load_candidates(warehouse, stage, fold) for stage in CHANNEL_STAGES}
-        pool = build_pool(per_channel, per_channel=config.per_channel, max_size=config.max_size)
+        pool = build_pool(per_channel, per_channel=config.per_channel, max_size=config.max_size, keep_top=config.keep_top)
         frames.append(pool.with_columns(pl.lit(fold).alias("fold")))
     out = pl.concat(frames, how="vertical")
     warehouse.write_table("candidates.pool", out)
@@ -85,26 +86,34 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
     partitions_def=cutoff_partitions,
     kinds={"polars", "duckdb"},
     **catalog(layer="evaluation"),  # its rows are in the shared eval.metrics (catalog: eval_metrics)
-    description="Retrieval funnel: HitRate/Recall/... at K in 50/100/200 for every channel and the pool, on both folds, into eval.metrics.",
+    description="Retrieval funnel: HitRate/Recall/... at K in 50/100/200 and at each list's full depth (the pool at its full "
+    "size) for every channel and the pool, on both folds, into eval.metrics.",
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    rows = []
+    rows, depths = [], {}
     for fold in FOLDS:
         history, _, truth = fold_truth(data, fold)
         for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
-            scores = evaluate(recs, truth, ks=FUNNEL_KS, metrics=ACCURACY_METRICS)
+            depths[fold, stage] = list_depth(recs)
+            scores = evaluate(recs, truth, ks=funnel_ks(FUNNEL_KS, depths[fold, stage]), metrics=ACCURACY_METRICS)
             rows.append(eval_rows(scores, **eval_tags(context.run.run_id, data, source), fold=fold, stage=stage))
     out = pl.concat(rows)
     warehouse.append("eval.metrics", out)
     observe(context, warehouse, "eval.metrics")
-    test_hr = (
-        out.filter((pl.col("fold") == "test") & (pl.col("metric").is_in(["hit_rate", "recall"])))
-        .pivot(on="k", index=["stage", "metric"], values="value")
-        .sort("metric", "stage")
+    funnel = {
+        fold: funnel_table(out.filter(pl.col("fold") == fold), {s: d for (f, s), d in depths.items() if f == fold}, FUNNEL_KS)
+        for fold in FOLDS
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "funnel_test": md(funnel["test"], 40),  # recall/hit at each K and at full depth: the pool next to each channel
+            "funnel_valid": md(funnel["valid"], 40),
+            "funnel_plot": png(_funnel_plot(out)),
+            "n_rows": out.height,
+        }
     )
-    return dg.MaterializeResult(metadata={"funnel_test": md(test_hr, 40), "funnel_plot": png(_funnel_plot(out)), "n_rows": out.height})
 
 
 def _funnel_plot(out: pl.DataFrame):
