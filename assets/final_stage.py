@@ -104,7 +104,7 @@ def final_stage(
             "cutoff_rule": [rule],
             "stage": [chosen],
             "kind": [choice["kind"]],
-            "rankers_passed": [",".join(passed)],
+            "rankers_passed": [",".join(f"{n}@{current[n]['version']}" for n in passed)],
             "valid_ndcg10": [choice["ndcg"]],
             "best_channel": [choice["best_channel"]],
             "best_channel_ndcg10": [choice["best_channel_ndcg"]],

@@ -325,21 +325,24 @@ def _final_choice(warehouse: Warehouse, current: dict[str, dict], best: str) -> 
     """((model, version), table, rankers to promote, note) of what to serve, from final_stage's decision.
 
     A ranker chosen by the guard is served and promoted; the blend promotes the rankers it fuses; a
-    channel or the pool is served as it is and promotes nothing. Without a decision (final_stage not
-    materialized) the best passed ranker is served, as before the guard."""
+    channel or the pool is served as it is and promotes nothing. Without a decision that judged
+    exactly the rankers (and versions) that passed now (final_stage not materialized since they
+    changed), the best passed ranker is served, as before the guard, and the note says so."""
+    passed = ",".join(f"{n}@{current[n]['version']}" for n in RANKER_STAGES if n in current and current[n]["gate_passed"])
     decision = None
     if warehouse.table_exists("candidates.final") and warehouse.table_exists("models.final_stage"):
         logged = warehouse.query("SELECT stage, kind, rankers_passed, run_id FROM models.final_stage ORDER BY decided_at DESC LIMIT 1")
         stages = warehouse.query("SELECT DISTINCT source_stage FROM candidates.final")["source_stage"].to_list()
-        if logged.height and stages == [logged["stage"][0]]:
+        if logged.height and stages == [logged["stage"][0]] and logged["rankers_passed"][0] == passed:
             decision = logged.row(0, named=True)
     if decision is None:
-        return (best, current[best]["version"]), f"candidates.{best}", [best], "gate passed; promoted"
+        why = "gate passed; promoted (no final_stage decision for the rankers that passed now: materialize final_stage)"
+        return (best, current[best]["version"]), f"candidates.{best}", [best], why
     stage, kind = decision["stage"], decision["kind"]
     if kind == "ranker":
         return (stage, current[stage]["version"]), "candidates.final", [stage], "final stage: ranker, gate passed; promoted"
     if kind == "blend":
-        fused = [n for n in decision["rankers_passed"].split(",") if n in current]
+        fused = [entry.split("@")[0] for entry in decision["rankers_passed"].split(",")]
         version = "+".join(current[n]["version"] for n in fused)
         return ("blend", version), "candidates.final", fused, f"final stage: blend of {', '.join(fused)}; promoted"
     return (
@@ -422,6 +425,8 @@ def recommendations(
             }
         )
     served, table, promote, note = _final_choice(warehouse, current, best)
+    if table != "candidates.final":
+        context.log.warning(f"serving {best}: {note}")
     recs = warehouse.query(
         f"SELECT user_id, item_id, score, rank FROM {table} WHERE fold = 'test' AND rank <= $k ORDER BY user_id, rank", {"k": config.k}
     ).with_columns(pl.lit(served[0]).alias("model"), pl.lit(served[1]).alias("model_version"))

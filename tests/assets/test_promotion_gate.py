@@ -229,7 +229,8 @@ def test_gate_outcomes_decide_what_recommendations_serves(gated):
     message = " ".join(str(e.event_specific_data.error.message) for e in failed.all_events if e.is_step_failure)
     assert "lgbm_ranker: valid NDCG@10" in message and "floor 0.8910" in message
     # 2. a ranker whose gate passed is served and promoted; the failing one is not
-    wh.query("CREATE OR REPLACE TABLE candidates.sequence_ranker AS SELECT * FROM candidates.lgbm_ranker")
+    with wh.connect() as con:  # Warehouse.query reads through a read-only connection
+        con.execute("CREATE OR REPLACE TABLE candidates.sequence_ranker AS SELECT * FROM candidates.lgbm_ranker")
     passing = _save(store, wh, "sequence_ranker", b"passing", 0.01, gated["key"], run_id="r2", gate_passed=True, gate_details={})
     served = _recommend(gated)
     assert served.success
