@@ -19,6 +19,7 @@ SCRIPTS = [
     "bench_outrank.py",
     "bench_item_index.py",
     "bench_pi2i_ml100k.py",
+    "bench_ingest.py",
 ]
 SECTIONS = [
     "results_backtest.md",
@@ -28,6 +29,7 @@ SECTIONS = [
     "results_pi2i_ml100k.md",
     "results_outrank.md",
     "results_item_index.md",
+    "results_ingest.md",
 ]
 
 HEADER = """# Benchmark results
