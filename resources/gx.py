@@ -49,12 +49,13 @@ class SuiteOutcome:
         return [o for o in self.outcomes if not o.success]
 
     def markdown(self) -> str:
-        lines = ["| expectation | column | ok | observed | unexpected |", "|---|---|---|---|---|"]
+        lines = ["| expectation | column | ok | observed | unexpected | e.g. |", "|---|---|---|---|---|---|"]
         for o in self.outcomes:
             observed = o.observed if not isinstance(o.observed, float) else round(o.observed, 4)
+            sample = ", ".join(str(v) for v in o.unexpected_sample[:3]) if not o.success else ""
             lines.append(
                 f"| {o.expectation} | {o.column or ''} | {'✅' if o.success else '❌'} | {observed} | "
-                f"{o.unexpected_count if o.unexpected_count is not None else ''} |"
+                f"{o.unexpected_count if o.unexpected_count is not None else ''} | {sample} |"
             )
         return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from datetime import date
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from assets import ingestion
@@ -107,3 +108,72 @@ def test_missing_local_source_names_the_path(tmp_path):
     source = DatasetSource(dataset=f"movielens:{missing}", data_dir=str(tmp_path))
     with pytest.raises(Exception, match="nowhere"):
         source.reader()
+
+
+class StrayStampsSource(DatasetSource):
+    """The first days of the test dataset as a Taobao CSV with a handful of implausible timestamps."""
+
+    csv: str = ""
+
+    def reader(self):
+        from pathlib import Path
+
+        from recsys.sources.taobao import TaobaoReader
+
+        return TaobaoReader(Path(self.csv), Path(self.data_dir) / "cache")
+
+
+class DropOneItemSource(DatasetSource):
+    """The test dataset whose item catalogue lacks one item that events reference."""
+
+    missing_item: int = 0
+
+    def reader(self):
+        inner = super().reader()
+        missing = self.missing_item
+
+        class Reader:
+            name = inner.name
+            date_bounds, read_window, users = inner.date_bounds, inner.read_window, inner.users
+
+            def items(self):
+                return inner.items().filter(pl.col("item_id") != missing)
+
+        return Reader()
+
+
+def test_stray_timestamps_are_quarantined_without_failing_the_run(tmp_path):
+    from orchestration.replay import day_lines
+
+    keys = daily_partitions.get_partition_keys()[:3]
+    reader = SyntheticReader(SyntheticConfig(n_interactions=30000, seed=0))
+    categories = reader.items().select("item_id", "category_id")
+    lines = [
+        line
+        for k in keys
+        for line in day_lines(reader.read_window(date.fromisoformat(k), date.fromisoformat(k)).interactions, categories)[1]
+    ]
+    stray = ["1,1,0,pv,0", "2,2,0,pv,4102444800", "3,3,0,pv,-7", "4,4,0,pv,1511568000000", "5,5,0,pv,2145916800"]
+    csv = tmp_path / "log.csv"
+    csv.write_text("\n".join(lines + stray) + "\n")
+    source = StrayStampsSource(dataset=f"taobao:{csv}", data_dir=str(tmp_path), csv=str(csv))
+    assert [d.isoformat() for d in source.reader().date_bounds()] == [keys[0], keys[-1]]  # not stretched to 1970 or 2038
+    result = dg.materialize(INGESTION_ASSETS, resources=_resources(tmp_path, source), tags=partition_range_tags(keys[0], keys[-1]))
+    assert result.success  # 5 stray lines of thousands: the unroutable share is of the run's lines, under the limit
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute('SELECT "partition", reason FROM quality.quarantine ORDER BY line_no').fetchall()
+        loaded = con.execute("SELECT count(*) FROM raw.interactions").fetchone()[0]
+    assert len(rows) == len(stray) and {p for p, _ in rows} == {"unroutable"}
+    assert all(reason.startswith("timestamp_out_of_range") for _, reason in rows)
+    assert loaded + len(rows) == len(lines) + len(stray)
+
+
+def test_unknown_item_fails_the_contract_and_names_it(tmp_path):
+    key = daily_partitions.get_partition_keys()[1]
+    day = SyntheticReader(SyntheticConfig(n_interactions=30000, seed=0)).read_window(date.fromisoformat(key), date.fromisoformat(key))
+    missing = int(day.interactions["item_id"][0])
+    source = DropOneItemSource(dataset="synthetic:30000", missing_item=missing)
+    result = dg.materialize(INGESTION_ASSETS, partition_key=key, resources=_resources(tmp_path, source), raise_on_error=False)
+    (contract,) = [e for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "interactions"]
+    assert not contract.passed
+    assert f"item_id {missing}" in contract.metadata["expectations"].value
