@@ -80,7 +80,8 @@ def evaluation_summary(
             for (stage,), part in pooled.group_by(["stage"], maintain_order=True)
         ]
     )
-    reference = _served_stage(warehouse)
+    # the final stage (the guard's choice at each cut-off) is what was served; older runs: the served model
+    reference = "final" if "final" in set(everywhere) else _served_stage(warehouse)
     if reference not in set(everywhere):
         reference = "lgbm_ranker" if "lgbm_ranker" in set(everywhere) else None
     paired = paired_against(per_user, reference, HEADLINE_K, config.n_boot, config.seed, config.alpha) if reference else pl.DataFrame()
