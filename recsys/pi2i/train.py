@@ -4,8 +4,8 @@ API::
 
     data = PRSData(cooc, swing_at, categories, user_codes, log, n_triggers, seq_len, own=own, swing_count_at=cnt)
     ex = training_examples(data, max_examples=500_000, rng=rng)   # Examples: one row per target event
-    cands, logq = sample_candidates(rng, data, ex, n_negatives)   # target first, then pool negatives
-    batch = pair_batch(data, ex.user, ex.end, ex.trig, ex.trig_pos, cands, loo=True)   # packed pairs
+    cands = sample_candidates(rng, data, ex, n_negatives, hard=0.5)   # target first, then pool negatives
+    batch = pair_batch(data, ex.user, ex.end, ex.trig, ex.trig_pos, cands, loo=True, n_neg=n_negatives, hard=0.5)
     logits = pooled_logits(model, batch, device)                  # [B, C]: one score per (user, candidate)
     q, cand, logit, cooc = pool_scores(model, data, user, end, trig, trig_pos, device, runtime)  # serving form
     report = train_prs(model, data, ex, runtime, epochs=4, n_negatives=16, max_train_per_epoch=8_000, ...)
@@ -27,9 +27,11 @@ The score and the loss. PRS gives a logit per (user, trigger, candidate) pair; a
 is the log-sum-exp of its pair logits over the triggers whose lists hold it (``pooled_logits``,
 ``pool_scores``); serving ranks by exactly this. The loss is the softmax cross-entropy of the true
 target against ``n_negatives`` candidates drawn from the union of the triggers' lists (seen items
-and the target itself masked). A negative is drawn by picking a slot uniformly among all the
-lists' slots, so its probability is proportional to the number m of lists holding it; the
-sampled-softmax correction subtracts log m from every candidate's score (Jean et al. 2015).
+and the target itself masked). A uniform draw picks a slot uniformly among all the lists' slots
+(a candidate in m lists: probability ∝ m); a share ``hard_negatives`` of the draws picks a slot
+∝ its co-occurrence score instead (closer to the model's ranking, so the loss sees the hard
+competitors). The sampled-softmax correction subtracts the log expected count of every candidate
+under that mixture from its score (Jean et al. 2015).
 
 Cost control: each epoch trains on a fresh random sample of at most ``max_train_per_epoch``
 examples; the example builder samples at most ``max_examples`` target events of a long log.
@@ -98,6 +100,11 @@ class PRSData:
         at = np.clip(np.searchsorted(keys, q), 0, len(keys) - 1)
         return np.where(keys[at] == q, pos[at], np.iinfo(np.int64).max)
 
+    def row_score_sums(self) -> np.ndarray:
+        if "row_sums" not in self._cache:
+            self._cache["row_sums"] = self.cooc.scores.astype(np.float64).sum(axis=1)
+        return self._cache["row_sums"]
+
     def rank_keys(self) -> np.ndarray:
         if "rank_keys" not in self._cache:
             self._cache["rank_keys"] = list_rank_keys(self.cooc)
@@ -163,31 +170,53 @@ def training_examples(
     return Examples(user[cand][keep].astype(np.int32), cand[keep], target[keep].astype(np.int32), trig[keep], trig_pos[keep])
 
 
-def sample_candidates(rng: np.random.Generator, data: PRSData, ex: Examples, n_neg: int) -> np.ndarray:
-    """[B, 1 + n_neg] item positions: the target, then slots drawn uniformly among all the triggers' list slots."""
-    lengths = data.cooc.list_lengths()
-    lens = np.where(ex.trig >= 0, lengths[np.maximum(ex.trig, 0)], 0).astype(np.int64)
-    cum = np.cumsum(lens, axis=1)
-    total = np.maximum(cum[:, -1], 1)
-    r = np.floor(rng.random((len(ex), n_neg)) * total[:, None]).astype(np.int64)
-    t = (r[:, :, None] >= cum[:, None, :]).sum(axis=2)
-    t = np.minimum(t, lens.shape[1] - 1)
+def sample_candidates(rng: np.random.Generator, data: PRSData, ex: Examples, n_neg: int, hard: float = 0.0) -> np.ndarray:
+    """[B, 1 + n_neg] item positions: the target, then negatives from the union of the triggers' lists.
+
+    ``n_neg - round(hard * n_neg)`` draws pick a slot uniformly among all the lists' slots (a
+    candidate in m lists: probability ∝ m); the other ``round(hard * n_neg)`` pick a slot with
+    probability ∝ its co-occurrence score (a candidate: ∝ Σ of its scores over the lists), a
+    proposal closer to the model's own ranking, so the sampled loss sees the competitors that
+    decide the top of the list. ``pair_batch(..., n_neg, hard)`` gives the matching log expected
+    counts.
+    """
+    n_hard = int(round(hard * n_neg))
+    n_uni = n_neg - n_hard
     rows = np.arange(len(ex))[:, None]
-    slot = r - (cum - lens)[rows, t]
-    neg = data.cooc.targets[np.maximum(ex.trig[rows, t], 0), np.clip(slot, 0, data.cooc.depth - 1)]
-    return np.concatenate([ex.target[:, None].astype(np.int64), neg.astype(np.int64)], axis=1)
+    parts = [ex.target[:, None].astype(np.int64)]
+    trig = np.maximum(ex.trig, 0)
+    if n_uni:
+        lengths = data.cooc.list_lengths()
+        lens = np.where(ex.trig >= 0, lengths[trig], 0).astype(np.int64)
+        cum = np.cumsum(lens, axis=1)
+        total = np.maximum(cum[:, -1], 1)
+        r = np.floor(rng.random((len(ex), n_uni)) * total[:, None]).astype(np.int64)
+        t = np.minimum((r[:, :, None] >= cum[:, None, :]).sum(axis=2), lens.shape[1] - 1)
+        slot = r - (cum - lens)[rows, t]
+        parts.append(data.cooc.targets[trig[rows, t], np.clip(slot, 0, data.cooc.depth - 1)].astype(np.int64))
+    if n_hard:
+        d = data.cooc.depth
+        w = np.where((ex.trig >= 0)[:, :, None], data.cooc.scores[trig], 0.0).reshape(len(ex), -1).astype(np.float64)
+        cum = np.cumsum(w, axis=1)
+        total = cum[:, -1]
+        off = np.cumsum(total) - total
+        u = rng.random((len(ex), n_hard)) * total[:, None] + off[:, None]
+        idx = np.searchsorted((cum + off[:, None]).ravel(), u.ravel(), side="right").reshape(u.shape) - rows * w.shape[1]
+        idx = np.clip(idx, 0, w.shape[1] - 1)
+        parts.append(data.cooc.targets[trig[rows, idx // d], idx % d].astype(np.int64))
+    return np.concatenate(parts, axis=1)
 
 
-def pair_batch(data: PRSData, user, end, trig, trig_pos, cands, loo: bool = True) -> dict:
+def pair_batch(data: PRSData, user, end, trig, trig_pos, cands, loo: bool = True, n_neg: int | None = None, hard: float = 0.0) -> dict:
     """The (trigger, candidate) pairs of B examples, packed one example per row (numpy arrays).
 
     ``cands`` [B, C] item positions (-1 = none). A pair exists where the trigger's list holds the
     candidate; candidates the user had before ``end`` and repeats of the first candidate are
     masked. Pairs are packed PACK_WIDTH to a row, rows of one example reading its sequence.
     Returns trig/cands (+1, 0 = pad) [R, W], cross [R, W, X], valid [R, W], pool ((b * C + c) *
-    T + t, pad → B * C * T) [R, W], example_seq [R], user_codes [R, F], seq [B, L], log_m [B, C]
-    (log of the number of lists holding each candidate, full index), cand_ok [B, C], and the flat
-    pairs (b, t, c, slot, cross).
+    T + t, pad → B * C * T) [R, W], example_seq [R], user_codes [R, F], seq [B, L], log_q [B, C]
+    (log expected count of each candidate under ``sample_candidates(n_neg, hard)``, full index:
+    the sampled-softmax correction), cand_ok [B, C], and the flat pairs (b, t, c, slot, cross).
     """
     user = np.asarray(user, np.int64)
     end = np.asarray(end, np.int64)
@@ -202,6 +231,15 @@ def pair_batch(data: PRSData, user, end, trig, trig_pos, cands, loo: bool = True
     slot = slot.reshape(b_n, t_n, c_n)
     present = ok & (slot < depth)
     mult = present.sum(axis=1)
+    # Log expected count of each candidate under sample_candidates' draws (the sampled-softmax correction).
+    n_neg = c_n - 1 if n_neg is None else n_neg
+    n_hard = int(round(hard * n_neg))
+    lens = np.where(trig >= 0, data.cooc.list_lengths()[np.maximum(trig, 0)], 0).sum(axis=1)
+    expected = (n_neg - n_hard) * mult / np.maximum(lens, 1)[:, None]
+    if n_hard:
+        sc = np.where(present, data.cooc.scores[np.where(ok, tr, 0), np.minimum(slot, depth - 1)], 0.0).sum(axis=1)
+        tot = np.where(trig >= 0, data.row_score_sums()[np.maximum(trig, 0)], 0.0).sum(axis=1)
+        expected = expected + n_hard * sc / np.maximum(tot, 1e-12)[:, None]
     cand_ok = (cands >= 0) & (data.first_seen(user[:, None], np.maximum(cands, 0)) >= end[:, None])
     cand_ok[:, 1:] &= cands[:, 1:] != cands[:, :1]
     present &= cand_ok[:, None, :]
@@ -240,7 +278,7 @@ def pair_batch(data: PRSData, user, end, trig, trig_pos, cands, loo: bool = True
         "example_seq": example,
         "valid": valid,
         "pool": pool,
-        "log_m": np.log(np.maximum(mult, 1)).astype(np.float32),
+        "log_q": np.log(np.maximum(expected, 1e-12)).astype(np.float32),
         "cand_ok": cand_ok,
         "shape": (b_n, c_n, t_n),
         "pairs": (b, t, c, p_slot, cross),
@@ -433,6 +471,7 @@ def train_prs(
     lr: float = 2e-3,
     weight_decay: float = 1e-5,
     n_negatives: int = 16,
+    hard_negatives: float = 0.0,
     max_train_per_epoch: int | None = 8_000,
     val_fraction: float = 0.1,
     val_k: int = 10,
@@ -463,11 +502,11 @@ def train_prs(
         total, seen, pairs = 0.0, 0, 0
         for a in range(0, len(order), batch_size):
             part = train.take(order[a : a + batch_size])
-            cands = sample_candidates(rng, data, part, n_negatives)
-            batch = pair_batch(data, part.user, part.end, part.trig, part.trig_pos, cands, loo=loo)
+            cands = sample_candidates(rng, data, part, n_negatives, hard_negatives)
+            batch = pair_batch(data, part.user, part.end, part.trig, part.trig_pos, cands, loo=loo, n_neg=n_negatives, hard=hard_negatives)
             with runtime.autocast():
                 pooled = pooled_logits(model, batch, device)
-            pooled = pooled - torch.from_numpy(batch["log_m"]).to(device)
+            pooled = pooled - torch.from_numpy(batch["log_q"]).to(device)
             loss = F.cross_entropy(pooled, torch.zeros(len(part), dtype=torch.long, device=device))
             optim.zero_grad(set_to_none=True)
             loss.backward()
