@@ -20,6 +20,7 @@ SCRIPTS = [
     "bench_item_index.py",
     "bench_pi2i_ml100k.py",
     "bench_ingest.py",
+    "bench_final_stage.py",
 ]
 SECTIONS = [
     "results_backtest.md",
@@ -30,6 +31,7 @@ SECTIONS = [
     "results_outrank.md",
     "results_item_index.md",
     "results_ingest.md",
+    "results_final_stage.md",
 ]
 
 HEADER = """# Benchmark results
