@@ -142,13 +142,34 @@ class ItemCFChannel:
         self.name = name or ("swing" if method == "swing" else "itemcf")
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ItemCFChannel:
+        return self._fit(history, items, None)
+
+    def _fit(self, history: pl.DataFrame, items: pl.DataFrame | None, index: ItemIndex | None) -> ItemCFChannel:
         item_ids = history["item_id"] if items is None else pl.concat([history["item_id"], items["item_id"]])
         self.items_ = IdIndex.from_values(item_ids)
         self.users_ = IdIndex.from_values(history["user_id"])
-        self.index_ = build_item_index(history, self.depth, self.method, items=self.items_, **self.index_params)
+        if index is None:
+            index = build_item_index(history, self.depth, self.method, items=self.items_, **self.index_params)
+        self.index_ = index
         self.triggers_ = user_triggers(history, self.users_, self.items_, self.n_triggers)
         self.seen_ = seen_keys(history, self.users_, self.items_)
         return self
+
+    def _index_key(self) -> str:
+        return repr((self.depth, self.method, sorted(self.index_params.items())))
+
+    def fit_settings(self, make_channel, settings: list[dict], history: pl.DataFrame, items=None, runtime=None):
+        """(setting, fitted channel) per setting; settings that keep the index (depth, method, index
+        parameters) and change only the triggers (n_triggers, recency_decay, aggregate) share one
+        index build (the valid-fold search, recsys/channels/search.py). Each result equals
+        ``make_channel(setting).fit(history, items)``."""
+        key, index = None, None
+        for setting in settings:
+            channel = make_channel(setting)
+            shared = index if channel._index_key() == key else None
+            channel._fit(history, items, shared)
+            key, index = channel._index_key(), channel.index_
+            yield setting, channel
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         user_ids = np.asarray(user_ids.to_numpy() if isinstance(user_ids, pl.Series) else user_ids, np.int64)

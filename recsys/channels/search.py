@@ -1,0 +1,147 @@
+"""Hyper-parameter search of a candidate channel on the valid fold only (never the test fold).
+
+API::
+
+    best, table = search_on_valid(make_channel, {"l2": [50, 200, 500, 1000]}, history, target, users, k=10)
+    result = run_search(make_channel, grid, history, target, users, k=10, items=None, runtime=None)
+    result.best_params, result.table, result.best_channel, result.searched
+    expand_grid({"factors": [32, 64], "regularization": [0.01, 0.05]})   # 4 settings, first key outermost
+
+``history`` is the valid fold's history (train) and ``target`` the valid fold's target events; the
+caller never hands the test fold to the search. Every setting of the grid (the cartesian product of
+its value lists, in the order given) is fitted on ``history`` with ``make_channel(setting)``, asked for
+the top ``k`` of each of ``users`` over the full catalogue with seen items excluded (as the channel
+does when it writes candidates) and scored by NDCG@k (recsys.metrics.evaluate, binary gains) against
+every target interaction of ``users``. The best setting wins; a tie
+goes to the setting that comes first in the grid (scores are rounded to ``DECIMALS`` places first,
+so float noise in the mean over users, e.g. from another user order, never decides).
+
+A grid whose every list holds one value is no search: nothing is fitted, ``searched`` is False and
+the table is empty.
+
+Shared work across settings: when the channel built for the first setting has a
+``fit_settings(make_channel, settings, history, items=None, runtime=None)`` method, the search uses it
+(an iterator of (setting, fitted channel)); EASE computes its Gram matrix once for every λ that way.
+Otherwise each setting is a fresh ``make_channel(setting).fit(history, items, runtime)``. Only the
+best fitted channel is kept, so the caller can reuse it for the valid fold's candidates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from recsys.metrics.accuracy import evaluate
+from recsys.split import relevant
+
+DECIMALS = 12  # scores are compared after rounding to this many places; equal ones: the first setting wins
+
+
+@dataclass
+class SearchResult:
+    best_params: dict[str, Any]
+    table: pl.DataFrame  # one row per setting: its params, valid_ndcg@k, fit_seconds, chosen
+    best_channel: Any | None  # the best setting's channel fitted on ``history`` (None when not searched)
+    searched: bool
+    metric: str = "valid_ndcg@10"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as JSON-able rows (for metadata and the registry)."""
+        return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in self.table.iter_rows(named=True)]
+
+
+def expand_grid(grid: Mapping[str, Sequence]) -> list[dict[str, Any]]:
+    """Cartesian product of ``grid``'s value lists as settings, first key outermost, values in order."""
+    keys = list(grid)
+    for key in keys:
+        if len(grid[key]) == 0:
+            raise ValueError(f"grid {key!r} is empty; give at least one value")
+    return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
+
+
+def valid_ndcg(recs: pl.DataFrame, target: pl.DataFrame, users, k: int = 10) -> float:
+    """NDCG@k of ``recs`` over ``users`` against every target interaction of theirs (binary gains)."""
+    users_frame = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.Int64)})
+    truth = relevant(target).join(users_frame, on="user_id", how="semi")
+    if truth.is_empty():
+        return float("nan")
+    scores = evaluate(recs, truth, ks=[k], metrics=["ndcg"])
+    return float(scores["value"][0])
+
+
+def fit_each(
+    make_channel: Callable[[dict], Any], settings: list[dict], history: pl.DataFrame, items=None, runtime=None
+) -> Iterator[tuple[dict, Any]]:
+    """One fresh fit per setting."""
+    for setting in settings:
+        yield setting, make_channel(setting).fit(history, items=items, runtime=runtime)
+
+
+def pick_best(scores: Sequence[float]) -> int:
+    """Index of the best score (NaN never wins); ties and NaN-only lists go to the first."""
+    best = 0
+    for i, s in enumerate(scores):
+        if s == s and (scores[best] != scores[best] or s > scores[best]):
+            best = i
+    return best
+
+
+def run_search(
+    make_channel: Callable[[dict], Any],
+    grid: Mapping[str, Sequence],
+    history: pl.DataFrame,
+    target: pl.DataFrame,
+    users,
+    k: int = 10,
+    *,
+    items: pl.DataFrame | None = None,
+    runtime=None,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Fit every setting of ``grid`` on ``history``, score NDCG@k on ``users``' ``target`` events, keep the best."""
+    settings = expand_grid(grid)
+    metric = f"valid_ndcg@{k}"
+    if len(settings) == 1:
+        return SearchResult(settings[0], pl.DataFrame(), None, searched=False, metric=metric)
+    probe = make_channel(settings[0])
+    fits = getattr(probe, "fit_settings", None)
+    stream = (
+        fits(make_channel, settings, history, items=items, runtime=runtime)
+        if fits
+        else fit_each(make_channel, settings, history, items, runtime)
+    )
+    rows, best, best_score = [], None, None
+    started = time.monotonic()
+    for setting, channel in stream:
+        recs = channel.recommend(users, k=k, exclude_seen=True)
+        score = round(valid_ndcg(recs, target, users, k), DECIMALS)
+        seconds = round(time.monotonic() - started, 2)
+        rows.append({**setting, metric: score, "seconds": seconds})
+        if log is not None:
+            log(f"search {setting}: {metric}={score:.5f} ({seconds}s)")
+        if best is None or pick_best([best_score, score]) == 1:
+            best, best_score = channel, score
+        del channel
+        started = time.monotonic()
+    chosen = pick_best([r[metric] for r in rows])
+    table = pl.DataFrame(rows).with_columns(pl.Series("chosen", [i == chosen for i in range(len(rows))]))
+    return SearchResult(settings[chosen], table, best, searched=True, metric=metric)
+
+
+def search_on_valid(
+    make_channel: Callable[[dict], Any],
+    grid: Mapping[str, Sequence],
+    history: pl.DataFrame,
+    target: pl.DataFrame,
+    users,
+    k: int = 10,
+    **kwargs,
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """(best setting, table of setting → valid NDCG@k); see ``run_search``."""
+    result = run_search(make_channel, grid, history, target, users, k, **kwargs)
+    return result.best_params, result.table
