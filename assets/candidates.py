@@ -2,6 +2,14 @@
 
 Fold ``valid``: fit on train, recommend for the valid users (the rankers learn from it).
 Fold ``test``: fit on train + valid, recommend for the test users (evaluation reads it).
+
+Hyper-parameters: a channel whose config has ``<param>_grid`` fields (EASE ``l2_grid``, ALS
+``factors_grid`` / ``regularization_grid``, item CF and Swing ``n_triggers_grid``) searches that grid
+on the valid fold only (recsys/channels/search.py: fit on train, NDCG@10 on the valid target users);
+the best setting makes the valid candidates (the search's own fit) and is refit on train + valid for
+the test fold. The table and the choice go to the materialization metadata and a models.registry row
+``channel_<stage>``. A grid of one value, or a param fixed in ``params``, is not searched. The test
+fold is never read before the choice is made. docs/channels.md, "Hyper-parameter search".
 """
 
 import time
@@ -10,7 +18,7 @@ from collections.abc import Callable
 import dagster as dg
 import polars as pl
 
-from assets.catalog import catalog
+from assets.catalog import catalog, observe
 from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, target_users, with_fold
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
@@ -19,17 +27,45 @@ from recsys.channels.content import ContentChannel
 from recsys.channels.ease import EASEChannel
 from recsys.channels.itemcf import ItemCFChannel
 from recsys.channels.popularity import PopularityChannel
+from recsys.channels.search import run_search
 from recsys.channels.tgh import TransitionGraphChannel
 from recsys.channels.two_tower import TwoTowerChannel
+from recsys.promotion import comparison_key
 from recsys.rankers.features import cutoff_mode_for
 from resources import settings
 from resources.compute import ComputeResource
+from resources.datasets import DatasetSource
+from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
 
 class ChannelConfig(dg.Config):
     k: int = 200  # candidates per user and channel (the funnel reads K in 50/100/200)
-    params: dict = {}  # passed to the channel's constructor, e.g. {"depth": 30}
+    params: dict = {}  # passed to the channel's constructor, e.g. {"depth": 30}; a param given here is not searched
+
+
+# Grids searched on the valid fold (each ``<param>_grid`` is a constructor param's values; one value:
+# no search). Each holds the channel's former default, so the search can only confirm or beat it on valid.
+class EaseConfig(ChannelConfig):
+    l2_grid: list[float] = [50.0, 250.0, 500.0, 1000.0]  # EASE λ
+
+
+class ALSConfig(ChannelConfig):
+    factors_grid: list[int] = [32, 64, 128]
+    regularization_grid: list[float] = [0.01, 0.05, 0.2]
+
+
+class ItemCFConfig(ChannelConfig):
+    n_triggers_grid: list[int] = [5, 10, 20]  # the user's last distinct items used as triggers
+
+
+SEARCH_K = 10  # the search's metric: NDCG@10 on the valid fold, full ranking, seen items excluded
+
+
+def config_grid(config: ChannelConfig) -> dict[str, list]:
+    """The search grid of a channel config: every ``<param>_grid`` field, less the params fixed in ``params``."""
+    grid = {name.removesuffix("_grid"): list(getattr(config, name)) for name in type(config).model_fields if name.endswith("_grid")}
+    return {param: values for param, values in grid.items() if param not in config.params}
 
 
 # Channels that can measure time-relative signals as of each user's cut-off (docs/evaluation.md).
@@ -43,23 +79,42 @@ def _run_channel(
     config: ChannelConfig,
     warehouse: Warehouse,
     compute: ComputeResource | None,
+    model_store: ModelStore,
+    source: DatasetSource,
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
     params = dict(config.params)
     if stage in PER_USER_CUTOFF_STAGES:  # leave-last-out: popularity as of each user's own last event
         params.setdefault("cutoff", cutoff_mode_for(data.params.get("protocol", "")))
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
-    frames, timings = [], {}
-    for fold in FOLDS:
+    fixed, frames, timings, search = dict(params), [], {}, None
+    for fold in FOLDS:  # valid first: the search runs on it, and only on it
         history, target = data.fold(fold)
         users = target_users(target, history)
         items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
-        channel = make(params).fit(history, items=items, runtime=runtime)
+        if fold == "valid":
+            search = run_search(
+                lambda setting: make({**fixed, **setting}),
+                config_grid(config),
+                history,
+                target,
+                users,
+                SEARCH_K,
+                items=items,
+                runtime=runtime,
+                log=lambda msg: context.log.info(f"{stage}: {msg}"),
+            )
+        if search is None:
+            raise RuntimeError("the valid fold must come first: the test fold's fit uses the setting chosen on valid")
+        params = {**fixed, **search.best_params}
+        reuse = fold == "valid" and search.best_channel is not None  # the search's own fit on train
+        channel = search.best_channel if reuse else make(params).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
         frames.append(with_fold(recs, fold))
         context.log.info(f"{stage}[{fold}]: {recs.height} candidates for {users.len()} users in {timings[fold]}s")
+    search.best_channel = None
     out = pl.concat(frames)
     warehouse.write_table(f"candidates.{stage}", out)
     per_fold = out.group_by("fold").agg(
@@ -70,11 +125,58 @@ def _run_channel(
             **table_metadata(warehouse, f"candidates.{stage}"),
             "folds": md(per_fold),
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
+            **_record_search(context, stage, search, params, data.params, warehouse, model_store, source),
         }
     )
 
 
-def channel_asset(stage: str, make: Callable[[dict], object], description: str, uses_torch: bool = False):
+def _record_search(context, stage, search, params, split_params, warehouse, model_store, source) -> dict:
+    """Metadata of the valid-fold search, and its models.registry row ``channel_<stage>`` when a grid was searched."""
+    chosen = {k: v for k, v in params.items() if k in search.best_params}
+    meta = {"chosen_params": dg.MetadataValue.json(_jsonable(params))}
+    if not search.searched:
+        return meta | {"search": dg.MetadataValue.text("no grid searched (one value per parameter)")}
+    best = float(search.table.filter(pl.col("chosen"))[search.metric][0])
+    rows = search.rows()
+    dataset, protocol, rule = comparison_key(source.dataset, split_params)
+    saved = model_store.save_params(
+        warehouse,
+        f"channel_{stage}",
+        _jsonable(params),
+        {
+            "valid_ndcg10": best,
+            "search": rows,
+            "chosen": _jsonable(chosen),
+            "metric": f"{search.metric}, full ranking, seen excluded",
+            "n_valid_users": search.n_users,
+        },
+        context.run.run_id,
+        dataset=dataset,
+        protocol=protocol,
+        cutoff_rule=rule,
+    )
+    observe(context, warehouse, "models.registry")
+    context.log.info(f"{stage}: chose {chosen} ({search.metric} {best:.4f} on the valid fold)")
+    return meta | {
+        "search": md(search.table),
+        "search_choice": dg.MetadataValue.json(_jsonable(chosen)),
+        "valid_ndcg10": dg.MetadataValue.float(best),
+        "search_users": dg.MetadataValue.int(search.n_users),
+        "registry_version": dg.MetadataValue.text(saved["version"]),
+    }
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: (v if isinstance(v, (int, float, str, bool, type(None), list, dict)) else str(v)) for k, v in params.items()}
+
+
+def channel_asset(
+    stage: str,
+    make: Callable[[dict], object],
+    description: str,
+    uses_torch: bool = False,
+    config_class: type[ChannelConfig] = ChannelConfig,
+):
     if uses_torch:
 
         @dg.asset(
@@ -87,8 +189,15 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
             description=description,
             **catalog(f"candidates.{stage}"),
         )
-        def _torch_asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse, compute: ComputeResource):
-            return _run_channel(context, stage, make, config, warehouse, compute)
+        def _torch_asset(
+            context: dg.AssetExecutionContext,
+            config: config_class,
+            warehouse: Warehouse,
+            compute: ComputeResource,
+            model_store: ModelStore,
+            source: DatasetSource,
+        ):
+            return _run_channel(context, stage, make, config, warehouse, compute, model_store, source)
 
         return _torch_asset
 
@@ -102,8 +211,10 @@ def channel_asset(stage: str, make: Callable[[dict], object], description: str, 
         description=description,
         **catalog(f"candidates.{stage}"),
     )
-    def _asset(context: dg.AssetExecutionContext, config: ChannelConfig, warehouse: Warehouse):
-        return _run_channel(context, stage, make, config, warehouse, None)
+    def _asset(
+        context: dg.AssetExecutionContext, config: config_class, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
+    ):
+        return _run_channel(context, stage, make, config, warehouse, None, model_store, source)
 
     return _asset
 
@@ -112,11 +223,24 @@ candidates_pop = channel_asset("pop", lambda p: PopularityChannel(**p), "Popular
 candidates_itemcf = channel_asset(
     "itemcf",
     lambda p: ItemCFChannel(**{"depth": 30, "method": "cooc", **p}),
-    "Item CF by session/time-windowed co-occurrence with uniform truncation (depth in the tens).",
+    "Item CF by session/time-windowed co-occurrence with uniform truncation (depth in the tens); n_triggers searched on valid.",
+    config_class=ItemCFConfig,
 )
-candidates_swing = channel_asset("swing", lambda p: ItemCFChannel(**{"depth": 50, "method": "swing", **p}), "Swing item-to-item index.")
-candidates_als = channel_asset("als", lambda p: ALSChannel(**p), "ALS (implicit library), confidence-weighted.")
-candidates_ease = channel_asset("ease", lambda p: EASEChannel(**p), "EASE closed form (Steck 2019).")
+candidates_swing = channel_asset(
+    "swing",
+    lambda p: ItemCFChannel(**{"depth": 50, "method": "swing", **p}),
+    "Swing item-to-item index; n_triggers searched on valid.",
+    config_class=ItemCFConfig,
+)
+candidates_als = channel_asset(
+    "als",
+    lambda p: ALSChannel(**p),
+    "ALS (implicit library), confidence-weighted; factors and regularization searched on valid.",
+    config_class=ALSConfig,
+)
+candidates_ease = channel_asset(
+    "ease", lambda p: EASEChannel(**p), "EASE closed form (Steck 2019); λ searched on valid.", config_class=EaseConfig
+)
 candidates_two_tower = channel_asset(
     # 6 epochs: validation HitRate@50 on ML-100K is within noise of 10 epochs at 60% of the time
     "two_tower",

@@ -75,6 +75,15 @@ class ModelStore(dg.ConfigurableResource):
             con.unregister("_row")
         return {"name": name, "version": version, "path": str(path), "sha256": digest}
 
+    def save_params(
+        self, warehouse: Warehouse, name: str, params: dict[str, Any], metrics: dict[str, Any], run_id: str, **key
+    ) -> dict[str, Any]:
+        """A registry row for a choice of hyper-parameters without a model worth keeping (a candidate
+        channel's valid-fold search): the artifact is the params as JSON, so equal choices share a version.
+        ``key``: dataset / protocol / cutoff_rule, as for ``save``."""
+        payload = json.dumps(params, sort_keys=True, default=str).encode()
+        return self.save(warehouse, name, payload, params, metrics, run_id, **key)
+
     def load(self, path: str) -> bytes:
         p = Path(path)
         if not p.exists():

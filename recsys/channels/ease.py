@@ -39,9 +39,9 @@ def ease_from_gram(gram: np.ndarray, l2: float, overwrite: bool = False) -> np.n
     # Gram + λI is symmetric positive definite: Cholesky inverse is cheaper and stabler than LU
     c, lower = scipy.linalg.cho_factor(G, overwrite_a=True, check_finite=False)
     P = scipy.linalg.cho_solve((c, lower), np.eye(G.shape[0], dtype=G.dtype), overwrite_b=True, check_finite=False)
-    B = P / (-np.diag(P))[None, :]
-    B[np.diag_indices_from(B)] = 0.0
-    return B
+    P /= (-np.diag(P))[None, :]  # B = P / -diag(P), in place (the negation copies the diagonal first)
+    P[np.diag_indices_from(P)] = 0.0
+    return P
 
 
 def ease_weights(X, l2: float, dtype=np.float64) -> np.ndarray:

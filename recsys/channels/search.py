@@ -16,6 +16,10 @@ every target interaction of ``users``. The best setting wins; a tie
 goes to the setting that comes first in the grid (scores are rounded to ``DECIMALS`` places first,
 so float noise in the mean over users, e.g. from another user order, never decides).
 
+The table also gives each score's standard error over users (``se``) and the paired standard error
+of its difference to the chosen setting (``paired_se_vs_chosen``): on a small valid fold most
+differences are noise, and the table says so.
+
 A grid whose every list holds one value is no search: nothing is fitted, ``searched`` is False and
 the table is empty.
 
@@ -34,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recsys.metrics.accuracy import evaluate
@@ -45,10 +50,11 @@ DECIMALS = 12  # scores are compared after rounding to this many places; equal o
 @dataclass
 class SearchResult:
     best_params: dict[str, Any]
-    table: pl.DataFrame  # one row per setting: its params, valid_ndcg@k, fit_seconds, chosen
+    table: pl.DataFrame  # one row per setting: its params, valid_ndcg@k, seconds, se, paired_se_vs_chosen, chosen
     best_channel: Any | None  # the best setting's channel fitted on ``history`` (None when not searched)
     searched: bool
     metric: str = "valid_ndcg@10"
+    n_users: int = 0  # valid-fold users scored
 
     def rows(self) -> list[dict[str, Any]]:
         """The table as JSON-able rows (for metadata and the registry)."""
@@ -64,14 +70,21 @@ def expand_grid(grid: Mapping[str, Sequence]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(list(grid[k]) for k in keys))]
 
 
-def valid_ndcg(recs: pl.DataFrame, target: pl.DataFrame, users, k: int = 10) -> float:
-    """NDCG@k of ``recs`` over ``users`` against every target interaction of theirs (binary gains)."""
+def per_user_ndcg(recs: pl.DataFrame, target: pl.DataFrame, users, k: int = 10) -> np.ndarray:
+    """Per-user NDCG@k of ``recs`` for ``users`` with target events (sorted by user id), binary gains
+    against every target interaction of theirs; a user without recommendations scores 0."""
     users_frame = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.Int64)})
     truth = relevant(target).join(users_frame, on="user_id", how="semi")
     if truth.is_empty():
-        return float("nan")
-    scores = evaluate(recs, truth, ks=[k], metrics=["ndcg"])
-    return float(scores["value"][0])
+        return np.empty(0)
+    rows = evaluate(recs, truth, ks=[k], metrics=["ndcg"], per_user=True)
+    return rows.sort("user_id")["value"].to_numpy()
+
+
+def valid_ndcg(recs: pl.DataFrame, target: pl.DataFrame, users, k: int = 10) -> float:
+    """Mean NDCG@k over ``users`` with target events (``per_user_ndcg``); NaN when none has one."""
+    values = per_user_ndcg(recs, target, users, k)
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def fit_each(
@@ -107,7 +120,7 @@ def run_search(
     settings = expand_grid(grid)
     metric = f"valid_ndcg@{k}"
     if len(settings) == 1:
-        return SearchResult(settings[0], pl.DataFrame(), None, searched=False, metric=metric)
+        return SearchResult(settings[0], pl.DataFrame(), None, searched=False, metric=metric, n_users=len(users))
     probe = make_channel(settings[0])
     fits = getattr(probe, "fit_settings", None)
     stream = (
@@ -115,11 +128,13 @@ def run_search(
         if fits
         else fit_each(make_channel, settings, history, items, runtime)
     )
-    rows, best, best_score = [], None, None
+    rows, per_user, best, best_score = [], [], None, None
     started = time.monotonic()
     for setting, channel in stream:
         recs = channel.recommend(users, k=k, exclude_seen=True)
-        score = round(valid_ndcg(recs, target, users, k), DECIMALS)
+        values = per_user_ndcg(recs, target, users, k)
+        per_user.append(values)
+        score = round(float(values.mean()), DECIMALS) if len(values) else float("nan")
         seconds = round(time.monotonic() - started, 2)
         rows.append({**setting, metric: score, "seconds": seconds})
         if log is not None:
@@ -129,8 +144,15 @@ def run_search(
         del channel
         started = time.monotonic()
     chosen = pick_best([r[metric] for r in rows])
-    table = pl.DataFrame(rows).with_columns(pl.Series("chosen", [i == chosen for i in range(len(rows))]))
-    return SearchResult(settings[chosen], table, best, searched=True, metric=metric)
+    n = len(per_user[chosen])
+    se = [float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan") for v in per_user]
+    # the paired standard error of (this setting − the chosen one) over the same users: how far apart
+    # two settings are in units of noise (the valid fold is often small)
+    paired = [float((v - per_user[chosen]).std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan") for v in per_user]
+    table = pl.DataFrame(rows).with_columns(
+        pl.Series("se", se), pl.Series("paired_se_vs_chosen", paired), pl.Series("chosen", [i == chosen for i in range(len(rows))])
+    )
+    return SearchResult(settings[chosen], table, best, searched=True, metric=metric, n_users=len(users))
 
 
 def search_on_valid(

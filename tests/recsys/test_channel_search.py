@@ -95,6 +95,9 @@ def test_ties_go_to_the_first_setting_in_the_grid(taste):
     make = lambda p: Spy(p["q"], target)  # noqa: E731
     best, table = search_on_valid(make, {"q": [0.3, 0.7, 0.7, 0.1]}, history, target, users)
     assert best == {"q": 0.7} and table["chosen"].to_list() == [False, True, False, False]
+    # noise columns: the chosen setting and its twin differ by exactly nothing; the others by some standard errors
+    assert table["paired_se_vs_chosen"].to_list()[1:3] == [0.0, 0.0]
+    assert (table["se"] > 0).all() and table["paired_se_vs_chosen"][0] > 0
     # the same two scores, as two names of one setting: the first listed wins either way round
     for order in (["a", "b"], ["b", "a"]):
         best, _ = search_on_valid(lambda p: Spy(0.5, target), {"name": order}, history, target, users)
