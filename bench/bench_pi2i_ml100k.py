@@ -108,7 +108,7 @@ def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log) -> p
                     row[f"{r['metric']}@{r['k']}"] = round(r["value"], 4)
                 if isinstance(model, PI2I):
                     best = model.report_["best_epoch"]
-                    ep = model.report_["epochs"][best - 1]
+                    ep = next(e for e in model.report_["epochs"] if e["epoch"] == best)
                     row["prs_val_hit@10"] = round(ep["val_hit"], 4)
                     row["cooc_val_hit@10"] = round(ep["cooc_hit"], 4)
                 log(json.dumps(row))

@@ -13,7 +13,8 @@ API::
 Cross features (CROSS_FEATURES order): co-occurrence score, log1p raw co-occurrence count, rank of
 the target in the trigger's relaxed list as a fraction of the depth, 1/(1 + rank), log1p Swing
 score, whether the pair is in the Swing list, same category, log1p of the hours between the
-trigger's last touch and the reference time, and the trigger's recency rank / n_triggers.
+trigger's last touch and the reference time, the trigger's recency rank / n_triggers, and the log
+co-occurrence score log(score + 1e-4).
 
 One definition of the inputs for training and serving: a query is (user, end), ``end`` a global
 log position (exclusive). Serving: end = the end of the user's log. Training: end = the target
@@ -34,6 +35,7 @@ from recsys.channels.base import IdIndex
 from recsys.channels.itemcf import ItemIndex
 from recsys.schema import with_event_position
 
+LOG_SCORE_EPS = 1e-4
 CROSS_FEATURES: tuple[str, ...] = (
     "cooc_score",
     "log_cooc_count",
@@ -44,6 +46,7 @@ CROSS_FEATURES: tuple[str, ...] = (
     "same_category",
     "log_gap_hours",
     "trigger_recency_frac",
+    "log_cooc_score",
 )
 
 
@@ -220,7 +223,7 @@ def cross_features(
     n_triggers: int,
     loo=None,
 ) -> np.ndarray:
-    """Cross features (CROSS_FEATURES order) of trigger–target pairs: float32 [*slot.shape, 9].
+    """Cross features (CROSS_FEATURES order) of trigger–target pairs: float32 [*slot.shape, 10].
 
     ``tgt`` and ``slot`` give each pair's target position and its slot in the trigger's cooc list
     (any target value where the slot is empty). ``trig``, ``gap_us`` and ``recency`` are either
@@ -256,4 +259,6 @@ def cross_features(
     gap_h = np.maximum(per_pair(gap_us, np.float64), 0.0) / 3.6e9
     out[..., 7] = np.log1p(gap_h).astype(np.float32)
     out[..., 8] = per_pair(recency, np.float32) / max(n_triggers, 1)
+    # With log-sum-exp pooling, a pair logit of log score + r log 0.8 IS the co-occurrence order.
+    out[..., 9] = np.log(np.maximum(score, 0.0) + LOG_SCORE_EPS)
     return out

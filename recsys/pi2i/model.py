@@ -21,7 +21,9 @@ embedding per user feature, a projection of the cross features; the attention QU
 (trigger, target, cross), so each trigger–target pair reads the behaviour sequence differently;
 a multi-head attention over the sequence (item + category + position embeddings, plus one learned
 always-visible slot so an empty sequence is defined); a DNN maps [user, trigger, target, cross,
-attention output, attention output ⊙ target] to one logit.
+attention output, attention output ⊙ target] to one logit, added to a wide linear term of the
+cross features. ``start_at`` sets the wide weights and zeroes the DNN's output layer, so a fit
+can start from a known score (PI2I starts from the co-occurrence order) and learn the residual.
 
 Compute (same function as the concatenation form, which ``forward_reference`` spells out): the
 first layers of the query MLP and of the DNN are linear in their inputs, so their matrices are
@@ -48,7 +50,8 @@ class PRSConfig:
     n_items: int
     n_categories: int
     user_cardinalities: list[int] = field(default_factory=list)
-    n_cross: int = 9
+    n_cross: int = 10
+    wide: bool = True  # a linear term of the cross features added to the logit (the residual's base)
     dim: int = 32
     cat_dim: int = 8
     user_dim: int = 8
@@ -107,9 +110,23 @@ class PRSModel(nn.Module):
         self.dnn_example = nn.Linear(len(c.user_cardinalities) * c.user_dim + item_width, h0, bias=False)
         self.dnn_pair = nn.Linear(item_width + CROSS_WIDTH + 2 * c.dim, h0)
         self.dnn = nn.Sequential(nn.ReLU(), nn.Dropout(c.dropout), _mlp(h0, rest, 1, c.dropout))
+        self.wide = nn.Linear(c.n_cross, 1, bias=False) if c.wide else None
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item.weight[0].zero_()
+
+    def start_at(self, wide_weights: dict[int, float]) -> PRSModel:
+        """Set the wide term's weights (cross feature index → weight), zero the DNN's output layer:
+        the model then starts as exactly that linear score, and training learns the residual."""
+        with torch.no_grad():
+            for i, v in wide_weights.items():
+                self.wide.weight[0, i] = v
+            last = self.dnn[-1][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+        return self
 
     def _item_repr(self, pos: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.item(pos), self.category(self.item_category[pos])], dim=-1)
@@ -174,7 +191,8 @@ class PRSModel(nn.Module):
         u = self._user_hidden(user_codes)
         if u is not None:
             h = h + u[:, None, :]
-        return self.dnn(h).squeeze(-1)
+        out = self.dnn(h).squeeze(-1)
+        return out + self.wide(cross).squeeze(-1) if self.wide is not None else out
 
     def forward_reference(self, user_codes, trig, cands, cross, seq) -> torch.Tensor:
         """The unfactorized form (one matrix on each concatenation, nn.MultiheadAttention): for tests."""
@@ -187,4 +205,5 @@ class PRSModel(nn.Module):
         att, _ = self.attention(q, keys, keys, key_padding_mask=pad, need_weights=False)
         _, ex_hidden = self._example_part(user_codes, trig)
         h = ex_hidden[:, None, :] + self.dnn_pair(torch.cat([g, x, att, att * self.item(cands)], dim=-1))
-        return self.dnn(h).squeeze(-1)
+        out = self.dnn(h).squeeze(-1)
+        return out + self.wide(cross).squeeze(-1) if self.wide is not None else out

@@ -37,7 +37,7 @@ from recsys.channels.itemcf import ItemIndex, build_cooc_index, build_swing_inde
 from recsys.pi2i.features import CROSS_FEATURES, EventLog, encode_user_features, event_log, item_categories, swing_at_slots, triggers_at
 from recsys.pi2i.loo import own_contributions
 from recsys.pi2i.model import PRSConfig, PRSModel
-from recsys.pi2i.train import PRSData, _reduce, pool_scores, train_prs, training_examples
+from recsys.pi2i.train import PRSData, _reduce, cooc_order_start, pool_scores, train_prs, training_examples
 from recsys.runtime import TorchRuntime
 
 
@@ -51,6 +51,7 @@ class PI2I:
         seq_len: int = 30,
         with_swing: bool = True,
         leave_one_out: bool = True,
+        start_from_cooc: bool = True,
         dim: int = 32,
         heads: int = 2,
         hidden: tuple[int, ...] = (64, 32),
@@ -61,7 +62,7 @@ class PI2I:
         hard_negatives: float = 0.0,
         val_fraction: float = 0.1,
         max_train_per_epoch: int | None = 8_000,
-        max_val: int = 300,
+        max_val: int = 1_000,
         max_examples: int | None = 500_000,
         cooc_params: dict | None = None,
         swing_params: dict | None = None,
@@ -73,6 +74,7 @@ class PI2I:
             seq_len=seq_len,
             with_swing=with_swing,
             leave_one_out=leave_one_out,
+            start_from_cooc=start_from_cooc,
             dim=dim,
             heads=heads,
             hidden=list(hidden),
@@ -137,6 +139,8 @@ class PI2I:
         )
         self.runtime.seed_everything()
         self.model_ = PRSModel(self.config_, torch.from_numpy(categories))
+        if p.get("start_from_cooc", True):
+            self.model_.start_at(cooc_order_start(p["n_triggers"]))
         examples = training_examples(self.data_, p.get("max_examples"), np.random.default_rng(self.runtime.seed), loo=p["leave_one_out"])
         self.report_ = train_prs(
             self.model_,
@@ -150,7 +154,7 @@ class PI2I:
             hard_negatives=p.get("hard_negatives", 0.0),
             val_fraction=p["val_fraction"],
             max_train_per_epoch=p.get("max_train_per_epoch"),
-            max_val=p.get("max_val", 300),
+            max_val=p.get("max_val", 1_000),
             loo=p["leave_one_out"],
         )
         self.data_.own = None  # training-only (the users' basket cells); serving never subtracts

@@ -475,8 +475,9 @@ def train_prs(
     max_train_per_epoch: int | None = 8_000,
     val_fraction: float = 0.1,
     val_k: int = 10,
-    max_val: int = 300,
+    max_val: int = 1_000,
     loo: bool = True,
+    evaluate_start: bool = True,
 ) -> dict:
     """Train in place; returns {"epochs": [{epoch, loss, val_hit, cooc_hit}], "best_epoch", "n_train", "n_val", ...}."""
     runtime.seed_everything()
@@ -496,6 +497,13 @@ def train_prs(
         f"{data.n_triggers} triggers, list depth {data.cooc.depth}, leave-one-out {bool(loo and data.own is not None)}"
     )
     history, best, best_state, best_epoch = [], -1.0, None, 0
+    if n_val and evaluate_start:
+        # Epoch 0: the starting point (the co-occurrence order when PI2I starts the model there)
+        # competes too, so a fit that never beats it keeps it.
+        hits = evaluate_pool(model, data, val, (val_k,), device, runtime)
+        best, best_state = hits[f"prs@{val_k}"], copy.deepcopy(model.state_dict())
+        history.append({"epoch": 0, "loss": None, "val_hit": best, "cooc_hit": hits[f"cooc@{val_k}"], "pairs": 0})
+        runtime.log(f"prs start: val hit@{val_k} {best:.4f} (cooc order {hits[f'cooc@{val_k}']:.4f})")
     for epoch in range(1, epochs + 1):
         model.train()
         order = rng.permutation(len(train))[:per_epoch]
@@ -521,10 +529,20 @@ def train_prs(
             f"prs epoch {epoch}/{epochs} loss {total / max(seen, 1):.4f} val hit@{val_k} {val_hit:.4f} "
             f"(cooc order {cooc_hit:.4f}), {pairs / max(seen, 1):.1f} pairs per example"
         )
-        if not n_val or val_hit > best:
+        if not n_val or val_hit > best:  # ties keep the earlier (simpler) state
             best, best_state = val_hit, copy.deepcopy(model.state_dict())
             best_epoch = epoch
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return {"epochs": history, "best_epoch": best_epoch, "n_train": len(train), "n_val": n_val, "n_train_per_epoch": per_epoch}
+
+
+def cooc_order_start(n_triggers: int) -> dict[int, float]:
+    """Wide weights that make the pooled score the co-occurrence order: log score + r log 0.8."""
+    from recsys.pi2i.features import CROSS_FEATURES
+
+    return {
+        CROSS_FEATURES.index("log_cooc_score"): 1.0,
+        CROSS_FEATURES.index("trigger_recency_frac"): n_triggers * float(np.log(COOC_ORDER_DECAY)),
+    }
