@@ -1,21 +1,35 @@
 """event_features → outrank_ranking → selected_features (OutRank, Škrlj & Mramor, RecSys 2023)."""
 
+import datetime as dt
+import json
+
 import dagster as dg
 import polars as pl
 
 from assets.catalog import catalog, results, table_spec
-from assets.common import DUCKDB_POOL
+from assets.common import DUCKDB_POOL, load_items, load_users
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys import outrank
-from recsys.event_features import bucketize, select_features
-from resources.warehouse import Warehouse, load_sql
+from recsys.event_features import RAW_ID_SUFFIX, bucketize, label_window_start, outrank_rows, select_features, select_features_3mr
+from resources.warehouse import Warehouse
 
 
 class EventFeaturesConfig(dg.Config):
-    min_positive_rating: float = 4.0
-    max_rows: int = 2_000_000  # the most recent training events; OutRank is O(N) but memory is not free
+    # OutRank's label window: the last label_window_days of the train fold; 0 = the split's own
+    # window (temporal protocol), or without one the last label_window_frac of train's events
+    label_window_days: float = 0.0
+    label_window_frac: float = 0.1
+    negatives_per_positive: int = 10  # popularity-sampled unseen items per positive, as a pool holds
+    seed: int = 0
+    max_rows: int = 2_000_000  # a seeded sample of whole users beyond this; OutRank is O(N) but memory is not free
     control_seed: int = 0
+
+
+def _train_end(params: dict) -> dt.datetime | None:
+    """The train fold's end (the valid window's first instant) when the split records it."""
+    start = params.get("t_valid_start")
+    return dt.datetime.fromisoformat(start) if start else None
 
 
 @dg.asset(
@@ -25,23 +39,40 @@ class EventFeaturesConfig(dg.Config):
     partitions_def=cutoff_partitions,
     kinds={"duckdb", "polars"},
     **catalog("features.event_features"),
-    description="features.event_features: one row per training interaction, a label and categorical features, plus matched-cardinality controls.",
+    description=(
+        "features.event_features: OutRank's input, shaped and labelled like the rankers' rows, from the train fold only: "
+        "(user, unseen item) pairs as of a label window at the end of train, label = the pair occurs in that window; "
+        "categorical features plus matched-cardinality controls."
+    ),
 )
 def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfig, warehouse: Warehouse) -> dg.MaterializeResult:
-    rows = warehouse.query(load_sql("features/event_features"), {"min_positive_rating": config.min_positive_rating})
-    if rows.height > config.max_rows:
-        rows = rows.tail(config.max_rows)
+    # the train fold only: OutRank's label must never come from the valid or test fold's events
+    train = warehouse.query_file("staging/split_fold", {"fold": "train"})
+    params = json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0])
+    window_days = config.label_window_days or params.get("window_days")
+    start = label_window_start(train, window_days, config.label_window_frac, end=_train_end(params))
+    rows = outrank_rows(
+        train, load_users(warehouse), load_items(warehouse), start, config.negatives_per_positive, config.seed, config.max_rows
+    )
+    if rows.is_empty():
+        raise dg.Failure(
+            f"event_features: no user has both history before {start} and events after it in the train fold", allow_retries=False
+        )
     features = bucketize(rows)
     real = [c for c in features.columns if c != "label"]
     with_controls = outrank.add_control_features(features, real, seed=config.control_seed)
     warehouse.write_table("features.event_features", with_controls)
-    positives = float(with_controls["label"].mean()) if with_controls.height else 0.0
+    positives = float(with_controls["label"].mean())
     cards = pl.DataFrame({"feature": real, "cardinality": [features[c].n_unique() for c in real]})
+    window = train.filter(pl.col("ts") >= start)
     return dg.MaterializeResult(
         metadata={
             **table_metadata(warehouse, "features.event_features"),
             "rows": with_controls.height,
             "positive_share": positives,
+            "label_window": f"{start} .. {train['ts'].max()} (train fold; {window.height} of {train.height} train events)",
+            "label_window_days": float(window_days) if window_days else -1.0,
+            "users": int(rows["user_id_raw"].n_unique()),
             "features": md(cards, 60),
         }
     )
@@ -88,22 +119,34 @@ class OutRankConfig(dg.Config):
 def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, warehouse: Warehouse):
     frame = warehouse.table("features.event_features")
     scores = outrank.rank_features(frame, "label", heuristic=config.heuristic, n_jobs=config.n_jobs)
-    three_mr = outrank.rank_features(frame, "label", heuristic="3MR", n_jobs=config.n_jobs)
     report = outrank.quality_report(frame, "label")
     if "above_noise" not in scores.columns:
         scores = outrank.above_noise(scores)
     real = scores.filter(~pl.col("feature").str.starts_with(outrank.CONTROL_PREFIX))
+    # 3MR over the features a ranker could use (raw ids are never handed on) and their controls: an
+    # id picked first would make every later pick's "relation" mostly the id's own signal
+    usable = [f for f in real["feature"].to_list() if not f.endswith(RAW_ID_SUFFIX)]
+    three_mr = outrank.rank_features(
+        frame, "label", heuristic="3MR", features=usable + [outrank.CONTROL_PREFIX + f for f in usable], n_jobs=config.n_jobs
+    )
     pairs = outrank.redundant_pairs(frame, real["feature"].to_list(), threshold=config.redundancy_threshold)
     table = real.join(report.select("feature", "leakage", "is_constant", "rare_value_share"), on="feature", how="left").with_columns(
         pl.lit(config.heuristic).alias("heuristic"), pl.lit(context.run.run_id).alias("run_id")
     )
     selected = select_features(table, pairs)
+    selected_3mr = select_features_3mr(three_mr, report)
     table = table.with_columns(pl.col("feature").is_in(selected).alias("selected"))
     stored = table.select("feature", "heuristic", "score", "rank", "cardinality", "coverage", "above_noise", "selected", "run_id")
-    three_mr_rows = (
-        three_mr.select("feature", pl.lit("3MR").alias("heuristic"), "score", "rank")
-        .join(stored.select("feature", "cardinality", "coverage", "above_noise", "selected", "run_id"), on="feature", how="inner")
-        .select(stored.columns)
+    three_mr_rows = three_mr.filter(~pl.col("is_control")).select(
+        "feature",
+        pl.lit("3MR").alias("heuristic"),
+        "score",
+        "rank",
+        "cardinality",
+        "coverage",
+        "above_noise",  # 3MR's own rule: ranked before every control
+        pl.col("feature").is_in(selected_3mr).alias("selected"),
+        pl.lit(context.run.run_id).alias("run_id"),
     )
     with warehouse.connect() as con:
         con.begin()
@@ -134,10 +177,12 @@ def outrank_ranking(context: dg.AssetExecutionContext, config: OutRankConfig, wa
             **table_metadata(warehouse, "features.outrank_scores"),
             "ranking": md(stored.select("rank", "feature", "score", "cardinality", "above_noise", "selected"), 60),
             "chart": png(_bar_chart(scores)),
-            "three_mr": md(three_mr.select("rank", "feature", "score"), 40),
+            "three_mr": md(three_mr.select("rank", "feature", "score", "relevance", "redundancy", "relation", "above_noise"), 60),
             "quality_report": md(report, 60),
             "redundant_pairs": md(pairs, 30),
             "n_selected": len(selected),
+            "selected_mi": ", ".join(selected) or "none",
+            "selected_3mr": ", ".join(selected_3mr) or "none",
         },
         check_results=[check],
     )
@@ -166,11 +211,24 @@ def _bar_chart(scores: pl.DataFrame):
     partitions_def=cutoff_partitions,
     kinds={"duckdb"},
     **catalog("features.selected_features"),
-    description="features.selected_features: features above noise, de-duplicated by redundancy; read by PI2I and the rankers.",
+    description=(
+        "features.selected_features: two feature lists, one row per (selection, feature): 'mi' (above noise by the MI ranking, "
+        "de-duplicated by redundant pairs) and '3mr' (3MR's picks before its first control). lgbm_ranker keeps the list with "
+        "the better held-out valid NDCG@10; ranker_dataset and PI2I read the union."
+    ),
 )
 def selected_features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    chosen = warehouse.query("SELECT feature, score, rank FROM features.outrank_scores WHERE selected AND heuristic <> '3MR' ORDER BY rank")
+    chosen = warehouse.query(
+        "SELECT CASE WHEN heuristic = '3MR' THEN '3mr' ELSE 'mi' END AS selection, feature, score, rank "
+        "FROM features.outrank_scores WHERE selected ORDER BY heuristic = '3MR', rank"
+    )
     warehouse.write_table("features.selected_features", chosen)
+    counts = {s: int((chosen["selection"] == s).sum()) for s in ("mi", "3mr")}
     return dg.MaterializeResult(
-        metadata={**table_metadata(warehouse, "features.selected_features"), "selected": md(chosen), "n": chosen.height}
+        metadata={
+            **table_metadata(warehouse, "features.selected_features"),
+            "selected": md(chosen),
+            "n": chosen["feature"].n_unique(),
+            "n_by_selection": dg.MetadataValue.json(counts),
+        }
     )

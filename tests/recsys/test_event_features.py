@@ -33,6 +33,12 @@ def test_rankers_get_the_feature_outrank_judged_not_the_raw_column():
     assert users["zip_prefix"].to_list() == [z[0] for z in users["zip"].to_list()]
 
 
+def test_a_feature_in_both_selections_is_derived_once():
+    # features.selected_features holds the MI and the 3MR list; a feature in both is one column
+    users, names = with_selected_attributes(_users(), "user_id", ["zip_prefix", "gender", "zip_prefix"])
+    assert names == ["zip_prefix", "gender"] and users.columns.count("zip_prefix") == 1
+
+
 def test_select_features_keeps_above_noise_drops_leaks_ids_and_redundant_copies():
     ranking = pl.DataFrame(
         {
