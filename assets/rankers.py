@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from assets.catalog import IO_RETRY, SERVING_FRESHNESS, catalog, observe, results, table_spec
@@ -21,9 +22,9 @@ from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
-from recsys.rankers import LGBMRanker, LGBMRankerParams, build_ranker_frame, feature_columns
-from recsys.rankers.features import cutoff_mode_for
-from recsys.rankers.lgbm import rank_frame
+from recsys.rankers import build_ranker_frame, feature_columns
+from recsys.rankers.features import CAT_PREFIX, cutoff_mode_for
+from recsys.rankers.lgbm import fit_feature_sets, rank_frame
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
@@ -105,6 +106,9 @@ class RankerConfig(dg.Config):
     # LightGBM only: candidate settings tried on top of `params`; the one with the best NDCG@10 on the
     # held-out valid users wins (model selection on valid, never on test).
     params_grid: list[dict] = [{}, {"num_leaves": 7, "min_data_in_leaf": 50}]
+    # LightGBM only: OutRank's feature lists (features.selected_features) tried, each × params_grid;
+    # the best held-out valid NDCG@10 wins, ties to the earlier list. ["mi"] alone halves the fits.
+    feature_selections: list[str] = ["mi", "3mr"]
     k: int = 100  # ranked list length written for evaluation
     # promotion gate: valid NDCG@10 may fall at most this share below the last promoted comparable model
     max_ndcg_drop: float = 0.10
@@ -217,24 +221,29 @@ def lgbm_ranker(
 ):
     valid = warehouse.table("features.ranker_valid")
     test = warehouse.table("features.ranker_test")
-    candidates = []
-    for extra in config.params_grid or [{}]:
-        params = LGBMRankerParams(**{**config.params, **extra})
-        candidates.append((LGBMRanker(params).fit(valid, log=context.log.info), params))
-    tried = pl.DataFrame(
-        {"setting": [str(p) for p in (config.params_grid or [{}])], "valid_ndcg10": [m.valid_ndcg10 for m, _ in candidates]}
-    )
-    model, params = max(candidates, key=lambda mp: mp[0].valid_ndcg10)
+    # OutRank's two feature lists (MI-only, 3MR) × the settings grid, judged on held-out valid users
+    feature_sets = _feature_sets(warehouse, valid, config.feature_selections)
+    choice = fit_feature_sets(valid, feature_sets, config.params, config.params_grid, log=context.log.info)
+    model, params, tried = choice.model, choice.params, choice.tried
+    context.log.info(f"lgbm_ranker: feature selection {choice.selection!r} won on held-out valid NDCG@10 {choice.scores}")
     _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k), model.holdout_scores, config.k)
+    by_selection = {name: (None if np.isnan(v) else v) for name, v in choice.scores.items()}
     metrics = {
         "valid_ndcg10": model.valid_ndcg10,
         "best_iteration": model.best_iteration,
         "n_train_users": model.n_train_users,
         "n_valid_users": model.n_valid_users,
+        **{f"valid_ndcg10_{name}": v for name, v in by_selection.items() if v is not None},
     }
     key = split_key(warehouse, source)
+    registry_params = {
+        **asdict(params),
+        "feature_selection": choice.selection,
+        "feature_selection_valid_ndcg10": by_selection,
+        "selected_features": [c.removeprefix(CAT_PREFIX) for c in model.feature_cols if c.startswith(CAT_PREFIX)],
+    }
     saved, gate = _save_judged(
-        context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
+        context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), registry_params, metrics, config.max_ndcg_drop
     )
     importance = model.feature_importance().sort("gain", descending=True)
     observe(context, warehouse, "models.registry")
@@ -246,9 +255,29 @@ def lgbm_ranker(
             "model_path": saved["path"],
             "feature_importance": md(importance, 40),
             "settings_tried": md(tried),
+            "feature_selection": choice.selection,
+            "feature_selection_lists": dg.MetadataValue.json(
+                {n: [c.removeprefix(CAT_PREFIX) for c in cols if c.startswith(CAT_PREFIX)] for n, cols in feature_sets.items()}
+            ),
         },
         check_results=[gate],
     )
+
+
+def _feature_sets(warehouse: Warehouse, frame: pl.DataFrame, selections: list[str]) -> dict[str, list[str]]:
+    """Per OutRank selection in ``selections`` ('mi', '3mr'; features.selected_features), the
+    frame's feature columns it allows: every non-categorical column plus ``cat__f`` for the list's
+    features the frame has (ranker_dataset encodes the union). A table without a ``selection``
+    column is one list, 'mi'."""
+    base = [c for c in feature_columns(frame) if not c.startswith(CAT_PREFIX)]
+    selected = warehouse.table("features.selected_features")
+    if "selection" not in selected.columns:
+        selected, selections = selected.with_columns(pl.lit("mi").alias("selection")), ["mi"]
+    sets = {}
+    for name in selections or ["mi"]:
+        names = selected.filter(pl.col("selection") == name)["feature"].to_list()
+        sets[name] = base + [CAT_PREFIX + f for f in dict.fromkeys(names) if CAT_PREFIX + f in frame.columns]
+    return sets
 
 
 @dg.asset(

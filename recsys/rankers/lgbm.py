@@ -8,6 +8,8 @@ API::
     ranker.feature_importance() -> pl.DataFrame            # feature, gain, split (by gain, descending)
     ranker.best_iteration, ranker.valid_ndcg10             # early-stopping round and its NDCG@eval_at
     ranker.to_bytes() / LGBMRanker.from_bytes(blob)        # model_to_string + metadata, as JSON
+    fit_feature_sets(frame, {"mi": cols_a, "3mr": cols_b}, base_params={}, params_grid=[{}], log=None)
+        -> FeatureSetChoice(model, params, selection, tried, scores)   # best (feature list × setting) on held-out valid users
 
 ``frame`` is ``build_ranker_frame``'s output (user_id, item_id, feature columns, ``label`` for fit).
 Feature columns default to every column but ids and label; ``cat__*`` columns are categorical.
@@ -241,6 +243,56 @@ class LGBMRanker:
         ranker.n_train_users = meta["n_train_users"]
         ranker.n_valid_users = meta["n_valid_users"]
         return ranker
+
+
+@dataclass
+class FeatureSetChoice:
+    model: LGBMRanker  # the winner, fitted
+    params: LGBMRankerParams
+    selection: str  # name of the winning feature list
+    tried: pl.DataFrame  # selection, setting, n_features, valid_ndcg10: every fit
+    scores: dict[str, float]  # per feature list, its best held-out valid NDCG@10 over the settings
+
+
+def _score(model: LGBMRanker) -> float:
+    return -np.inf if np.isnan(model.valid_ndcg10) else model.valid_ndcg10
+
+
+def fit_feature_sets(
+    frame: pl.DataFrame,
+    feature_sets: dict[str, Sequence[str]],
+    base_params: dict | None = None,
+    params_grid: Sequence[dict] = ({},),
+    log: Callable[[str], None] | None = None,
+) -> FeatureSetChoice:
+    """Fit one model per (feature list, setting) and keep the best held-out valid NDCG@10.
+
+    Every fit splits the same users the same way (``holdout_users`` by seed), so the scores are
+    comparable. Ties go to the earlier feature list, then the earlier setting. Two lists with the
+    same columns are fitted once (the second list gets the first's scores)."""
+    if not feature_sets:
+        raise ValueError("fit_feature_sets needs at least one feature list")
+    grid = list(params_grid) or [{}]
+    fitted: dict[tuple[str, ...], list[tuple[LGBMRanker, LGBMRankerParams]]] = {}
+    rows, best = [], None
+    for name, cols in feature_sets.items():
+        key = tuple(cols)
+        if key not in fitted:
+            fitted[key] = []
+            for extra in grid:
+                params = LGBMRankerParams(**{**(base_params or {}), **extra})
+                fitted[key].append((LGBMRanker(params).fit(frame, feature_cols=list(cols), log=log), params))
+        for extra, (model, params) in zip(grid, fitted[key]):
+            rows.append({"selection": name, "setting": str(extra), "n_features": len(cols), "valid_ndcg10": model.valid_ndcg10})
+            if best is None or _score(model) > _score(best[0]):
+                best = (model, params, name)
+    tried = pl.DataFrame(rows, schema={"selection": pl.Utf8, "setting": pl.Utf8, "n_features": pl.Int64, "valid_ndcg10": pl.Float64})
+    scores = {}
+    for name in feature_sets:
+        values = [v for v in tried.filter(pl.col("selection") == name)["valid_ndcg10"].to_list() if not np.isnan(v)]
+        scores[name] = max(values) if values else float("nan")
+    model, params, name = best
+    return FeatureSetChoice(model=model, params=params, selection=name, tried=tried, scores=scores)
 
 
 def _log_every(log: Callable[[str], None], period: int):
