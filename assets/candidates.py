@@ -8,8 +8,9 @@ Hyper-parameters: a channel whose config has ``<param>_grid`` fields (EASE ``l2_
 on the valid fold only (recsys/channels/search.py: fit on train, NDCG@10 on the valid target users);
 the best setting makes the valid candidates (the search's own fit) and is refit on train + valid for
 the test fold. The table and the choice go to the materialization metadata and a models.registry row
-``channel_<stage>``. A grid of one value, or a param fixed in ``params``, is not searched. The test
-fold is never read before the choice is made. docs/channels.md, "Hyper-parameter search".
+``channel_<stage>``. A grid of one value, or a param fixed in ``params``, is not searched. The search
+is handed the valid fold's frames only; the test fold's frames reach only the refit after the choice.
+docs/channels.md, "Hyper-parameter search".
 """
 
 import time

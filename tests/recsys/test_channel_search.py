@@ -146,3 +146,13 @@ def test_itemcf_trigger_settings_share_one_index():
     users = history["user_id"].unique().sort().head(40)
     for setting, channel in fitted:
         assert channel.recommend(users, k=10).equals(make(setting).fit(history).recommend(users, k=10))
+
+
+def test_asset_configs_name_their_grids():
+    from assets.candidates import ALSConfig, ChannelConfig, EaseConfig, ItemCFConfig, config_grid
+
+    assert config_grid(EaseConfig()) == {"l2": [50.0, 250.0, 500.0, 1000.0]}
+    assert config_grid(ALSConfig()) == {"factors": [32, 64, 128], "regularization": [0.01, 0.05, 0.2]}
+    assert config_grid(ItemCFConfig(n_triggers_grid=[3])) == {"n_triggers": [3]}  # one value: no search
+    assert config_grid(ALSConfig(params={"factors": 16})) == {"regularization": [0.01, 0.05, 0.2]}  # fixed in params
+    assert config_grid(ChannelConfig()) == {}
