@@ -38,7 +38,9 @@ WRITTEN_TABLES = {
     "candidates.pool_ranked",
     "candidates.lgbm_ranker",
     "candidates.sequence_ranker",
+    "candidates.final",
     "models.registry",
+    "models.final_stage",
     "eval.metrics",
     "eval.per_user",
     "eval.last_paired_test",
@@ -111,6 +113,7 @@ def test_multi_asset_steps_keep_their_main_key_and_write_their_other_tables(grap
         "candidate_pool": {"candidate_pool", "candidates_pool_ranked"},
         "ranker_dataset": {"ranker_dataset", "ranker_test_dataset"},
         "evaluation": {"evaluation", "last_paired_test"},
+        "final_stage": {"final_stage", "final_stage_log"},
     }
     for main, keys in steps.items():
         assets_def = defs.get_assets_def(main)
