@@ -104,7 +104,7 @@ class PI2IScorerConfig(dg.Config):
     partitions_def=cutoff_partitions,
     kinds={"torch"},
     **catalog(layer="models"),  # model files in the model store, one models.registry row per fold
-    description="PI2I stage 2 (PRS): interactive scoring model with target attention, trained as it serves (several triggers per target, leave-one-out counts, log-sum-exp over triggers, softmax over the user's pool); one model per fold, in the model store.",
+    description="PI2I stage 2 (PRS): interactive scoring model with target attention, softmax over the trigger's own list; one model per fold, in the model store.",
 )
 def pi2i_scorer(
     context: dg.AssetExecutionContext, config: PI2IScorerConfig, warehouse: Warehouse, model_store: ModelStore, compute: ComputeResource

@@ -3,7 +3,6 @@
     python bench/bench_pi2i_ml100k.py                                   # defaults, both protocols
     python bench/bench_pi2i_ml100k.py --data /path/to/ml-100k --threads 1 --protocols temporal
     python bench/bench_pi2i_ml100k.py --pi2i '{"epochs": 6}' --folds valid   # tune on valid only
-    python bench/bench_pi2i_ml100k.py --legacy --only "old PRS" --out /tmp/old.md   # the PRS of bench_pi2i_prs.LEGACY_COMMIT
 
 Data: RecBole's ml-100k folder (``ml-100k.inter``, tab-separated user_id, item_id, rating,
 timestamp; every rating is a ``rate`` event; items and users through recsys.sources' MovieLens
@@ -29,7 +28,6 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from recsys.channels.itemcf import ItemCFChannel  # noqa: E402
 from recsys.metrics.accuracy import evaluate  # noqa: E402
@@ -64,21 +62,15 @@ def load(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     return inter, reader.items(), reader.users()
 
 
-def models(pi2i_params: dict, legacy: bool = False, only: str | None = None) -> dict:
-    out = {
+def models(pi2i_params: dict) -> dict:
+    return {
         "itemcf (cooc, depth 30)": lambda: ItemCFChannel(depth=30, method="cooc"),
         "pi2i_index (cooc, depth 300)": lambda: PI2IIndexChannel(depth=300),
         "pi2i (PRS, depth 300)": lambda: PI2I(**pi2i_params),
     }
-    if legacy:  # the PRS before serving-shaped training (bench_pi2i_prs.LEGACY_COMMIT)
-        from bench_pi2i_prs import LEGACY_COMMIT, legacy_pi2i
-
-        old = legacy_pi2i()
-        out[f"pi2i old PRS ({LEGACY_COMMIT})"] = lambda: old()
-    return {k: v for k, v in out.items() if only is None or only in k}
 
 
-def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log, legacy: bool = False, only: str | None = None) -> pl.DataFrame:
+def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log) -> pl.DataFrame:
     inter, items, users = load(data)
     rows = []
     for protocol in protocols:
@@ -92,11 +84,11 @@ def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log, lega
                 .sort("user_id")["user_id"]
             )
             truth = relevant(target).join(eval_users.to_frame(), on="user_id", how="semi")
-            for name, make in models(pi2i_params, legacy, only).items():
+            for name, make in models(pi2i_params).items():
                 runtime = TorchRuntime(threads=threads, seed=0, log=log)
                 t0 = time.perf_counter()
                 model = make()
-                if "PRS" in name:
+                if isinstance(model, PI2I):
                     model.fit(history, items=items, users=users, user_features=USER_FEATURES, runtime=runtime)
                 else:
                     model.fit(history, items)
@@ -116,7 +108,7 @@ def run(data: Path, protocols, folds, pi2i_params: dict, threads: int, log, lega
                     row[f"{r['metric']}@{r['k']}"] = round(r["value"], 4)
                 if isinstance(model, PI2I):
                     best = model.report_["best_epoch"]
-                    ep = next(e for e in model.report_["epochs"] if e["epoch"] == best)
+                    ep = model.report_["epochs"][best - 1]
                     row["prs_val_hit@10"] = round(ep["val_hit"], 4)
                     row["cooc_val_hit@10"] = round(ep["cooc_hit"], 4)
                 log(json.dumps(row))
@@ -160,14 +152,12 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results_pi2i_ml100k.md")
     ap.add_argument("--no-write", action="store_true")
-    ap.add_argument("--legacy", action="store_true", help="also run the old PRS (bench_pi2i_prs.LEGACY_COMMIT)")
-    ap.add_argument("--only", default=None, help="run only the models whose name contains this")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     params = json.loads(args.pi2i)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
     load_avg = os.getloadavg()
-    table = run(args.data, args.protocols, args.folds, params, args.threads, log, args.legacy, args.only)
+    table = run(args.data, args.protocols, args.folds, params, args.threads, log)
     text = markdown(table, params, args.threads, load_avg)
     print(text)
     if not args.no_write:

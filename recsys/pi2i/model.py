@@ -5,31 +5,26 @@ API::
     model = PRSModel(PRSConfig(n_items=..., n_categories=..., user_cardinalities=[...], n_cross=9))
     logits = model(user_codes, trig, cands, cross, seq)   # [B, C]
     logits = model(user_codes, trig, cands, cross, seq, example_seq=idx)   # seq [S, L] shared by rows
-    logits = model(user_codes, trig2d, cands, cross, seq)   # trig2d long [B, C]: one trigger per pair
 
 Inputs, per example b and candidate c (item positions are shifted by +1; 0 = padding):
 ``user_codes`` long [B, F] (categorical user features, 0 = unknown), ``trig`` long [B],
 ``cands`` long [B, C], ``cross`` float [B, C, X] (recsys.pi2i.features.CROSS_FEATURES),
 ``seq`` long [B, L] (the user's behaviour sequence, left-padded). With ``example_seq`` (long [B]),
 ``seq`` holds S distinct sequences and example b reads row ``example_seq[b]`` (serving: one
-sequence per user, shared by all the user's triggers). ``trig`` may also be long [B, C], one
-trigger per (example, pair slot): training packs all of a user's (trigger, candidate) pairs into
-one row that shares the user's sequence; the function of each pair is the same.
+sequence per user, shared by all the user's triggers).
 
 Architecture: item and category embeddings (shared by trigger, targets and sequence), one
 embedding per user feature, a projection of the cross features; the attention QUERY is an MLP of
 (trigger, target, cross), so each trigger–target pair reads the behaviour sequence differently;
 a multi-head attention over the sequence (item + category + position embeddings, plus one learned
 always-visible slot so an empty sequence is defined); a DNN maps [user, trigger, target, cross,
-attention output, attention output ⊙ target] to one logit, added to a wide linear term of the
-cross features. ``start_at`` sets the wide weights and zeroes the DNN's output layer, so a fit
-can start from a known score (PI2I starts from the co-occurrence order) and learn the residual.
+attention output, attention output ⊙ target] to one logit.
 
 Compute (same function as the concatenation form, which ``forward_reference`` spells out): the
 first layers of the query MLP and of the DNN are linear in their inputs, so their matrices are
-split by input block. The user block is multiplied once per example, the trigger and target-item
-blocks once per DISTINCT item in the batch (then gathered), and only the cross and attention
-blocks once per (example, candidate) pair. The query MLP's output layer and the
+split by input block. The trigger/user block is multiplied once per example, the target-item
+block once per DISTINCT candidate item in the batch (then gathered), and only the cross and
+attention blocks once per (example, candidate) pair. The query MLP's output layer and the
 attention's query projection are consecutive linear maps and are applied as one product.
 """
 
@@ -50,8 +45,7 @@ class PRSConfig:
     n_items: int
     n_categories: int
     user_cardinalities: list[int] = field(default_factory=list)
-    n_cross: int = 10
-    wide: bool = True  # a linear term of the cross features added to the logit (the residual's base)
+    n_cross: int = 9
     dim: int = 32
     cat_dim: int = 8
     user_dim: int = 8
@@ -110,33 +104,12 @@ class PRSModel(nn.Module):
         self.dnn_example = nn.Linear(len(c.user_cardinalities) * c.user_dim + item_width, h0, bias=False)
         self.dnn_pair = nn.Linear(item_width + CROSS_WIDTH + 2 * c.dim, h0)
         self.dnn = nn.Sequential(nn.ReLU(), nn.Dropout(c.dropout), _mlp(h0, rest, 1, c.dropout))
-        self.wide = nn.Linear(c.n_cross, 1, bias=False) if c.wide else None
-        if self.wide is not None:
-            nn.init.zeros_(self.wide.weight)
         nn.init.normal_(self.item.weight, std=0.05)
         with torch.no_grad():
             self.item.weight[0].zero_()
 
-    def start_at(self, wide_weights: dict[int, float]) -> PRSModel:
-        """Set the wide term's weights (cross feature index → weight), zero the DNN's output layer:
-        the model then starts as exactly that linear score, and training learns the residual."""
-        with torch.no_grad():
-            for i, v in wide_weights.items():
-                self.wide.weight[0, i] = v
-            last = self.dnn[-1][-1]
-            last.weight.zero_()
-            last.bias.zero_()
-        return self
-
     def _item_repr(self, pos: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.item(pos), self.category(self.item_category[pos])], dim=-1)
-
-    def _user_hidden(self, user_codes):
-        """The user block of the DNN's first layer, [B, h0] (None without user features)."""
-        if not len(self.users):
-            return None
-        u = torch.cat([emb(user_codes[:, f]) for f, emb in enumerate(self.users)], dim=-1)
-        return F.linear(u, self.dnn_example.weight[:, : u.shape[-1]])
 
     def _example_part(self, user_codes, trig):
         t = self._item_repr(trig)  # [B, W]
@@ -160,23 +133,17 @@ class PRSModel(nn.Module):
     def forward(self, user_codes, trig, cands, cross, seq, example_seq=None) -> torch.Tensor:
         c, w = self.config, self.item_width
         b, n_c = cands.shape
-        # Per distinct item (triggers and candidates): its blocks of both first layers.
-        n_t = trig.numel()
-        uniq, inv = torch.unique(torch.cat([trig.reshape(-1), cands.reshape(-1)]), return_inverse=True)
-        inv_t, inv_c = inv[:n_t], inv[n_t:].view(b, n_c)
+        t, ex_hidden = self._example_part(user_codes, trig)  # [B, W], [B, h0]
+        # Per distinct candidate item: its blocks of both first layers and its embedding.
+        uniq, inv = torch.unique(cands, return_inverse=True)
         g = self._item_repr(uniq)
         q_item = F.linear(g, self.query_pair.weight[:, :w])
         d_item = F.linear(g, self.dnn_pair.weight[:, :w])
-        q_trig = self.query_trig(g)
-        d_trig = F.linear(g, self.dnn_example.weight[:, -w:])
         e_item = self.item(uniq)
-        if trig.dim() == 2:  # one trigger per (example, pair slot)
-            inv_t = inv_t.view(b, n_c)
-            q_t, d_t = q_trig[inv_t], d_trig[inv_t]
-        else:
-            q_t, d_t = q_trig[inv_t][:, None, :], d_trig[inv_t][:, None, :]
         x = self.cross(cross)  # [B, C, 16]
-        q_hidden = torch.relu(F.linear(x, self.query_pair.weight[:, w:], self.query_pair.bias) + q_item[inv_c] + q_t)
+        q_hidden = torch.relu(
+            F.linear(x, self.query_pair.weight[:, w:], self.query_pair.bias) + q_item[inv] + self.query_trig(t)[:, None, :]
+        )
         # query_out then the attention's query projection: one linear map.
         w_q, b_q = self.attention.in_proj_weight[: c.dim], self.attention.in_proj_bias[: c.dim]
         q = F.linear(q_hidden, w_q @ self.query_out.weight, w_q @ self.query_out.bias + b_q)
@@ -186,13 +153,9 @@ class PRSModel(nn.Module):
         q = q.view(b, n_c, c.heads, -1).transpose(1, 2)
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
         att = self.attention.out_proj(att.transpose(1, 2).reshape(b, n_c, c.dim))
-        h = F.linear(torch.cat([x, att, att * e_item[inv_c]], dim=-1), self.dnn_pair.weight[:, w:], self.dnn_pair.bias)
-        h = h + d_item[inv_c] + d_t
-        u = self._user_hidden(user_codes)
-        if u is not None:
-            h = h + u[:, None, :]
-        out = self.dnn(h).squeeze(-1)
-        return out + self.wide(cross).squeeze(-1) if self.wide is not None else out
+        h = F.linear(torch.cat([x, att, att * e_item[inv]], dim=-1), self.dnn_pair.weight[:, w:], self.dnn_pair.bias)
+        h = h + d_item[inv] + ex_hidden[:, None, :]
+        return self.dnn(h).squeeze(-1)
 
     def forward_reference(self, user_codes, trig, cands, cross, seq) -> torch.Tensor:
         """The unfactorized form (one matrix on each concatenation, nn.MultiheadAttention): for tests."""
@@ -205,5 +168,4 @@ class PRSModel(nn.Module):
         att, _ = self.attention(q, keys, keys, key_padding_mask=pad, need_weights=False)
         _, ex_hidden = self._example_part(user_codes, trig)
         h = ex_hidden[:, None, :] + self.dnn_pair(torch.cat([g, x, att, att * self.item(cands)], dim=-1))
-        out = self.dnn(h).squeeze(-1)
-        return out + self.wide(cross).squeeze(-1) if self.wide is not None else out
+        return self.dnn(h).squeeze(-1)

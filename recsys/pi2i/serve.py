@@ -13,13 +13,13 @@ API::
 categorical ``user_features`` columns (e.g. the OutRank-selected ones). ``runtime`` is a
 recsys.runtime.TorchRuntime; None means TorchRuntime() (CPU, seed 0).
 
-Serving: the user's last ``n_triggers`` distinct items are triggers (features.triggers_at at the
-end of the user's log, the same function training uses at each target's position); every target
-in a trigger's relaxed list is a candidate. PRS scores each (user, trigger, candidate) pair; a
-candidate's score is the log-sum-exp of its pair logits over the triggers that reach it, turned
-into a probability over the user's unseen pool. Training optimizes exactly this score (softmax
-over the pool, train.pooled_logits), so triggers with lists of different lengths and candidates
-reached by one or by many triggers are on one scale. Seen items are excluded; ties break by item
+Serving: the user's last ``n_triggers`` distinct items are triggers; every target in a trigger's
+relaxed list is a candidate. PRS scores each (user, trigger, candidate); the score of a candidate
+under one trigger is its softmax probability within that trigger's list (what training fits),
+times ``recency_decay ** r`` for the trigger's recency rank r (the softmax removes any per-trigger
+level, so the prior across triggers comes from recency). A candidate reached from several
+triggers keeps the MAX over them: one strong trigger is enough evidence, and a sum would favour
+items that are merely in many lists (popular ones). Seen items are excluded; ties break by item
 position.
 """
 
@@ -33,11 +33,27 @@ import polars as pl
 import torch
 
 from recsys.channels.base import IdIndex, recs_frame
-from recsys.channels.itemcf import ItemIndex, build_cooc_index, build_swing_index, topk_sparse
-from recsys.pi2i.features import CROSS_FEATURES, EventLog, encode_user_features, event_log, item_categories, swing_at_slots, triggers_at
-from recsys.pi2i.loo import own_contributions
+from recsys.channels.itemcf import (
+    ItemIndex,
+    UserTriggers,
+    build_cooc_index,
+    build_swing_index,
+    reduce_pairs,
+    seen_keys,
+    topk_sparse,
+    user_triggers,
+)
+from recsys.pi2i.features import (
+    CROSS_FEATURES,
+    EventLog,
+    encode_user_features,
+    event_log,
+    item_categories,
+    swing_at_slots,
+    user_sequences,
+)
 from recsys.pi2i.model import PRSConfig, PRSModel
-from recsys.pi2i.train import PRSData, _reduce, cooc_order_start, pool_scores, train_prs, training_examples
+from recsys.pi2i.train import PRSData, _forward, featurize, train_prs, training_examples
 from recsys.runtime import TorchRuntime
 
 
@@ -49,9 +65,9 @@ class PI2I:
         depth: int = 300,
         n_triggers: int = 10,
         seq_len: int = 30,
+        trigger_window: int = 1,
         with_swing: bool = True,
-        leave_one_out: bool = True,
-        start_from_cooc: bool = True,
+        recency_decay: float = 0.7,
         dim: int = 32,
         heads: int = 2,
         hidden: tuple[int, ...] = (64, 32),
@@ -59,11 +75,9 @@ class PI2I:
         batch_size: int = 512,
         lr: float = 2e-3,
         n_negatives: int = 16,
-        hard_negatives: float = 0.0,
         val_fraction: float = 0.1,
-        max_train_per_epoch: int | None = 8_000,
+        max_train_per_epoch: int | None = 20_000,
         max_val: int = 1_000,
-        max_examples: int | None = 500_000,
         cooc_params: dict | None = None,
         swing_params: dict | None = None,
         score_batch_pairs: int = 131_072,
@@ -72,9 +86,9 @@ class PI2I:
             depth=depth,
             n_triggers=n_triggers,
             seq_len=seq_len,
+            trigger_window=trigger_window,
             with_swing=with_swing,
-            leave_one_out=leave_one_out,
-            start_from_cooc=start_from_cooc,
+            recency_decay=recency_decay,
             dim=dim,
             heads=heads,
             hidden=list(hidden),
@@ -82,11 +96,9 @@ class PI2I:
             batch_size=batch_size,
             lr=lr,
             n_negatives=n_negatives,
-            hard_negatives=hard_negatives,
             val_fraction=val_fraction,
             max_train_per_epoch=max_train_per_epoch,
             max_val=max_val,
-            max_examples=max_examples,
             cooc_params=dict(cooc_params or {}),
             swing_params=dict(swing_params or {}),
             score_batch_pairs=score_batch_pairs,
@@ -115,18 +127,9 @@ class PI2I:
         self.user_features = list(user_features or [])
         codes, cards = encode_user_features(self.users_, users, self.user_features)
         log = event_log(history, self.users_, self.items_)
-        own = own_contributions(history, self.users_, self.items_, **p["cooc_params"]) if p["leave_one_out"] else None
-        self.data_ = PRSData(
-            cooc,
-            swing_at_slots(cooc, swing),
-            categories,
-            codes,
-            log,
-            p["n_triggers"],
-            p["seq_len"],
-            own=own,
-            swing_count_at=swing_at_slots(cooc, swing, "counts"),
-        )
+        self.data_ = PRSData(cooc, swing_at_slots(cooc, swing), categories, codes, log, p["n_triggers"], p["seq_len"])
+        self.triggers_ = user_triggers(history, self.users_, self.items_, p["n_triggers"])
+        self.seen_ = seen_keys(history, self.users_, self.items_)
         self.config_ = PRSConfig(
             n_items=len(self.items_),
             n_categories=n_categories,
@@ -139,9 +142,7 @@ class PI2I:
         )
         self.runtime.seed_everything()
         self.model_ = PRSModel(self.config_, torch.from_numpy(categories))
-        if p.get("start_from_cooc", True):
-            self.model_.start_at(cooc_order_start(p["n_triggers"]))
-        examples = training_examples(self.data_, p.get("max_examples"), np.random.default_rng(self.runtime.seed), loo=p["leave_one_out"])
+        examples = training_examples(log, cooc, p["trigger_window"])
         self.report_ = train_prs(
             self.model_,
             self.data_,
@@ -151,13 +152,10 @@ class PI2I:
             batch_size=p["batch_size"],
             lr=p["lr"],
             n_negatives=p["n_negatives"],
-            hard_negatives=p.get("hard_negatives", 0.0),
             val_fraction=p["val_fraction"],
             max_train_per_epoch=p.get("max_train_per_epoch"),
             max_val=p.get("max_val", 1_000),
-            loo=p["leave_one_out"],
         )
-        self.data_.own = None  # training-only (the users' basket cells); serving never subtracts
         return self
 
     # ------------------------------------------------------------------------------------------
@@ -166,30 +164,45 @@ class PI2I:
         return user_ids, self.users_.positions(user_ids)
 
     def _candidate_scores(self, upos: np.ndarray, exclude_seen: bool):
-        """(row, item position, score) of every reachable candidate of the users at ``upos``.
-
-        score = exp(pooled logit − log-sum-exp of the user's unseen pool): the probability PRS
-        gives the candidate among the user's unseen candidates (seen items, when kept, are scored
-        on the same scale).
-        """
-        data, p = self.data_, self.params
-        rows = np.flatnonzero(upos >= 0)
-        user = upos[rows].astype(np.int64)
-        end = data.log.indptr[user + 1]
-        trig, trig_pos = triggers_at(data.log, user, end, p["n_triggers"])
+        """(row, item position, score) of every reachable candidate of the users at ``upos``, max over triggers."""
+        data, trig, p = self.data_, self.triggers_, self.params
+        row_of_user = np.full(len(self.users_), -1, np.int64)
+        known = upos >= 0
+        row_of_user[upos[known]] = np.flatnonzero(known)
+        t_row = row_of_user[trig.user_pos]
+        sel = (t_row >= 0) & (data.cooc.list_lengths()[trig.item_pos] > 0)
+        t_row, t_user, t_item = t_row[sel], trig.user_pos[sel], trig.item_pos[sel]
+        t_rec, t_time = trig.recency[sel], trig.t_last[sel]
+        gap = trig.user_t_last[t_user] - t_time
+        d = data.cooc.depth
         device = self.runtime.torch_device()
-        q, c, logit, _ = pool_scores(
-            self.model_, data, user, end, trig, trig_pos, device, self.runtime, exclude_seen=False, batch_pairs=p["score_batch_pairs"]
-        )
-        unseen = data.first_seen(user[q], c) >= end[q]
-        norm = np.full(len(rows), np.inf)
-        if unseen.any():
-            uq, lse = _reduce(q[unseen], (logit[unseen], "lse"))
-            norm[uq] = lse
-        score = np.exp(logit - norm[q])
+        rows, cands, scores = [], [], []
+        per_batch = max(1, p["score_batch_pairs"] // d)
+        self.model_.to(device).eval()
+        with torch.no_grad(), self.runtime.autocast():
+            for a in range(0, len(t_row), per_batch):
+                s = slice(a, a + per_batch)
+                slots = np.broadcast_to(np.arange(d), (len(t_row[s]), d))
+                # One behaviour sequence (and its attention keys) per user, shared by the user's triggers.
+                seq_users, example_seq = np.unique(t_user[s], return_inverse=True)
+                seq = user_sequences(data.log, seq_users, data.seq_len)
+                batch = featurize(data, t_user[s], t_item[s], slots, gap[s], t_rec[s], seq, device, example_seq)
+                logp = torch.log_softmax(_forward(self.model_, batch), dim=1).cpu().numpy()
+                logp += (t_rec[s] * np.log(p["recency_decay"]))[:, None]
+                valid = batch["valid"].cpu().numpy()
+                r_idx, c_idx = np.nonzero(valid)
+                rows.append(t_row[s][r_idx])
+                cands.append(data.cooc.targets[t_item[s][r_idx], c_idx])
+                scores.append(logp[r_idx, c_idx])
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+        rows, cands, scores = np.concatenate(rows), np.concatenate(cands), np.concatenate(scores)
         if exclude_seen:
-            q, c, score = q[unseen], c[unseen], score[unseen]
-        return rows[q], c, score.astype(np.float32)
+            keys = upos[rows].astype(np.int64) * len(self.items_) + cands
+            ok = ~np.isin(keys, self.seen_)
+            rows, cands, scores = rows[ok], cands[ok], scores[ok]
+        r, c, v = reduce_pairs(rows, cands, scores.astype(np.float32), len(self.items_), "max")
+        return r, c, np.exp(v).astype(np.float32)
 
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
         user_ids, upos = self._user_rows(user_ids)
@@ -222,6 +235,12 @@ class PI2I:
             "log_indptr": d.log.indptr,
             "log_item_pos": d.log.item_pos,
             "log_t": d.log.t,
+            "trig_user_pos": self.triggers_.user_pos,
+            "trig_item_pos": self.triggers_.item_pos,
+            "trig_recency": self.triggers_.recency,
+            "trig_t_last": self.triggers_.t_last,
+            "trig_user_t_last": self.triggers_.user_t_last,
+            "seen": self.seen_,
         }
         if d.swing_at is not None:
             arrays["swing_at"] = d.swing_at
@@ -253,6 +272,10 @@ class PI2I:
         self.data_ = PRSData(
             cooc, a.get("swing_at"), a["categories"], a["user_codes"], log, self.params["n_triggers"], self.params["seq_len"]
         )
+        self.triggers_ = UserTriggers(
+            self.users_, a["trig_user_pos"], a["trig_item_pos"], a["trig_recency"], a["trig_t_last"], a["trig_user_t_last"]
+        )
+        self.seen_ = a["seen"]
         self.config_ = PRSConfig.from_dict(meta["config"])
         self.model_ = PRSModel(self.config_)
         self.model_.load_state_dict(obj["state_dict"])
