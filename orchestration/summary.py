@@ -46,6 +46,7 @@ class RunSummary:
     eval_run_id: str | None
     headline: pl.DataFrame = field(default_factory=pl.DataFrame)  # stage, ndcg, ci_low, ci_high, n_users
     serving: pl.DataFrame = field(default_factory=pl.DataFrame)  # one row per model found in serving.recommendations
+    final: pl.DataFrame = field(default_factory=pl.DataFrame)  # the newest final-stage decision (models.final_stage)
     problems: list[str] = field(default_factory=list)  # what could not be read, in words
 
 
@@ -59,6 +60,7 @@ def load_summary(outputs: Outputs, eval_run_id: str | None, k: int = HEADLINE_K)
         if eval_run_id is not None:
             summary.headline = _read(con, "analytics/run_summary_headline", {"run_id": eval_run_id, "k": k})
         summary.serving = _read(con, "analytics/run_summary_serving", {})
+        summary.final = _read(con, "analytics/run_summary_final", {})
     return summary
 
 
@@ -95,6 +97,8 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
     else:
         lines.append(f"Results of run {run} (eval.metrics: test fold, all users, NDCG@{k} with bootstrap 95% interval, best first):")
         served = frozenset(summary.serving["model"].to_list()) if not summary.serving.is_empty() else frozenset()
+        if served and not summary.final.is_empty():
+            served |= {"final"}  # the stage `final` is the served list (assets/final_stage.py)
         lines.extend(format_headline(summary.headline, k, served))
     lines.append("")
 
@@ -102,7 +106,13 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
     if summary.serving.is_empty():
         lines.append("Promoted: nothing is served yet (serving.recommendations is missing or empty).")
     else:
+        decision = summary.final.row(0, named=True) if not summary.final.is_empty() else None
         for row in summary.serving.iter_rows(named=True):
+            if decision is not None and decision["kind"] != "ranker" and row["model"] == decision["stage"]:
+                fused = ", ".join(r.split("@")[0] for r in (decision["rankers_passed"] or "").split(",") if r)
+                what = f"the blend of {fused} (both promoted)" if decision["kind"] == "blend" else f"the {decision['kind']} as is"
+                lines.append(f"Served: {row['model']}, {what}: {row['n_rows']:,} recommendations to {row['n_users']:,} users")
+                continue
             state = "promoted" if row["promoted"] else "NOT marked promoted in models.registry"
             valid = "" if row["valid_ndcg10"] is None else f", valid NDCG@10 {row['valid_ndcg10']:.3f}"
             gate = {True: ", promotion gate passed", False: ", promotion gate FAILED"}.get(row["gate_passed"], "")
@@ -114,6 +124,17 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
                 f"{row['n_rows']:,} recommendations to {row['n_users']:,} users{trained}"
             )
         example_user = summary.serving["example_user"][0]
+        if decision is not None:
+            margin = (
+                ""
+                if decision["margin"] is None
+                else (f", {decision['margin']:+.3f} [{decision['margin_low']:+.3f}, {decision['margin_high']:+.3f}] over the best channel")
+            )
+            lines.append(
+                f"Final stage: {decision['stage']} ({decision['kind']}), chosen on {decision['n_users']} held-out valid users: "
+                f"NDCG@10 {decision['valid_ndcg10']:.3f}; best channel {decision['best_channel']} {decision['best_channel_ndcg10'] or 0:.3f}"
+                f"{margin} (models.final_stage)"
+            )
     if summary.serving.is_empty():
         lines.append(f"Recommendations: none yet (DuckDB table serving.recommendations in {out.warehouse})")
     else:

@@ -216,3 +216,31 @@ def test_recommend_without_a_warehouse_says_to_run_the_pipeline(tmp_path, monkey
     assert recommend.main(["--user", "1"]) == 1
     assert "run `make run` first" in capsys.readouterr().err
     assert not (tmp_path / "empty" / "warehouse.duckdb").exists()
+
+
+def test_summary_names_the_final_stage_and_what_it_serves(warehouse_dir):
+    wh = Warehouse(data_dir=str(warehouse_dir))
+    decision = pl.DataFrame(
+        {
+            "run_id": [RUN],
+            "stage": ["blend"],
+            "kind": ["blend"],
+            "rankers_passed": ["lgbm_ranker@v1,sequence_ranker@s1"],
+            "valid_ndcg10": [0.31],
+            "best_channel": ["pop"],
+            "best_channel_ndcg10": [0.2],
+            "margin": [0.11],
+            "margin_low": [0.02],
+            "margin_high": [0.2],
+            "n_users": [16],
+            "decided_at": [T0],
+        }
+    )
+    with wh.connect() as con:
+        wh.append("models.final_stage", decision, con=con)
+        con.execute("UPDATE serving.recommendations SET model = 'blend', model_version = 'v1+s1'")
+    text = format_summary(load_summary(Outputs(warehouse_dir), RUN))
+    assert "Served: blend, the blend of lgbm_ranker, sequence_ranker (both promoted): 4 recommendations to 2 users" in text
+    assert "Final stage: blend (blend), chosen on 16 held-out valid users: NDCG@10 0.310; best channel pop 0.200" in text
+    assert "+0.110 [+0.020, +0.200] over the best channel" in text
+    assert "NOT marked promoted" not in text
