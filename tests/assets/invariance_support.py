@@ -146,12 +146,14 @@ def fast_ops(seed: int = 0) -> dict:
     ops["evaluation"]["config"]["n_boot"] = 20  # intervals are not compared: bootstrap draws follow user ids
     ops["candidates_als"] = {"config": {"params": {"random_state": seed, "iterations": 5}}}
     ops["lgbm_ranker"] = {"config": {"params": {"seed": seed}}}
+    # OutRank's rows sample negatives and controls by a seed: relabelled ids reshuffle them like another seed
+    ops["event_features"] = {"config": {"seed": seed, "control_seed": seed}}
     return ops
 
 
 def run_dag(folder: Path, data_dir: Path, selection: list[str], protocol: str, cutoff: str, seed: int = 0) -> Warehouse:
     """Ingest the MovieLens ``folder`` into ``data_dir``, then materialize the split, ``selection`` and
-    evaluation for one cut-off with ``protocol``; every seed (torch, ALS, LightGBM) is ``seed``."""
+    evaluation for one cut-off with ``protocol``; every seed (torch, ALS, LightGBM, OutRank's negative and control sampling) is ``seed``."""
     resources = local_resources(data_dir, f"movielens:{folder}", compute=ComputeResource(seed=seed))
     instance = dg.DagsterInstance.ephemeral()
     ingest_every_day(resources, instance)
