@@ -1,15 +1,15 @@
 """Two ingestion runs at once, multiprocess executor, one Dagster home, one warehouse: both succeed, data complete.
 
-The two runs are started from two threads here, each on the multiprocess executor (tests/orchestration/
-parallel_support.py): every step of either run is its own process, so the warehouse sees two runs' steps at once.
+The two runs are two processes started together (tests/orchestration/parallel_support.py's CLI), each on the
+multiprocess executor: every step of either run is its own process, so the warehouse sees two runs' steps at once.
 The instance here is the deployed orchestration/dagster.yaml with the pool limit raised, so the Dagster pools
 do not serialize the steps: the warehouse's own writer lock and read-only readers (resources/warehouse.py) are
 what keep the two runs' DuckDB access apart. The warehouse must end up as one sequential run leaves it.
 """
 
 import os
+import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import dagster as dg
@@ -18,10 +18,8 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dagster_support import ingest_every_day, local_resources  # noqa: E402
-from parallel_support import RUN_CONFIG, ingestion_job  # noqa: E402
 
 from assets.partitions import daily_partitions  # noqa: E402
-from orchestration.tags import partition_range_tags  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
@@ -51,23 +49,29 @@ def test_two_runs_at_once_with_the_multiprocess_executor_both_succeed(tmp_path, 
     half = len(days) // 2
     ranges = [(days[0], days[half - 1]), (days[half], days[-1])]
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        results: dict[tuple[str, str], object] = {}
-
-        def run(days_range: tuple[str, str]) -> None:
-            try:
-                results[days_range] = dg.execute_job(
-                    dg.reconstructable(ingestion_job), instance, run_config=RUN_CONFIG, tags=partition_range_tags(*days_range)
-                )
-            except BaseException as exc:  # reported below
-                results[days_range] = exc
-
-        threads = [threading.Thread(target=run, args=(r,)) for r in ranges]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=DEADLINE_S)
-        assert all(getattr(results.get(r), "success", False) for r in ranges), results
+    # two processes (parallel_support.py's CLI), each one run on the multiprocess executor with its own
+    # forkserver: one forkserver per process, and a hard deadline, so a stuck run fails the test, never hangs it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(HERE.parent / "assets"), str(HERE)])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "parallel_support.py"), *r],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for r in ranges
+    ]
+    outputs = []
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise AssertionError(f"a run did not finish in {DEADLINE_S} s") from None
+        outputs.append(out.decode(errors="replace")[-3000:])
+    assert all(p.returncode == 0 for p in procs), outputs
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
