@@ -49,6 +49,9 @@ def test_two_runs_at_once_with_the_multiprocess_executor_both_succeed(tmp_path, 
     half = len(days) // 2
     ranges = [(days[0], days[half - 1]), (days[half], days[-1])]
 
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # create the storages once, not in both processes at once
+        assert not instance.get_runs()
+        instance.get_run_records()
     # two processes (parallel_support.py's CLI), each one run on the multiprocess executor with its own
     # forkserver: one forkserver per process, and a hard deadline, so a stuck run fails the test, never hangs it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(HERE.parent / "assets"), str(HERE)])}
