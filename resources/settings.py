@@ -24,16 +24,7 @@ def split_spec() -> str:
 
 def cutoff_window_days() -> int | None:
     """RECDAG_CUTOFF_DAYS: length of a rolling-origin test window; unset = a tenth of the data's span."""
-    raw = os.environ.get("RECDAG_CUTOFF_DAYS")
-    if not raw:
-        return None
-    try:
-        days = int(raw)
-    except ValueError:
-        raise ValueError(f"RECDAG_CUTOFF_DAYS={raw!r}: expected a whole number of days >= 1") from None
-    if days < 1:
-        raise ValueError(f"RECDAG_CUTOFF_DAYS={raw!r}: expected a whole number of days >= 1")
-    return days
+    return _positive_int("RECDAG_CUTOFF_DAYS", None, unit="days")
 
 
 def alert_webhook_url() -> str | None:
@@ -81,14 +72,16 @@ def retrain_cron() -> str:
     return os.environ.get("RECDAG_RETRAIN_CRON", "0 4 * * 1")
 
 
-def _positive_int(name: str, default: int) -> int:
+def _positive_int(name: str, default: int | None, unit: str = "") -> int | None:
+    """The whole number >= 1 in environment variable ``name``; ``default`` when unset or empty."""
     raw = os.environ.get(name)
     if not raw:
         return default
+    expected = f"expected a whole number{f' of {unit}' if unit else ''} >= 1"
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1") from None
+        raise ValueError(f"{name}={raw!r}: {expected}") from None
     if value < 1:
-        raise ValueError(f"{name}={raw!r}: expected a whole number >= 1")
+        raise ValueError(f"{name}={raw!r}: {expected}")
     return value
