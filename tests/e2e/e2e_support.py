@@ -14,6 +14,12 @@ API
 - ``GraphQL(url)``: ``.query(text, variables) -> data`` raising on GraphQL errors.
 - ``DagsterDev(repo_root, port, env, log_path)``: starts ``dagster dev`` in its own process group;
   ``.wait_ready(deadline_s)``, ``.stop()`` (SIGTERM to the group, then SIGKILL).
+- ``deployment_home(tmp_path, repo_root) -> (home, data)``: a Dagster home holding the deployed
+  orchestration/dagster.yaml and an empty data dir; ``deployment_env(home, data, dataset, webhook_url,
+  repo_root, **extra)``: the environment `dagster dev` runs with (offline models, no telemetry).
+- ``repository_selector(gql) -> dict``: the code location and repository names for GraphQL selectors.
+- ``read_warehouse(path, read, deadline_s=30)``: ``read(con)`` on a read-only DuckDB connection,
+  retried while a sensor holds the write lock.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +39,7 @@ import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -217,3 +225,49 @@ class DagsterDev:
         except ProcessLookupError:
             pass
         self._log.close()
+
+
+REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+
+
+def deployment_home(tmp_path: Path, repo_root: Path) -> tuple[Path, Path]:
+    home, data = tmp_path / "dagster_home", tmp_path / "data"
+    home.mkdir()
+    data.mkdir()
+    shutil.copy(repo_root / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    return home, data
+
+
+def deployment_env(home: Path, data: Path, dataset: str, webhook_url: str, repo_root: Path, **extra: str) -> dict:
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "RECDAG_DATA_DIR": str(data),
+        "RECDAG_DATASET": dataset,
+        "RECDAG_ALERT_WEBHOOK": webhook_url,
+        "PYTHONPATH": str(repo_root),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GX_ANALYTICS_ENABLED": "false",
+        "TQDM_DISABLE": "1",
+        "DAGSTER_DISABLE_TELEMETRY": "yes",
+        **extra,
+    }
+
+
+def repository_selector(gql: GraphQL) -> dict:
+    repo = gql.query(REPOSITORIES)["repositoriesOrError"]["nodes"][0]
+    return {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+
+
+def read_warehouse(path: Path, read, deadline_s: float = 30.0):
+    """``read(con)`` on a read-only connection, after the runs; the sensors may hold the write lock for a moment."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        try:
+            with duckdb.connect(str(path), read_only=True) as con:
+                return read(con)
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

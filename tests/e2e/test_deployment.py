@@ -14,16 +14,23 @@ final asset's page with the headline and the Holm-corrected paired tests as tabl
 """
 
 import json
-import os
 import re
-import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
-from e2e_support import DagsterDev, GraphQL, WebhookReceiver, free_port, write_taobao_csv
+from e2e_support import (
+    DagsterDev,
+    GraphQL,
+    WebhookReceiver,
+    deployment_env,
+    deployment_home,
+    free_port,
+    read_warehouse,
+    repository_selector,
+    write_taobao_csv,
+)
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -104,33 +111,16 @@ query Latest($asset: AssetKeyInput!) {
 }"""
 ASSET_NODES = """
 { assetNodes { assetKey { path } isPartitioned assetMaterializations(limit: 1) { runId } } }"""
-REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 
 
 @pytest.fixture
 def deployment(tmp_path):
     """A running `dagster dev` on a temporary DAGSTER_HOME, data dir, dataset and webhook."""
-    home, data = tmp_path / "dagster_home", tmp_path / "data"
-    home.mkdir()
-    data.mkdir()
-    shutil.copy(REPO_ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    home, data = deployment_home(tmp_path, REPO_ROOT)
     csv = tmp_path / "taobao.csv"
     dataset = write_taobao_csv(csv, n_days=N_DAYS, start=START, corrupt_day=CORRUPT_DAY)
     receiver = WebhookReceiver()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RECDAG_DATA_DIR": str(data),
-        "RECDAG_DATASET": f"taobao:{csv}",
-        "RECDAG_ALERT_WEBHOOK": receiver.url,
-        "RECDAG_CUTOFF_DAYS": str(CUTOFF_DAYS),
-        "PYTHONPATH": str(REPO_ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TQDM_DISABLE": "1",
-        "DAGSTER_DISABLE_TELEMETRY": "yes",
-    }
+    env = deployment_env(home, data, f"taobao:{csv}", receiver.url, REPO_ROOT, RECDAG_CUTOFF_DAYS=str(CUTOFF_DAYS))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dev = DagsterDev(REPO_ROOT, free_port(), env, ARTIFACTS / "dagster-dev.log")
     try:
@@ -170,31 +160,22 @@ def _materialized(run: dict) -> set[tuple[str, str | None]]:
     return {("/".join(m["assetKey"]["path"]), m["partition"]) for m in run["assetMaterializations"]}
 
 
-def _read_warehouse(path: Path, deadline_s: float = 30.0) -> dict:
-    """Read-only, after the runs; the sensors may hold the write lock for a moment."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            with duckdb.connect(str(path), read_only=True) as con:
-                return {
-                    "quarantine": con.execute('SELECT "partition", reason FROM quality.quarantine ORDER BY line_no').pl(),
-                    "metrics": con.execute("SELECT stage, metric, k, cohort, value, run_id FROM eval.metrics").pl(),
-                    "alerts": con.execute(
-                        'SELECT kind, asset, "check", "partition", run_id, severity, delivered_at FROM quality.alerts'
-                    ).pl(),
-                }
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+def _read_warehouse(path: Path) -> dict:
+    return read_warehouse(
+        path,
+        lambda con: {
+            "quarantine": con.execute('SELECT "partition", reason FROM quality.quarantine ORDER BY line_no').pl(),
+            "metrics": con.execute("SELECT stage, metric, k, cohort, value, run_id FROM eval.metrics").pl(),
+            "alerts": con.execute('SELECT kind, asset, "check", "partition", run_id, severity, delivered_at FROM quality.alerts').pl(),
+        },
+    )
 
 
 @pytest.mark.e2e
 def test_deployment_end_to_end(deployment):
     dev, receiver = deployment["dev"], deployment["receiver"]
     gql = GraphQL(dev.url + "/graphql")
-    repo = gql.query(REPOSITORIES)["repositoriesOrError"]["nodes"][0]
-    selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+    selector = repository_selector(gql)
 
     good = _launch(
         gql,

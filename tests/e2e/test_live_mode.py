@@ -10,14 +10,22 @@ newest cut-off whose days are all ingested.
 
 import json
 import os
-import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
-from e2e_support import DagsterDev, GraphQL, WebhookReceiver, free_port, write_taobao_csv
+from e2e_support import (
+    DagsterDev,
+    GraphQL,
+    WebhookReceiver,
+    deployment_env,
+    deployment_home,
+    free_port,
+    read_warehouse,
+    repository_selector,
+    write_taobao_csv,
+)
 
 from assets.partitions import live_cutoffs
 from orchestration.replay import replay
@@ -54,34 +62,26 @@ mutation Start($selector: ScheduleSelector!) {
     ... on PythonError { message }
   }
 }"""
-REPOSITORIES = "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
 
 
 @pytest.fixture
 def live(tmp_path):
-    home, data, landing = tmp_path / "dagster_home", tmp_path / "data", tmp_path / "landing"
-    for folder in (home, data, landing):
-        folder.mkdir()
-    shutil.copy(REPO_ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+    home, data = deployment_home(tmp_path, REPO_ROOT)
+    landing = tmp_path / "landing"
+    landing.mkdir()
     source = tmp_path / "taobao.csv"
     write_taobao_csv(source, n_interactions=12_000, n_days=N_DAYS, start=START)
     receiver = WebhookReceiver()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "RECDAG_DATA_DIR": str(data),
-        "RECDAG_DATASET": f"landing:{landing}",
-        "RECDAG_ALERT_WEBHOOK": receiver.url,
-        "RECDAG_CUTOFF_DAYS": str(CUTOFF_DAYS),
-        "RECDAG_LANDING_INTERVAL_S": str(INTERVAL_S),
-        "RECDAG_RETRAIN_CRON": "* * * * *",
-        "PYTHONPATH": str(REPO_ROOT),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "GX_ANALYTICS_ENABLED": "false",
-        "TQDM_DISABLE": "1",
-        "DAGSTER_DISABLE_TELEMETRY": "yes",
-    }
+    env = deployment_env(
+        home,
+        data,
+        f"landing:{landing}",
+        receiver.url,
+        REPO_ROOT,
+        RECDAG_CUTOFF_DAYS=str(CUTOFF_DAYS),
+        RECDAG_LANDING_INTERVAL_S=str(INTERVAL_S),
+        RECDAG_RETRAIN_CRON="* * * * *",
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     # the first days are in the folder before the deployment starts (a folder that already has data)
     replay(f"taobao:{source}", landing, days=FIRST_BATCH, data_dir=str(tmp_path / "replay-cache"), log=lambda _: None)
@@ -119,24 +119,15 @@ def _partitions(run: dict, asset: str) -> set[str]:
 
 
 def _day_counts(path: Path) -> dict[str, int]:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with duckdb.connect(str(path), read_only=True) as con:
-                rows = con.execute("SELECT CAST(event_date AS VARCHAR), count(*) FROM staging.interactions GROUP BY 1").fetchall()
-            return dict(rows)
-        except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    query = "SELECT CAST(event_date AS VARCHAR), count(*) FROM staging.interactions GROUP BY 1"
+    return dict(read_warehouse(path, lambda con: con.execute(query).fetchall()))
 
 
 @pytest.mark.e2e
 def test_live_mode_end_to_end(live):
     dev, receiver = live["dev"], live["receiver"]
     gql = GraphQL(dev.url + "/graphql")
-    repo = gql.query(REPOSITORIES)["repositoriesOrError"]["nodes"][0]
-    selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
+    selector = repository_selector(gql)
     first_days = {(START + timedelta(days=k)).isoformat() for k in range(FIRST_BATCH)}
 
     # 1. the days already in the folder: one partition each, one ingestion run over all of them
