@@ -75,7 +75,7 @@ class GreatExpectationsResource(dg.ConfigurableResource):
         asset = source.add_dataframe_asset(name=suite.name)
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
         suite = context.suites.add(gx.ExpectationSuite(name=suite.name, expectations=list(suite.expectations)))
-        batch = batch_def.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        batch = batch_def.get_batch(batch_parameters={"dataframe": _for_gx(frame)})
         result = batch.validate(suite, result_format=self.result_format)
         outcomes = []
         for r in result.results:
@@ -93,6 +93,17 @@ class GreatExpectationsResource(dg.ConfigurableResource):
                 )
             )
         return SuiteOutcome(suite=suite.name, success=bool(result.success), outcomes=outcomes)
+
+
+def _for_gx(frame: pl.DataFrame):
+    """The pandas frame GX validates: timestamps as datetime64[ns].
+
+    GX's pandas ``column_values.between`` compares datetime64[ns] columns vectorised but maps any other
+    datetime unit element by element in Python (polars' microseconds: 9.7 of 16 s of a 2M-row
+    ``raw_interactions``), so the unit is converted here, at the boundary, once.
+    """
+    to_ns = [pl.col(c).dt.cast_time_unit("ns") for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_unit != "ns"]
+    return (frame.with_columns(to_ns) if to_ns else frame).to_pandas()
 
 
 def _plain(value: Any) -> Any:
