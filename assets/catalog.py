@@ -24,7 +24,8 @@ How a table becomes an asset:
   pi2i_index                    candidates.pi2i_index, candidates.pi2i_depth_curve (``pi2i_depth_curve``)
   candidate_pool                candidates.pool, candidates.pool_ranked (``candidates_pool_ranked``)
   ranker_dataset                features.ranker_valid, features.ranker_test (``ranker_test_dataset``)
-  evaluation                    eval.per_user, eval.last_paired_test (``last_paired_test``)
+  evaluation                    eval.per_user, eval.last_paired_test (``last_paired_test``),
+                                eval.user_sample (``eval_user_sample``)
   ============================  ======================================================================
 
   These multi-assets (not raw_interactions, whose day ranges run as one) can be subset, so selecting

@@ -76,6 +76,24 @@ def fold_truth(split: Split, fold: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.
     return history, target, warm_truth(target, history, every_user=every_target_user(split.params))
 
 
+def sample_truth(target: pl.DataFrame, truth: pl.DataFrame, seed: int, budget: int | None = None):
+    """(truth of the evaluated users, UserSample): every truth user while they fit ``budget`` (default
+    RECDAG_EVAL_USERS), else a seeded uniform sample of ``budget`` of them, drawn over the users in
+    order of their first target event (ts, seq), so relabelling ids never changes who
+    (recsys.metrics.sampling). Under budget the truth is returned as it is, unfiltered."""
+    from recsys.metrics.sampling import UserSample, sample_users, users_in_event_order
+    from resources import settings
+
+    budget = settings.eval_users() if budget is None else budget
+    evaluated = truth.select(pl.col("user_id").cast(pl.Int64)).unique()
+    if evaluated.height <= budget:  # everyone: no ordering, no filtering
+        return truth, UserSample(n_users=evaluated.height, n_sampled=evaluated.height, budget=budget, seed=seed)
+    order = users_in_event_order(target.with_columns(pl.col("user_id").cast(pl.Int64)))
+    order = order.filter(order.is_in(evaluated["user_id"].implode()))
+    kept, info = sample_users(order, budget, seed)
+    return truth.filter(pl.col("user_id").cast(pl.Int64).is_in(kept.implode())), info
+
+
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
     """Users evaluated in a fold: those with target events and some history (warm users)."""
     return target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id", how="semi").sort("user_id")["user_id"]

@@ -1,19 +1,27 @@
 """evaluation: every stage on the test fold — accuracy with bootstrap intervals per cohort,
 beyond-accuracy, exposure fairness, paired tests of the ranker chosen on valid against every other stage (Holm) —
 into eval.metrics, with the report a person reads on the asset page and the self-contained HTML report
-($RECDAG_DATA_DIR/exports/report.html, rewritten with the pooled cut-offs by evaluation_summary)."""
+($RECDAG_DATA_DIR/exports/report.html, rewritten with the pooled cut-offs by evaluation_summary).
+
+At scale: past ``max_users`` test users (RECDAG_EVAL_USERS, default 50,000) the per-user accuracy of
+every stage — intervals, cohorts, paired tests, eval.per_user — is taken over one seeded uniform sample
+of them, the same users for every stage (recsys.metrics.sampling), recorded in eval.user_sample and
+stated in the report with the NDCG@10 interval width. Coverage, novelty, diversity and exposure fairness
+stay over every user's list: they are catalogue-level (a sample would lower coverage and raise Gini)
+and cost one linear group-by each."""
 
 import dagster as dg
 import polars as pl
 
 from assets.catalog import IO_RETRY, SERVING_FRESHNESS, observe, results, table_spec
-from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_catalogue, load_split
+from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_catalogue, load_split, sample_truth
 from assets.metadata import figure, headline_table, md, paired_table, paired_verdicts, png, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
 from assets.retrieval import ACCURACY_METRICS, CHANNEL_STAGES, retrieval_evaluation
 from recsys.backtest import paired_against
 from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity
+from recsys.metrics.sampling import sample_note
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.reports import write_report
@@ -26,7 +34,8 @@ HEADLINE_K = 10
 
 class EvaluationConfig(dg.Config):
     n_boot: int = 500
-    seed: int = 0
+    seed: int = 0  # the bootstrap's and, past max_users, the user sample's
+    max_users: int = 0  # per-user evaluation budget; 0: RECDAG_EVAL_USERS (default 50,000)
     extra_stages: list[str] = []  # further candidates.<stage> tables to evaluate (e.g. pi2i)
 
 
@@ -63,6 +72,14 @@ EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, "final_stage", retrieval_evalua
             deps=EVALUATION_DEPS,
             kinds={"polars", "duckdb"},
         ),
+        table_spec(
+            "eval_user_sample",
+            "eval.user_sample",
+            "eval.user_sample: who each evaluation scored on the test fold: all its users, or past RECDAG_EVAL_USERS a seeded "
+            "uniform sample of them (n_users, n_sampled, budget, seed), the same users for every stage.",
+            deps=EVALUATION_DEPS,
+            kinds={"duckdb"},
+        ),
     ],
     can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
     pool=DUCKDB_POOL,
@@ -75,18 +92,25 @@ def evaluation(
 ):
     data = load_split(warehouse)
     tags = eval_tags(context.run.run_id, data, source)
-    history, target, truth = fold_truth(data, "test")
+    history, target, every_truth = fold_truth(data, "test")
+    # past the budget, one seeded uniform sample of the test users, the same for every stage (paired tests stay paired)
+    truth, sample = sample_truth(target, every_truth, config.seed, config.max_users or None)
+    if sample.sampled:
+        context.log.info(f"evaluation: {sample.describe()}")
     # the catalogue as of the end of the test window: coverage and exposure are shares of the items
     # that existed then, not of items that appear later (a cut-off's numbers never change with new data)
     items = load_catalogue(warehouse, pl.concat([history.select("ts"), target.select("ts")]))
     pop = item_popularity(history)
-    members = cohorts(history, truth, pop)
+    members = cohorts(history, every_truth, pop)  # cohort thresholds over every test user, whoever is sampled
+    if sample.sampled:
+        members = members.join(truth.select(pl.col("user_id").cast(pl.Int64)).unique(), on="user_id", how="semi")
     n_items = items.height
     stages = evaluated_stages(warehouse, list(config.extra_stages))
     rows, per_user_all, per_user_rows = [], {}, []
     for stage in stages:
         recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, "test")
-        per_user = evaluate_cohorts(recs, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True)
+        scored = recs.join(members.select("user_id").unique(), on="user_id", how="semi") if sample.sampled else recs
+        per_user = evaluate_cohorts(scored, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True)
         per_user_all[stage] = per_user
         with_ci = bootstrap_ci(per_user, n_boot=config.n_boot, seed=config.seed)
         tag = dict(**tags, fold="test", stage=stage)
@@ -108,11 +132,24 @@ def evaluation(
         rows.append(eval_rows(beyond_accuracy(recs, pop, n_items, ks=(10, 20), item_features=items, column="category_id"), **tag))
         rows.append(eval_rows(item_fairness(recs, n_items, ks=(10, 20)), **tag))
     out = pl.concat(rows, how="vertical")
+    sample_row = pl.DataFrame(
+        [
+            {
+                **{k: tags[k] for k in ("run_id", "dataset", "protocol", "cutoff")},
+                "evaluated_at": utcnow(),
+                "fold": "test",
+                **sample.as_dict(),
+            }
+        ],
+        schema_overrides={"cutoff": pl.Utf8},
+    )
     with warehouse.connect() as con:
         con.begin()
         warehouse.append("eval.metrics", out, con=con)
         warehouse.append("eval.per_user", pl.concat(per_user_rows, how="vertical"), con=con)
+        warehouse.append("eval.user_sample", sample_row, con=con)
         con.commit()
+    widths = _interval_widths(out)
 
     headline = _headline(out)
     best_ranker, best_baseline, paired = _paired(out, per_user_all, warehouse, model_store, config)
@@ -139,14 +176,25 @@ def evaluation(
             "best_baseline": best_baseline or "",
             "past_runs": md(history_table, 30),
             "stages": ", ".join(stages),
-            "users_evaluated": truth["user_id"].n_unique(),
+            "users_evaluated": sample.n_sampled,
+            "test_users": sample.n_users,
+            "user_sample": sample_note(sample, widths.values()),
+            "ndcg10_interval_width": dg.MetadataValue.json({stage: round(w, 5) for stage, w in widths.items()}),
             "report": dg.MetadataValue.path(str(report)),
         },
     )
-    written = [evaluated]
+    written = [evaluated, dg.MaterializeResult(asset_key="eval_user_sample", metadata=table_metadata(warehouse, "eval.user_sample"))]
     if paired is not None and paired.height:
         written.append(dg.MaterializeResult(asset_key="last_paired_test", metadata=table_metadata(warehouse, "eval.last_paired_test")))
     yield from results(context, *written)
+
+
+def _interval_widths(out: pl.DataFrame) -> dict[str, float]:
+    """stage -> ci_high − ci_low of NDCG@10 (test fold, all users): what the sample size buys."""
+    rows = out.filter(
+        (pl.col("cohort") == "all") & (pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K) & pl.col("ci_low").is_not_null()
+    )
+    return dict(zip(rows["stage"].to_list(), (rows["ci_high"] - rows["ci_low"]).to_list()))
 
 
 def _headline(out: pl.DataFrame) -> pl.DataFrame:

@@ -6,7 +6,8 @@ the served list is never worse on valid than its best input. ``candidates.final`
 stage's lists (both folds: the held-out valid users' and the test fold's); ``models.final_stage``
 logs every decision with the valid NDCG@10 of each candidate and the chosen one's paired margin over
 the best channel. ``recommendations`` serves ``candidates.final``; ``evaluation`` reports it as the
-stage ``final``.
+stage ``final``. Past RECDAG_EVAL_USERS held-out users, the candidates are compared on a seeded
+uniform sample of them (recsys.metrics.sampling), the same users for every candidate.
 """
 
 import json
@@ -21,7 +22,9 @@ from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, current_rankers, split_key
 from assets.retrieval import CHANNEL_STAGES
 from recsys.final_stage import blend, choose_final, guard_table
+from recsys.metrics.sampling import sample_users, users_in_event_order
 from recsys.rankers.features import holdout_users
+from resources import settings
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse, utcnow
@@ -77,7 +80,7 @@ def final_stage(
     current = current_rankers(context, warehouse, model_store, key)
     passed = [n for n in RANKER_STAGES if n in current and current[n]["gate_passed"]]
     data = load_split(warehouse)
-    _, _, truth = fold_truth(data, "valid")
+    _, target, truth = fold_truth(data, "valid")
     valid, kinds = _lists(warehouse, "valid", passed, config.k)
     if passed:  # the users no passed ranker saw the labels of: their early-stopping slice
         users = None
@@ -87,6 +90,15 @@ def final_stage(
     else:
         everyone = truth["user_id"].unique().sort()
         users = everyone.filter(pl.Series(holdout_users(everyone, config.holdout_fraction, config.seed)))
+    # past the budget, a seeded uniform sample of the held-out users with valid truth (the only ones scored),
+    # drawn over their order of first valid-window event (relabelling-free); under it, the users as they are
+    budget, sample = settings.eval_users(), None
+    if users.len() > budget:
+        order = users_in_event_order(target.with_columns(pl.col("user_id").cast(pl.Int64)))
+        kept, sample = sample_users(order.filter(order.is_in(users.cast(pl.Int64).implode())), budget, config.seed)
+        if sample.sampled:
+            users = kept
+            context.log.info(f"final stage: {sample.describe('held-out valid users')}")
     table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed)
     choice = choose_final(table)
     chosen = choice["stage"]
@@ -136,6 +148,7 @@ def final_stage(
             "best_channel": choice["best_channel"] or "",
             "margin_over_best_channel": choice["margin"] if choice["margin"] is not None else 0.0,
             "held_out_users": choice["n_users"],
+            "user_sample": sample.describe("held-out valid users") if sample is not None and sample.sampled else "all held-out valid users",
             "rankers_passed": ", ".join(passed) or "none",
             "candidates_on_valid": md(table, 30),
         },

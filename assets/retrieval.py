@@ -5,7 +5,7 @@ import polars as pl
 
 from assets import candidates, pi2i
 from assets.catalog import catalog, observe, results, table_spec
-from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, load_candidates, load_split
+from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, load_candidates, load_split, sample_truth
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.metrics import evaluate
@@ -91,12 +91,16 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    rows, depths = [], {}
+    rows, depths, samples = [], {}, {}
     for fold in FOLDS:
-        history, _, truth = fold_truth(data, fold)
+        _, target, truth = fold_truth(data, fold)
+        # past RECDAG_EVAL_USERS, the seeded uniform sample evaluation draws (seed 0: EvaluationConfig's default)
+        truth, samples[fold] = sample_truth(target, truth, seed=0)
         for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
             depths[fold, stage] = list_depth(recs)
+            if samples[fold].sampled:
+                recs = recs.join(truth.select("user_id").unique(), on="user_id", how="semi")
             scores = evaluate(recs, truth, ks=funnel_ks(FUNNEL_KS, depths[fold, stage]), metrics=ACCURACY_METRICS)
             rows.append(eval_rows(scores, **eval_tags(context.run.run_id, data, source), fold=fold, stage=stage))
     out = pl.concat(rows)
@@ -112,6 +116,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
             "funnel_valid": md(funnel["valid"], 40),
             "funnel_plot": png(_funnel_plot(out)),
             "n_rows": out.height,
+            "user_sample": dg.MetadataValue.json({fold: sample.describe(f"{fold} users") for fold, sample in samples.items()}),
         }
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from recsys.metrics.sampling import sample_note
 from resources.warehouse import Warehouse, load_sql
 
 HEADLINE_K = 10
@@ -47,6 +48,7 @@ class RunSummary:
     headline: pl.DataFrame = field(default_factory=pl.DataFrame)  # stage, ndcg, ci_low, ci_high, n_users
     serving: pl.DataFrame = field(default_factory=pl.DataFrame)  # one row per model found in serving.recommendations
     final: pl.DataFrame = field(default_factory=pl.DataFrame)  # the newest final-stage decision (models.final_stage)
+    sample: pl.DataFrame = field(default_factory=pl.DataFrame)  # who the run scored on test (eval.user_sample)
     problems: list[str] = field(default_factory=list)  # what could not be read, in words
 
 
@@ -59,6 +61,7 @@ def load_summary(outputs: Outputs, eval_run_id: str | None, k: int = HEADLINE_K)
     with warehouse.connect(read_only=True) as con:
         if eval_run_id is not None:
             summary.headline = _read(con, "analytics/run_summary_headline", {"run_id": eval_run_id, "k": k})
+            summary.sample = _read(con, "analytics/run_summary_sample", {"run_id": eval_run_id})
         summary.serving = _read(con, "analytics/run_summary_serving", {})
         summary.final = _read(con, "analytics/run_summary_final", {})
     return summary
@@ -100,6 +103,11 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
         if served and not summary.final.is_empty():
             served |= {"final"}  # the stage `final` is the served list (assets/final_stage.py)
         lines.extend(format_headline(summary.headline, k, served))
+        sample = summary.sample.row(0, named=True) if not summary.sample.is_empty() else None
+        widths = (summary.headline["ci_high"] - summary.headline["ci_low"]).to_list()
+        note = sample_note(sample, widths, metric=f"NDCG@{k}")
+        if note:
+            lines.append(f"Users scored: {note}")
     lines.append("")
 
     example_user = None

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
+from recsys.metrics.sampling import sample_note
+
 HEADLINE_K = 10
 HEADLINE_METRICS = ("ndcg", "recall", "hit_rate")
 FAIRNESS_METRICS = ("gini_norm", "gini_w_norm", "jain_norm", "entropy_norm", "qf_norm")
@@ -47,6 +49,7 @@ class ReportData:
     past: pl.DataFrame = field(default_factory=pl.DataFrame)  # run_id, cutoff, evaluated_at, stage, ndcg10
     served: str | None = None
     generated_at: str = ""
+    sample: dict | None = None  # the run's eval.user_sample row of the test fold (None: not recorded)
 
 
 def report_path(data_dir: str | Path) -> Path:
@@ -175,7 +178,10 @@ def render_report(data: ReportData) -> str:
     own = data.metrics.filter(pl.col("cutoff").is_null() | (pl.col("cutoff") != "pooled"))
     pooled = data.metrics.filter(pl.col("cutoff") == "pooled")
     test = own.filter(pl.col("fold") == "test")
-    n_users = test.filter((pl.col("cohort") == "all") & pl.col("ci_low").is_not_null())["n_users"].max()
+    headline_rows = test.filter((pl.col("cohort") == "all") & pl.col("ci_low").is_not_null())
+    n_users = headline_rows["n_users"].max()
+    ndcg = headline_rows.filter((pl.col("metric") == "ndcg") & (pl.col("k") == HEADLINE_K))
+    users_line = sample_note(data.sample, (ndcg["ci_high"] - ndcg["ci_low"]).to_list()) if data.sample else f"{n_users} test users"
     evaluated = own["evaluated_at"].min() if "evaluated_at" in own.columns and own.height else None
     evaluated = f"{evaluated:%Y-%m-%d %H:%M} UTC" if hasattr(evaluated, "strftime") else evaluated
     parts = [
@@ -183,7 +189,7 @@ def render_report(data: ReportData) -> str:
         f"<title>recdag report: {_e(data.dataset)} {_e(data.protocol)}</title><style>{_CSS}</style></head><body>",
         f"<h1>recdag evaluation: {_e(data.dataset)}</h1>",
         f"<p class='meta'>protocol {_e(data.protocol)} · cut-off {_e(data.cutoff or 'n/a')} · run {_e(data.run_id)} · "
-        f"{_e(n_users)} test users · evaluated {_e(evaluated or 'n/a')} · generated {_e(data.generated_at)}"
+        f"{_e(users_line)} · evaluated {_e(evaluated or 'n/a')} · generated {_e(data.generated_at)}"
         + (f" · served: <b>{_e(data.served)}</b>" if data.served else "")
         + "</p>",
         "<h2>Headline (test fold, all users, bootstrap 95% intervals over users)</h2>",

@@ -29,6 +29,10 @@ def load_report_data(warehouse: Warehouse, run_id: str) -> ReportData:
         # no pooled tests for this run (evaluation_summary has not run yet): this cut-off's own
         paired = warehouse.query("SELECT * EXCLUDE (run_id) FROM eval.last_paired_test WHERE run_id = $r", {"r": run_id})
     past = warehouse.query_file("analytics/evaluation_past_runs", {"dataset": first["dataset"], "protocol": first["protocol"]})
+    sample = None
+    if warehouse.table_exists("eval.user_sample"):
+        rows = warehouse.query_file("analytics/run_summary_sample", {"run_id": run_id})
+        sample = rows.row(0, named=True) if rows.height else None
     served = None
     if warehouse.table_exists("serving.recommendations"):
         models = warehouse.query("SELECT DISTINCT model FROM serving.recommendations")["model"].to_list()
@@ -43,6 +47,7 @@ def load_report_data(warehouse: Warehouse, run_id: str) -> ReportData:
         past=past,
         served=served,
         generated_at=f"{utcnow():%Y-%m-%d %H:%M} UTC",
+        sample=sample,
     )
 
 

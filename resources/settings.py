@@ -27,6 +27,15 @@ def cutoff_window_days() -> int | None:
     return _positive_int("RECDAG_CUTOFF_DAYS", None, unit="days")
 
 
+EVAL_USERS_DEFAULT = 50_000
+
+
+def eval_users() -> int:
+    """RECDAG_EVAL_USERS: the most users a fold's per-user evaluation scores (default 50,000); past it,
+    a seeded uniform sample of that many (recsys.metrics.sampling; docs/evaluation.md, "Evaluating at scale")."""
+    return _positive_int("RECDAG_EVAL_USERS", EVAL_USERS_DEFAULT, unit="users")
+
+
 def alert_webhook_url() -> str | None:
     return os.environ.get("RECDAG_ALERT_WEBHOOK") or None
 

@@ -135,6 +135,24 @@ CREATE TABLE IF NOT EXISTS eval.per_user (
     value DOUBLE
 );
 
+-- Who a run's per-user evaluation scored (recsys.metrics.sampling): all n_users of a fold, or, past the
+-- budget (RECDAG_EVAL_USERS), a seeded uniform sample of n_sampled of them; eval.metrics' n_users counts
+-- the users scored, this table the users there were. One row per evaluation run (fold 'test').
+CREATE TABLE IF NOT EXISTS eval.user_sample (
+    run_id VARCHAR,
+    evaluated_at TIMESTAMP,
+    dataset VARCHAR,
+    protocol VARCHAR,
+    cutoff VARCHAR,
+    fold VARCHAR,
+    n_users BIGINT,     -- users the fold evaluates (warm users; every target user under the files protocol)
+    n_sampled BIGINT,   -- users scored: n_users when sampled is false
+    sampled BOOLEAN,
+    budget BIGINT,
+    seed BIGINT,
+    method VARCHAR      -- 'all' | 'seeded uniform sample'
+);
+
 -- final_stage's decisions (assets/final_stage.py): what was served and why, one row per decision
 CREATE TABLE IF NOT EXISTS models.final_stage (
     run_id VARCHAR,

@@ -44,6 +44,7 @@ WRITTEN_TABLES = {
     "eval.metrics",
     "eval.per_user",
     "eval.last_paired_test",
+    "eval.user_sample",
     "eval.pooled_paired_test",
     "serving.recommendations",
 }
@@ -112,7 +113,7 @@ def test_multi_asset_steps_keep_their_main_key_and_write_their_other_tables(grap
         "pi2i_index": {"pi2i_index", "pi2i_depth_curve"},
         "candidate_pool": {"candidate_pool", "candidates_pool_ranked"},
         "ranker_dataset": {"ranker_dataset", "ranker_test_dataset"},
-        "evaluation": {"evaluation", "last_paired_test"},
+        "evaluation": {"evaluation", "last_paired_test", "eval_user_sample"},
         "final_stage": {"final_stage", "final_stage_log"},
     }
     for main, keys in steps.items():

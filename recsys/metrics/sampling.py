@@ -1,0 +1,100 @@
+"""Evaluating at scale: a seeded uniform sample of users when there are more than the budget.
+
+API::
+
+    order = users_in_event_order(target)                 # each user once, by their first event (ts, seq)
+    kept, info = sample_users(order, budget=50_000, seed=0)
+    info.describe("test users")   # "50,000 of 1,234,567 test users (seeded uniform sample, seed 0)"
+    sample_note(info, widths)     # ... "; NDCG@10 95% interval width 0.004–0.006 across stages"
+
+Per-user evaluation costs grow with the number of users: every stage's per-user rows, the
+bootstrap (n_boot × users per cohort and stage), the paired tests and eval.per_user. Past a budget
+of users, the metrics are taken over a uniform sample of the users instead: every user has the same
+chance budget / n of being kept, the size is exactly ``budget``, and the intervals stay honest
+(they are the bootstrap over the sampled users, so they widen as the sample shrinks; the report
+states the sample and the NDCG@10 interval width).
+
+Which users is a function of (the canonical order, budget, seed) only, never of the id values:
+``sample_users`` draws positions ``0..n-1`` of the order it is given (numpy's seeded generator,
+without replacement) and keeps the users at those positions, in that order. The order is
+``users_in_event_order``: each user where their first event falls in the canonical event order
+(ts, seq) — the same rule IdIndex uses to number ids (first appearance), and one that relabelling
+ids cannot move (a seeded hash of the id, as the rankers' hold-out uses, would pick other users
+after a relabelling). Under a budget at least the number of users, every user is kept in the
+given order and nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys.schema import EVENT_ORDER
+
+METHOD = "seeded uniform sample"
+
+
+@dataclass(frozen=True)
+class UserSample:
+    """What ``sample_users`` did: n_sampled of n_users kept (all of them when ``sampled`` is false)."""
+
+    n_users: int
+    n_sampled: int
+    budget: int
+    seed: int
+
+    @property
+    def sampled(self) -> bool:
+        return self.n_sampled < self.n_users
+
+    def describe(self, who: str = "test users") -> str:
+        """The words for it: "N of M <who> (seeded uniform sample, seed S)", or "all M <who>"."""
+        if not self.sampled:
+            return f"all {self.n_users:,} {who}"
+        return f"{self.n_sampled:,} of {self.n_users:,} {who} ({METHOD}, seed {self.seed})"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "sampled": self.sampled, "method": METHOD if self.sampled else "all"}
+
+
+def users_in_event_order(events: pl.DataFrame) -> pl.Series:
+    """``user_id`` of ``events`` once each, ordered by the user's first event in (ts, seq) order.
+
+    The sort is stable: events that tie on (ts, seq) (possible only across sources) keep their input order."""
+    order = [c for c in EVENT_ORDER if c in events.columns]
+    if not order:
+        raise ValueError(f"events need the order columns {EVENT_ORDER} to order users by first appearance")
+    return events.select("user_id", *order).sort(order, maintain_order=True)["user_id"].unique(maintain_order=True)
+
+
+def sample_users(user_ids: pl.Series, budget: int, seed: int = 0) -> tuple[pl.Series, UserSample]:
+    """(kept ids in the given order, what was done): all ids when len <= budget, else ``budget`` of
+    them drawn uniformly without replacement by position (seeded), so relabelling ids never changes who."""
+    if budget < 1:
+        raise ValueError(f"budget must be a whole number >= 1, got {budget}")
+    ids = user_ids if isinstance(user_ids, pl.Series) else pl.Series("user_id", user_ids)
+    if ids.is_duplicated().any():
+        raise ValueError("user_ids repeat a user: pass each user once, in the canonical order (users_in_event_order)")
+    n = ids.len()
+    if n <= budget:
+        return ids, UserSample(n_users=n, n_sampled=n, budget=budget, seed=seed)
+    positions = np.sort(np.random.default_rng(seed).choice(n, size=budget, replace=False))
+    return ids.gather(positions), UserSample(n_users=n, n_sampled=budget, budget=budget, seed=seed)
+
+
+def sample_note(sample: UserSample | dict | None, widths=(), who: str = "test users", metric: str = "NDCG@10") -> str:
+    """The line a report prints: who was scored and how wide the 95% intervals of ``metric`` are.
+
+    ``sample`` is a UserSample or its ``as_dict()`` / an eval.user_sample row (None: not recorded);
+    ``widths`` are the stages' ci_high − ci_low. E.g. "1,000 of 2,340 test users (seeded uniform
+    sample, seed 0); NDCG@10 95% interval width 0.021–0.034 across stages"."""
+    if isinstance(sample, dict):
+        sample = UserSample(**{k: int(sample[k]) for k in ("n_users", "n_sampled", "budget", "seed")})
+    parts = [sample.describe(who)] if sample is not None else []
+    widths = sorted(float(w) for w in widths if w is not None and np.isfinite(w))
+    if widths:
+        span = f"{widths[0]:.3f}" if len(widths) == 1 or widths[0] == widths[-1] else f"{widths[0]:.3f}–{widths[-1]:.3f} across stages"
+        parts.append(f"{metric} 95% interval width {span}")
+    return "; ".join(parts)
