@@ -89,6 +89,7 @@ def _run_channel(
         params.setdefault("cutoff", cutoff_mode_for(data.params.get("protocol", "")))
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
     fixed, frames, timings, search = dict(params), [], {}, None
+    fit_info = {}  # fold -> channel.fit_info() where the channel reports one (EASE: full / head mode)
     for fold in FOLDS:  # valid first: the search runs on it, and only on it
         history, target = data.fold(fold)
         users = target_users(target, history)
@@ -113,6 +114,9 @@ def _run_channel(
         channel = search.best_channel if reuse else make(params).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
+        if hasattr(channel, "fit_info"):  # EASE: full or head mode (large catalogue) and the head's share
+            fit_info[fold] = channel.fit_info()
+            context.log.info(f"{stage}[{fold}]: catalogue fit {fit_info[fold]}")
         frames.append(with_fold(recs, fold))
         context.log.info(f"{stage}[{fold}]: {recs.height} candidates for {users.len()} users in {timings[fold]}s")
     search.best_channel = None
@@ -126,12 +130,13 @@ def _run_channel(
             **table_metadata(warehouse, f"candidates.{stage}"),
             "folds": md(per_fold),
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
-            **_record_search(context, stage, search, params, data.params, warehouse, model_store, source),
+            **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),
+            **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info),
         }
     )
 
 
-def _record_search(context, stage, search, params, split_params, warehouse, model_store, source) -> dict:
+def _record_search(context, stage, search, params, split_params, warehouse, model_store, source, fit_info=None) -> dict:
     """Metadata of the valid-fold search, and its models.registry row ``channel_<stage>`` when a grid was searched."""
     chosen = {k: v for k, v in params.items() if k in search.best_params}
     meta = {"chosen_params": dg.MetadataValue.json(_jsonable(params))}
@@ -150,6 +155,7 @@ def _record_search(context, stage, search, params, split_params, warehouse, mode
             "chosen": _jsonable(chosen),
             "metric": f"{search.metric}, full ranking, seen excluded",
             "n_valid_users": search.n_users,
+            **({"catalogue_fit": fit_info} if fit_info else {}),
         },
         context.run.run_id,
         dataset=dataset,

@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_pi2i_ml100k.py",
     "bench_ingest.py",
     "bench_final_stage.py",
+    "bench_ease_large.py",
 ]
 SECTIONS = [
     "results_backtest.md",
@@ -32,6 +33,7 @@ SECTIONS = [
     "results_item_index.md",
     "results_ingest.md",
     "results_final_stage.md",
+    "results_ease_large.md",
 ]
 
 HEADER = """# Benchmark results
