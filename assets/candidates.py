@@ -44,6 +44,21 @@ class ChannelConfig(dg.Config):
     k: int = 200  # candidates per user and channel (the funnel reads K in 50/100/200)
     params: dict = {}  # passed to the channel's constructor, e.g. {"depth": 30}; a param given here is not searched
 
+    def channel_params(self) -> dict:
+        """Constructor params fixed by this config (``params`` wins over the typed fields)."""
+        return dict(self.params)
+
+
+class TwoTowerConfig(ChannelConfig):
+    # Cost budget: each epoch trains on a fresh seeded sample of at most this many examples (one per
+    # interaction), so an epoch costs the same on 100k or 2M events (ML-100K: 79k-89k, all of them);
+    # 0 trains on every example. Per-epoch samples are in the run log and two_tower_history.
+    max_samples_per_epoch: int = 200_000
+    max_val_users: int = 2_000  # held-out users whose HitRate is scored after every epoch (seeded sample)
+
+    def channel_params(self) -> dict:
+        return {"max_samples_per_epoch": self.max_samples_per_epoch or None, "max_val_users": self.max_val_users or None, **self.params}
+
 
 # Grids searched on the valid fold (each ``<param>_grid`` is a constructor param's values; one value:
 # no search). Each holds the channel's former default, so the search can only confirm or beat it on valid.
@@ -84,11 +99,11 @@ def _run_channel(
     source: DatasetSource,
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    params = dict(config.params)
+    params = config.channel_params()
     if stage in PER_USER_CUTOFF_STAGES:  # leave-last-out: popularity as of each user's own last event
         params.setdefault("cutoff", cutoff_mode_for(data.params.get("protocol", "")))
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
-    fixed, frames, timings, search = dict(params), [], {}, None
+    fixed, frames, timings, training, search = dict(params), [], {}, {}, None
     fit_info = {}  # fold -> channel.fit_info() where the channel reports one (EASE: full / head mode)
     for fold in FOLDS:  # valid first: the search runs on it, and only on it
         history, target = data.fold(fold)
@@ -114,6 +129,8 @@ def _run_channel(
         channel = search.best_channel if reuse else make(params).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
+        if hasattr(channel, "history_"):  # neural channels: per-epoch loss, sampled examples, validation
+            training[fold] = channel.history_
         if hasattr(channel, "fit_info"):  # EASE: full or head mode (large catalogue) and the head's share
             fit_info[fold] = channel.fit_info()
             context.log.info(f"{stage}[{fold}]: catalogue fit {fit_info[fold]}")
@@ -130,6 +147,7 @@ def _run_channel(
             **table_metadata(warehouse, f"candidates.{stage}"),
             "folds": md(per_fold),
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
+            **({f"{stage}_history": dg.MetadataValue.json(_jsonable_history(training))} if training else {}),
             **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),
             **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info),
         }
@@ -170,6 +188,12 @@ def _record_search(context, stage, search, params, split_params, warehouse, mode
         "valid_ndcg10": dg.MetadataValue.float(best),
         "search_users": dg.MetadataValue.int(search.n_users),
         "registry_version": dg.MetadataValue.text(saved["version"]),
+    }
+
+
+def _jsonable_history(training: dict) -> dict:
+    return {
+        fold: [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows] for fold, rows in training.items()
     }
 
 
@@ -252,8 +276,9 @@ candidates_two_tower = channel_asset(
     # 6 epochs: validation HitRate@50 on ML-100K is within noise of 10 epochs at 60% of the time
     "two_tower",
     lambda p: TwoTowerChannel(**{"epochs": 6, **p}),
-    "Two-tower torch model, in-batch softmax with logQ correction.",
+    "Two-tower torch model, in-batch softmax with logQ correction; a fixed sample budget per epoch.",
     uses_torch=True,
+    config_class=TwoTowerConfig,
 )
 candidates_content = channel_asset(
     "content",

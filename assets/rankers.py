@@ -110,6 +110,11 @@ class RankerConfig(dg.Config):
     # the best held-out valid NDCG@10 wins, ties to the earlier list. ["mi"] alone halves the fits.
     feature_selections: list[str] = ["mi", "3mr"]
     k: int = 100  # ranked list length written for evaluation
+    # Sequence ranker only, its cost budget: each epoch trains on a fresh seeded sample of at most this many
+    # users' candidate lists (ML-100K: < 1,000, all of them), and early stopping scores at most
+    # max_valid_users held-out users per epoch (all are scored once at the end); 0 = no cap. `params` wins.
+    max_samples_per_epoch: int = 20_000
+    max_valid_users: int = 5_000
     # promotion gate: valid NDCG@10 may fall at most this share below the last promoted comparable model
     max_ndcg_drop: float = 0.10
 
@@ -304,7 +309,8 @@ def sequence_ranker(
     valid = warehouse.table("features.ranker_valid")
     test = warehouse.table("features.ranker_test")
     runtime = compute.runtime(log=context.log.info)
-    params = SequenceRankerParams(**config.params)
+    budget = {"max_samples_per_epoch": config.max_samples_per_epoch or None, "max_valid_users": config.max_valid_users or None}
+    params = SequenceRankerParams(**{**budget, **config.params})
     valid_history, _ = data.fold("valid")
     test_history, _ = data.fold("test")
     items = load_catalogue(warehouse, valid_history)  # the vocabulary the valid fold may know
@@ -324,6 +330,8 @@ def sequence_ranker(
             **metrics,
             "model_version": saved["version"],
             "train_losses": dg.MetadataValue.json([round(x, 4) for x in model.train_losses]),
+            "epoch_samples": dg.MetadataValue.json(model.epoch_samples),  # users (candidate lists) trained on per epoch
+            "valid_users_scored_per_epoch": dg.MetadataValue.text(f"{model.n_valid_scored} of {model.n_valid_users}"),
             "compute": dg.MetadataValue.json(compute.describe()),
         },
         check_results=[gate],

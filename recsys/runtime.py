@@ -55,3 +55,30 @@ class TorchRuntime:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             return torch.autocast(device_type="cuda", dtype=dtype)
         return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------- cost budgets
+# Neural training is bounded by a fixed number of examples per epoch, not by the size of the log:
+# every epoch draws a fresh seeded sample, and per-epoch validation scores a fixed seeded subset.
+
+
+def epoch_sample(n: int, budget: int | None, generator) -> np.ndarray:
+    """One epoch's examples: a fresh random order of ``range(n)``, cut to ``budget`` (all ``n`` when
+    ``budget`` is None/0 or ``n <= budget``). ``generator`` is a numpy ``Generator`` or a (CPU) torch
+    ``Generator``; the draw is the one the caller made before budgets existed (``rng.permutation(n)``
+    or ``torch.randperm(n, generator=g)``), so a log within the budget trains exactly as before."""
+    if isinstance(generator, np.random.Generator):
+        order = generator.permutation(n)
+    else:
+        import torch
+
+        order = torch.randperm(n, generator=generator).numpy()
+    return order if not budget or n <= budget else order[: int(budget)]
+
+
+def capped_subset(n: int, cap: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded uniform sample of at most ``cap`` of ``range(n)`` (all when fewer):
+    the fixed validation subset scored after every epoch."""
+    if not cap or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([seed, 0x5A11]).choice(n, size=int(cap), replace=False))

@@ -4,11 +4,12 @@ API::
 
     TwoTowerChannel(dim=64, history_len=20, epochs=10, batch_size=1024, lr=5e-3, weight_decay=0.0,
                     temperature=0.05, logq_correction=True, validate=True, patience=3, eval_k=50,
-                    score_batch=2048)
+                    score_batch=2048, max_samples_per_epoch=200_000, max_val_users=2_000)
         .fit(history, items=None, runtime=None) -> self
         .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
         .to_bytes() -> bytes ;  TwoTowerChannel.from_bytes(blob, runtime=None) -> TwoTowerChannel
-        .history_  list of per-epoch dicts {epoch, loss, hit_rate@eval_k}
+        .history_  list of per-epoch dicts {epoch, loss, n_samples, hit_rate@eval_k}
+        .n_train_rows_, .n_val_users_, .n_val_scored_   training examples, held-out users, users scored
 
 Model.  Item tower: item-id embedding + category embedding (``items.category_id`` when given),
 L2-normalized.  User tower: MLP over [user-id embedding ; mean of the (unnormalized) item-tower
@@ -20,10 +21,20 @@ in-batch sampled softmax with the logQ correction (Yi et al., RecSys 2019): ever
 has log q_j subtracted, q_j = the item's share of training interactions (its probability of being
 sampled as an in-batch negative); in-batch duplicates of the positive are masked.  Adam.
 
+Cost budget.  Each epoch trains on a fresh seeded sample of at most ``max_samples_per_epoch``
+examples (all of them when fewer; ``None`` or 0: always all), drawn from the same permutation as
+before budgets existed, so a log within the budget trains exactly as it did; ``history_`` records
+each epoch's ``n_samples``.  ML-100K's folds have 79k / 89k training examples: under the default
+200k.  Synthetic 2M events, 1 CPU thread (bench/results_neural_budget.md): one epoch with validation
+71 s with the budget, 678 s without.
+
 Validation (``validate=True``): each user's last interaction (users with >= 2) is held out of
 training; after every epoch HitRate@eval_k of the held-out item is logged over full-catalog,
 seen-excluded retrieval, and the best epoch's weights are kept (early stop after ``patience``
-epochs without gain).  Serving contexts are then rebuilt from the full history.
+epochs without gain).  Every held-out interaction stays out of training, but only a fixed seeded
+sample of at most ``max_val_users`` of those users is scored per epoch (all of them on ML-100K:
+750 / 866 per fold), so validation does not grow with the log either.  Serving contexts are then rebuilt from
+the full history.
 
 Catalog = history items plus ``items`` rows (cold items score through their category embedding).
 Unknown users get global popularity.  Retrieval is the exact dot product, top-k in user blocks.
@@ -39,7 +50,7 @@ import scipy.sparse as sp
 
 from recsys.channels.base import IdIndex, interaction_matrix, topk_rows
 from recsys.channels.popularity import category_codes, popularity_vector, recommend_dense, scaled
-from recsys.runtime import TorchRuntime
+from recsys.runtime import TorchRuntime, capped_subset, epoch_sample
 
 _PARAMS = (
     "dim",
@@ -54,6 +65,8 @@ _PARAMS = (
     "patience",
     "eval_k",
     "score_batch",
+    "max_samples_per_epoch",
+    "max_val_users",
 )
 
 
@@ -111,6 +124,8 @@ class TwoTowerChannel:
         patience: int = 3,
         eval_k: int = 50,
         score_batch: int = 2048,
+        max_samples_per_epoch: int | None = 200_000,
+        max_val_users: int | None = 2_000,
     ):
         self.dim = dim
         self.history_len = history_len
@@ -124,6 +139,8 @@ class TwoTowerChannel:
         self.patience = patience
         self.eval_k = eval_k
         self.score_batch = score_batch
+        self.max_samples_per_epoch = max_samples_per_epoch
+        self.max_val_users = max_val_users
         self.runtime = None
 
     # ---------------------------------------------------------------- data
@@ -163,6 +180,16 @@ class TwoTowerChannel:
         held = last & ~first if self.validate else np.zeros(n, bool)  # users with >= 2 events
         train_rows = np.flatnonzero(~held)
         val_rows = np.flatnonzero(held)
+        self.n_train_rows_, self.n_val_users_ = len(train_rows), len(val_rows)
+        # every held-out row stays out of training; per epoch only a fixed seeded subset is scored
+        val_rows = val_rows[capped_subset(len(val_rows), self.max_val_users, runtime.seed)]
+        self.n_val_scored_ = len(val_rows)
+        budget = self.max_samples_per_epoch
+        runtime.log(
+            f"two_tower: {len(train_rows)} training examples "
+            f"({min(len(train_rows), budget) if budget else len(train_rows)} sampled per epoch), "
+            f"{self.n_val_users_} validation users ({self.n_val_scored_} scored per epoch)"
+        )
 
         counts = np.bincount(seq_item[train_rows], minlength=len(self.items_)).astype(np.float64)
         log_q = np.log(np.maximum(counts, 1.0) / max(len(train_rows), 1)).astype(np.float32)
@@ -184,7 +211,7 @@ class TwoTowerChannel:
         best_hr, best_state, best_epoch, stale = -1.0, None, 0, 0
         for epoch in range(1, self.epochs + 1):
             model.train()
-            perm = train_rows[torch.randperm(len(train_rows), generator=gen).numpy()]
+            perm = train_rows[epoch_sample(len(train_rows), self.max_samples_per_epoch, gen)]
             total, steps = 0.0, 0
             for s in range(0, len(perm), self.batch_size):
                 rows = perm[s : s + self.batch_size]
@@ -205,8 +232,8 @@ class TwoTowerChannel:
                 opt.step()
                 total += float(loss.detach())
                 steps += 1
-            record = {"epoch": epoch, "loss": total / max(steps, 1)}
-            msg = f"two_tower epoch {epoch}/{self.epochs} loss={record['loss']:.4f}"
+            record = {"epoch": epoch, "loss": total / max(steps, 1), "n_samples": len(perm)}
+            msg = f"two_tower epoch {epoch}/{self.epochs} ({len(perm)} examples) loss={record['loss']:.4f}"
             if len(val_rows):
                 self.model_ = model
                 hr = self._hit_rate(val_rows, seq_user, seq_item, start, val_seen)

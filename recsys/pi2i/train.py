@@ -16,7 +16,9 @@ same trigger's list, so the model learns exactly the choice it faces when servin
 in-list sampling makes the sampled softmax's correction term a constant, so it is left out.
 
 Cost control: each epoch trains on a fresh random sample of at most ``max_train_per_epoch``
-training pairs (all of them when there are fewer), so an epoch's cost does not grow with the log.
+training pairs (all of them when there are fewer), so an epoch's cost does not grow with the log
+(``recsys.runtime.epoch_sample``, the same draw as the two-tower and sequence ranker budgets);
+each epoch's record has its ``n_samples``.
 
 Validation: a held-out random ``val_fraction`` of the examples, at most ``max_val`` of them, fixed
 for the whole fit; each is ranked against its trigger's whole list and ``hit@val_k`` is reported
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from recsys.channels.itemcf import ItemIndex
 from recsys.pi2i.features import EventLog, cross_features, sequences
 from recsys.pi2i.model import PRSModel
+from recsys.runtime import epoch_sample
 
 
 @dataclass
@@ -178,7 +181,7 @@ def train_prs(
     val_k: int = 10,
     max_val: int = 1_000,
 ) -> dict:
-    """Train in place; returns {"epochs": [{epoch, loss, val_hit, cooc_hit}], "best_epoch", "n_train", "n_val", ...}."""
+    """Train in place; returns {"epochs": [{epoch, loss, n_samples, val_hit, cooc_hit}], "best_epoch", "n_train", "n_val", ...}."""
     runtime.seed_everything()
     device = runtime.torch_device()
     model.to(device)
@@ -200,7 +203,7 @@ def train_prs(
     history, best, best_state, best_epoch = [], -1.0, None, 0
     for epoch in range(1, epochs + 1):
         model.train()
-        order = rng.permutation(len(train))[:per_epoch]
+        order = epoch_sample(len(train), max_train_per_epoch, rng)
         total, seen = 0.0, 0
         for a in range(0, len(order), batch_size):
             part = train.take(order[a : a + batch_size])
@@ -216,7 +219,7 @@ def train_prs(
             total += float(loss.detach()) * len(part)
             seen += len(part)
         val_hit = evaluate_full_list(model, data, val, val_k, device, runtime) if n_val else float("nan")
-        history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_hit": val_hit, "cooc_hit": cooc_hit})
+        history.append({"epoch": epoch, "loss": total / max(seen, 1), "n_samples": seen, "val_hit": val_hit, "cooc_hit": cooc_hit})
         runtime.log(f"prs epoch {epoch}/{epochs} loss {total / max(seen, 1):.4f} val hit@{val_k} {val_hit:.4f} (cooc order {cooc_hit:.4f})")
         if not n_val or val_hit > best:
             best, best_state = val_hit, copy.deepcopy(model.state_dict())

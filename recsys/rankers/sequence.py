@@ -6,6 +6,7 @@ API::
     ranker.predict(frame, history, runtime) -> np.ndarray        # one score per row, frame order
     ranker.recommend(frame, history, k, runtime) -> pl.DataFrame  # user_id, item_id, score, rank
     ranker.best_epoch, ranker.valid_ndcg10, ranker.train_losses   # early-stopping record
+    ranker.epoch_samples, ranker.n_valid_users, ranker.n_valid_scored  # per-epoch training lists, validation users
     ranker.to_bytes() / SequenceRanker.from_bytes(blob)           # torch.save of weights + vocab
 
 ``frame`` is a ranker frame (user_id, item_id, optional channel features, ``label`` for fit: see
@@ -33,6 +34,13 @@ all positives kept, negatives resampled every epoch. Users without a positive ar
 target). A seeded hash of user_id holds out ``valid_fraction`` of the users; every epoch logs
 loss and their NDCG@``eval_at`` over their full candidate lists, and the best epoch's weights are
 kept (early stopping after ``patience`` epochs without improvement).
+
+Cost budget: a training example is one user's candidate list. Each epoch trains on a fresh seeded
+sample of at most ``max_samples_per_epoch`` training users (all when fewer; None or 0: always all),
+and the per-epoch NDCG is computed on a fixed seeded sample of at most ``max_valid_users`` of the
+held-out users; after training, every held-out user is scored once (``holdout_scores`` and
+``valid_ndcg10`` cover them all, as final_stage expects). A frame within both budgets (ML-100K:
+< 1,000 users) trains exactly as before; ``epoch_samples`` records each epoch's list count.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from torch import nn
 from recsys.channels.base import IdIndex
 from recsys.rankers.features import CAT_PREFIX, LABEL, _last_items, feature_columns, grouped_ndcg_at_k, holdout_users
 from recsys.rankers.lgbm import rank_frame
-from recsys.runtime import TorchRuntime
+from recsys.runtime import TorchRuntime, capped_subset, epoch_sample
 
 PAD, USER, UNK = 0, 1, 2
 N_SPECIAL = 3
@@ -75,6 +83,8 @@ class SequenceRankerParams:
     patience: int = 3
     eval_at: int = 10
     predict_batch_users: int = 256
+    max_samples_per_epoch: int | None = 20_000  # training users (candidate lists) per epoch
+    max_valid_users: int | None = 5_000  # held-out users scored after every epoch
 
 
 def default_feature_cols(frame: pl.DataFrame) -> list[str]:
@@ -181,6 +191,9 @@ class SequenceRanker:
         self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
         self.train_losses: list[float] = []
         self.valid_history: list[float] = []
+        self.epoch_samples: list[int] = []
+        self.n_valid_users = 0
+        self.n_valid_scored = 0
 
     # ----- data -------------------------------------------------------------------------------
     def _tokens(self, item_ids) -> np.ndarray:
@@ -249,14 +262,26 @@ class SequenceRanker:
             n_categories = len(vocab)
         return token_cat, n_categories
 
-    def _sample(self, lists: _Lists, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Column indices [U, M'] choosing all positives then random negatives, PAD slots last."""
-        key = rng.random(lists.cand.shape)
-        key = np.where(lists.labels > 0, key - 2.0, key)  # positives first, in random order
-        key = np.where(lists.row < 0, 3.0, key)  # empty slots last
+    def _sample(self, lists: _Lists, rng: np.random.Generator, users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column indices [U', M'] of ``users`` (list positions, default all): all positives
+        then random negatives, PAD slots last."""
+        users = np.arange(len(lists.users)) if users is None else users
+        key = rng.random((len(users), lists.cand.shape[1]))
+        key = np.where(lists.labels[users] > 0, key - 2.0, key)  # positives first, in random order
+        key = np.where(lists.row[users] < 0, 3.0, key)  # empty slots last
         m = min(self.params.max_candidates, lists.cand.shape[1])
         cols = np.argsort(key, axis=1, kind="stable")[:, :m]
-        return np.arange(len(lists.users))[:, None], cols
+        return users[:, None], cols
+
+    @staticmethod
+    def _ndcg(lists: _Lists, scores: np.ndarray, k: int) -> float:
+        present = lists.row.ravel() >= 0
+        group = np.repeat(np.arange(len(lists.users)), lists.cand.shape[1])
+        return grouped_ndcg_at_k(group[present], lists.labels.ravel()[present], scores.ravel()[present], k)
+
+    @staticmethod
+    def _take(lists: _Lists, users: np.ndarray) -> _Lists:
+        return _Lists(lists.users[users], lists.cand[users], lists.feats[users], lists.labels[users], lists.row[users])
 
     def fit(
         self, frame: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame | None = None, *, runtime: TorchRuntime
@@ -292,28 +317,41 @@ class SequenceRanker:
         train_seq = torch.from_numpy(self._sequences(history, train_lists.users))
         valid_lists = self._lists(valid_frame) if use_valid else None
         valid_seq = self._sequences(history, valid_lists.users) if use_valid else None
+        # per-epoch early stopping reads a fixed seeded subset of the held-out users; all are scored once at the end
+        self.n_valid_users = 0 if valid_lists is None else len(valid_lists.users)
+        scored = capped_subset(self.n_valid_users, p.max_valid_users, runtime.seed)
+        epoch_lists = valid_lists if len(scored) == self.n_valid_users else self._take(valid_lists, scored)
+        epoch_seq = valid_seq if len(scored) == self.n_valid_users else valid_seq[scored]
+        self.n_valid_scored = len(scored)
+        n_train = len(train_lists.users)
+        per_epoch = min(n_train, p.max_samples_per_epoch) if p.max_samples_per_epoch else n_train
 
         opt = torch.optim.AdamW(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         rng = np.random.default_rng(runtime.seed)
         best_state, best_score, stale = None, -np.inf, 0
-        self.train_losses, self.valid_history = [], []
+        self.train_losses, self.valid_history, self.epoch_samples = [], [], []
         runtime.log(
-            f"sequence_ranker: {len(train_lists.users)} train users, {0 if valid_lists is None else len(valid_lists.users)} "
-            f"valid users, {len(token_cat)} tokens, {len(self.feature_cols)} features, device={device}"
+            f"sequence_ranker: {n_train} train users ({per_epoch} sampled per epoch), {self.n_valid_users} "
+            f"valid users ({self.n_valid_scored} scored per epoch), {len(token_cat)} tokens, {len(self.feature_cols)} features, "
+            f"device={device}"
         )
         for epoch in range(1, p.epochs + 1):
             self.net.train()
-            ridx, cidx = self._sample(train_lists, rng)
+            # this epoch's users: a seeded sample (the former full permutation when within the budget)
+            order = epoch_sample(n_train, p.max_samples_per_epoch, runtime.generator(epoch))
+            chosen = np.sort(order)
+            ridx, cidx = self._sample(train_lists, rng, chosen)
             cand = torch.from_numpy(train_lists.cand[ridx, cidx])
             feats = torch.from_numpy(train_lists.feats[ridx, cidx])
             labels = torch.from_numpy(train_lists.labels[ridx, cidx])
             present = torch.from_numpy(train_lists.row[ridx, cidx] >= 0)
-            perm = torch.randperm(len(train_lists.users), generator=runtime.generator(epoch))
+            seq = train_seq[torch.from_numpy(chosen)]
+            perm = torch.from_numpy(np.searchsorted(chosen, order))  # batch order, as rows of the sample
             total, n = 0.0, 0
             for s in range(0, len(perm), p.batch_users):
                 b = perm[s : s + p.batch_users]
                 with runtime.autocast():
-                    logits = self.net(train_seq[b].to(device), cand[b].to(device), feats[b].to(device)).float()
+                    logits = self.net(seq[b].to(device), cand[b].to(device), feats[b].to(device)).float()
                 mask = present[b].to(device)
                 target = labels[b].to(device) * mask
                 target = target / target.sum(-1, keepdim=True)
@@ -326,15 +364,10 @@ class SequenceRanker:
                 total += float(loss.detach()) * len(b)
                 n += len(b)
             self.train_losses.append(total / n)
-            msg = f"sequence_ranker: epoch {epoch}/{p.epochs} loss {total / n:.4f}"
+            self.epoch_samples.append(len(order))
+            msg = f"sequence_ranker: epoch {epoch}/{p.epochs} ({len(order)} users) loss {total / n:.4f}"
             if use_valid:
-                scores = self._score_lists(valid_lists, valid_seq, runtime)
-                ndcg = grouped_ndcg_at_k(
-                    np.repeat(np.arange(len(valid_lists.users)), valid_lists.cand.shape[1])[valid_lists.row.ravel() >= 0],
-                    valid_lists.labels.ravel()[valid_lists.row.ravel() >= 0],
-                    scores.ravel()[valid_lists.row.ravel() >= 0],
-                    p.eval_at,
-                )
+                ndcg = self._ndcg(epoch_lists, self._score_lists(epoch_lists, epoch_seq, runtime), p.eval_at)
                 self.valid_history.append(ndcg)
                 msg += f" valid ndcg@{p.eval_at} {ndcg:.4f}"
                 if ndcg > best_score:
@@ -350,6 +383,8 @@ class SequenceRanker:
             self.valid_ndcg10 = float(best_score)
             # the best epoch's scores of the held-out users: what the final-stage guard compares
             scores = self._score_lists(valid_lists, valid_seq, runtime)
+            if self.n_valid_scored < self.n_valid_users:  # early stopping saw a sample: report all held-out users
+                self.valid_ndcg10 = self._ndcg(valid_lists, scores, p.eval_at)
             held = np.full(valid_frame.height, -np.inf)
             present = valid_lists.row >= 0
             held[valid_lists.row[present]] = scores[present]
@@ -411,6 +446,9 @@ class SequenceRanker:
             "valid_ndcg10": None if np.isnan(self.valid_ndcg10) else self.valid_ndcg10,
             "train_losses": list(self.train_losses),
             "valid_history": list(self.valid_history),
+            "epoch_samples": list(self.epoch_samples),
+            "n_valid_users": self.n_valid_users,
+            "n_valid_scored": self.n_valid_scored,
         }
         buf = io.BytesIO()
         torch.save(payload, buf)
@@ -434,4 +472,7 @@ class SequenceRanker:
         ranker.valid_ndcg10 = float("nan") if payload["valid_ndcg10"] is None else payload["valid_ndcg10"]
         ranker.train_losses = list(payload["train_losses"])
         ranker.valid_history = list(payload["valid_history"])
+        ranker.epoch_samples = list(payload.get("epoch_samples", []))  # absent from models saved before budgets
+        ranker.n_valid_users = payload.get("n_valid_users", 0)
+        ranker.n_valid_scored = payload.get("n_valid_scored", 0)
         return ranker

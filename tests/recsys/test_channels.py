@@ -162,7 +162,9 @@ def test_two_tower_logs_validation_and_round_trips_bytes(fitted, taste):
     model = fitted["two_tower"]
     lines = []
     TwoTowerChannel(dim=16, epochs=2, batch_size=512).fit(taste[0], taste[2], runtime=TorchRuntime(threads=1, seed=7, log=lines.append))
-    assert len(lines) >= 2 and all("loss=" in line and "HitRate@50=" in line for line in lines[:2])
+    epochs = [line for line in lines if line.startswith("two_tower epoch ")]
+    assert len(epochs) == 2 and all("loss=" in line and "HitRate@50=" in line for line in epochs)
+    assert "sampled per epoch" in lines[0]  # the setup line: training examples, per-epoch sample, validation users
     hr = [r["hit_rate@50"] for r in model.history_]
     assert max(hr) > hr[0]  # training improved the held-out metric
     clone = TwoTowerChannel.from_bytes(model.to_bytes(), runtime=RUNTIME)

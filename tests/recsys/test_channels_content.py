@@ -113,7 +113,7 @@ def test_profiles_reach_cold_items_and_fallback(channel):
 
 
 def test_embeddings_are_cached_by_content(channel, history, items, monkeypatch):
-    files = list(channel.cache_dir.glob("minilm_*.npy"))
+    files = list(channel.cache_dir.glob(f"{content_mod.SHARD_PREFIX}*.npz"))
     assert len(files) == 1
 
     def no_model(device):
@@ -124,6 +124,46 @@ def test_embeddings_are_cached_by_content(channel, history, items, monkeypatch):
     np.testing.assert_array_equal(again.emb_, channel.emb_)
     with pytest.raises(AssertionError, match="cache miss"):
         encode_texts(["a title never encoded"], RUNTIME, cache_dir=channel.cache_dir)
+
+
+def test_cache_encodes_only_new_or_changed_texts(tmp_path):
+    texts = [f"{TITLES[i][0]} {TITLES[i][1]}" for i in sorted(TITLES)]
+    first = encode_texts(texts, RUNTIME, cache_dir=tmp_path)
+    edited = list(texts)
+    edited[4] = "Emma Romance Comedy Drama"  # one changed text
+    edited.insert(7, "Blade Runner Sci-Fi Noir")  # one new text
+    edited.append(texts[0])  # a repeat of a cached text
+    before = dict(content_mod.ENCODE_STATS)
+    second = encode_texts(edited, RUNTIME, cache_dir=tmp_path)
+    assert content_mod.ENCODE_STATS["calls"] - before["calls"] == 1
+    assert content_mod.ENCODE_STATS["encoded"] - before["encoded"] == 2
+    fresh = encode_texts(edited, RUNTIME)  # no cache: every text through the model
+    assert second.dtype == np.float32 and second.shape == (len(edited), 384)
+    np.testing.assert_allclose(second, fresh, atol=1e-5)
+    unchanged = [i for i, t in enumerate(edited) if t in texts]
+    np.testing.assert_array_equal(second[unchanged], first[[texts.index(edited[i]) for i in unchanged]])
+    assert len(list(tmp_path.glob(f"{content_mod.SHARD_PREFIX}*.npz"))) == 2  # one shard per call that encoded
+    before = dict(content_mod.ENCODE_STATS)
+    np.testing.assert_array_equal(encode_texts(edited, RUNTIME, cache_dir=tmp_path), second)
+    assert content_mod.ENCODE_STATS == before  # all cached: the model is not called
+
+
+def test_cache_shards_merge_and_leave_no_temporary_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(content_mod, "MAX_SHARDS", 2)
+    calls = []
+
+    def fake_encode(texts, runtime, batch_size):
+        calls.append(list(texts))
+        return np.stack([np.full(384, len(t), np.float32) / np.sqrt(384) / len(t) for t in texts])
+
+    monkeypatch.setattr(content_mod, "_encode", fake_encode)
+    for i in range(4):
+        encode_texts([f"text {j}" for j in range(i + 2)], cache_dir=tmp_path)
+    assert calls == [["text 0", "text 1"], ["text 2"], ["text 3"], ["text 4"]]
+    shards = sorted(p.name for p in tmp_path.iterdir())
+    assert len(shards) <= 2 and all(n.startswith(content_mod.SHARD_PREFIX) for n in shards)  # merged, no .tmp left
+    out = encode_texts([f"text {j}" for j in range(5)], cache_dir=tmp_path)
+    assert len(calls) == 4 and out.shape == (5, 384)
 
 
 def test_missing_titles_is_a_clear_error(history):
