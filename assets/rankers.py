@@ -35,6 +35,13 @@ RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
 
 class RankerDatasetConfig(dg.Config):
     label_mode: str = "binary"  # binary | graded
+    # The rankers' training budget: past this many valid-fold users with a pool, the training frame keeps a
+    # seeded uniform sample of them (drawn over users in order of their first valid event, so relabelling ids
+    # never changes who; recsys.metrics.sampling), so LightGBM's and the sequence ranker's cost follows the
+    # budget, not the log. ML-100K has < 1,000 such users (all kept). The test fold is never sampled: its
+    # lists are what is served. 0 = no budget.
+    max_train_users: int = 20_000
+    seed: int = 0
 
 
 @dg.multi_asset(
@@ -66,10 +73,12 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
     items, item_features = with_selected_attributes(load_items(warehouse), "item_id", selected)
     chosen = [f for f in user_features if f not in item_features] + [f for f in item_features if f not in user_features]
     pool = warehouse.table("candidates.pool")
-    frames = {}
+    frames, train_sample = {}, None
     for fold in ("valid", "test"):
         history, target = data.fold(fold)
         fold_pool = pool.filter(pl.col("fold") == fold).drop("fold")
+        if fold == "valid":
+            fold_pool, train_sample = _train_users(fold_pool, history, target, config)
         frame = build_ranker_frame(
             fold_pool,
             history,
@@ -95,10 +104,29 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             "valid_label_rate": float((valid["label"] > 0).mean()),
             "valid_users_with_a_positive_in_pool": int((positives["label"] > 0).sum()),
             "valid_users": positives.height,
+            "train_users": train_sample.describe("valid-fold users with a pool"),
         },
     )
     test_result = dg.MaterializeResult(asset_key="ranker_test_dataset", metadata=table_metadata(warehouse, "features.ranker_test"))
     yield from results(context, valid_result, test_result)
+
+
+def _train_users(pool: pl.DataFrame, history: pl.DataFrame, target: pl.DataFrame, config: RankerDatasetConfig):
+    """(the valid pool of the users the rankers train on, UserSample): all of them within
+    ``config.max_train_users``, else a seeded uniform sample of that many."""
+    from recsys.metrics.sampling import UserSample, sample_users, users_in_event_order
+    from recsys.schema import EVENT_ORDER
+
+    pooled = pool.select("user_id").unique()
+    budget = config.max_train_users or pooled.height
+    if pooled.height <= budget:
+        return pool, UserSample(n_users=pooled.height, n_sampled=pooled.height, budget=budget, seed=config.seed)
+    # every pooled user, ordered by first event (history, then valid window): users without a valid event stay eligible
+    columns = ["user_id", *EVENT_ORDER]
+    events = pl.concat([history.select(columns), target.select(columns)], how="vertical_relaxed")
+    order = users_in_event_order(events.join(pooled, on="user_id", how="semi"))
+    kept, info = sample_users(order, budget, config.seed)
+    return pool.filter(pl.col("user_id").is_in(kept.implode())), info
 
 
 class RankerConfig(dg.Config):
