@@ -6,7 +6,7 @@ API::
     encode_texts(texts, runtime=None, batch_size=256, cache_dir=None) -> np.ndarray (n × 384, float32, unit rows)
     item_texts(items, text_columns=("title", "genres", "class", "category_name")) -> pl.DataFrame(item_id, text)
     ContentChannel(n_recent=10, recency_decay=0.8, text_columns=..., cache_dir=None, encode_batch=256,
-                   batch_size=2048, weights=None)
+                   batch_size=2048, weights=None, max_items=50_000)
         .fit(history, items, runtime=None) -> self          # items needs item_id + title
         .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
         .item_neighbours(k, item_ids=None) -> pl.DataFrame(item_id, neighbour_id, score, rank)
@@ -28,6 +28,11 @@ Cost (bench/results_neural_budget.md, CPU, 1 thread): ~2.9 s per 1,000 short tit
 with 1% of 5,000 titles edited 0.22 s (50 encoded).  A catalogue's first run still encodes every
 title (80,000 short titles ≈ 4 min on CPU, the same call on a GPU runtime); only reruns are bounded
 by what changed (docs/channels.md, "content").
+
+Catalogue budget (``max_items``, default 50,000 ≈ 2.4 min of cold MiniLM on CPU): a larger catalogue
+keeps half the budget for cold items (no history event; what only content can recommend) and fills
+the rest with the most interacted items (``budget_catalogue``); items left out are never recommended
+by content, and ``n_catalogue_`` / ``len(items_)`` say how many were kept.  ML-100K (1,682) is far below.
 
 Profile of a user = the normalized, weighted mean of the embeddings of their last ``n_recent``
 distinct catalog items, weight = behaviour weight × recency_decay ** (steps back from the latest).
@@ -216,6 +221,22 @@ def item_texts(items: pl.DataFrame, text_columns=DEFAULT_TEXT_COLUMNS) -> pl.Dat
     return items.select(pl.col("item_id").cast(pl.Int64), text).unique("item_id", keep="first").sort("item_id")
 
 
+def budget_catalogue(texts: pl.DataFrame, history: pl.DataFrame, max_items: int | None) -> pl.DataFrame:
+    """The catalogue items content encodes and scores, within ``max_items`` (all of them when they fit).
+
+    Past the budget, half of it goes to cold items (no event in ``history``: what only this channel can
+    recommend), in the catalogue's order, and the rest (and whatever the cold items leave) to the items
+    with the most history events, ties in the given order (``texts`` arrives in a label-free order), so
+    ids never decide. Items left out are never recommended by content; the other channels cover them."""
+    if max_items is None or texts.height <= max_items:
+        return texts
+    counts = history.group_by("item_id").len().rename({"len": "_n"})
+    ranked = texts.with_row_index("_o").join(counts.with_columns(pl.col("item_id").cast(texts["item_id"].dtype)), on="item_id", how="left")
+    cold = ranked.filter(pl.col("_n").is_null()).head(max_items // 2)
+    warm = ranked.filter(pl.col("_n").is_not_null()).sort(["_n", "_o"], descending=[True, False]).head(max_items - cold.height)
+    return pl.concat([warm, cold]).sort("_o").drop("_o", "_n")
+
+
 class ContentChannel:
     name = "content"
 
@@ -228,7 +249,11 @@ class ContentChannel:
         encode_batch: int = 256,
         batch_size: int = 2048,
         weights: dict[str, float] | None = None,
+        max_items: int | None = 50_000,
     ):
+        if max_items is not None and max_items < 2:
+            raise ValueError(f"ContentChannel: max_items must be >= 2 or None, got {max_items}")
+        self.max_items = max_items
         self.n_recent = n_recent
         self.recency_decay = recency_decay
         self.text_columns = tuple(text_columns)
@@ -244,6 +269,7 @@ class ContentChannel:
         # embedding cache key do not depend on how ids are numbered
         order = IdIndex.from_values(pl.concat([history["item_id"].cast(pl.Int64), items["item_id"].cast(pl.Int64)]))
         texts = texts.with_columns(pl.Series("_o", order.positions(texts["item_id"]))).sort("_o").drop("_o")
+        texts, self.n_catalogue_ = budget_catalogue(texts, history, self.max_items), texts.height
         self.items_ = IdIndex(texts["item_id"].to_numpy())
         self.texts_ = texts["text"].to_list()
         self.emb_ = encode_texts(self.texts_, runtime, self.encode_batch, self.cache_dir)
@@ -270,6 +296,15 @@ class ContentChannel:
         self.has_profile_ = norms[:, 0] > 0
         self.seen_ = interaction_matrix(history, self.users_, self.items_, self.weights, binary=True)
         return self
+
+    def fit_info(self) -> dict:
+        """How the fit treated the catalogue (JSON-able): every item, or the budget's share of it."""
+        return {
+            "mode": "full" if len(self.items_) == self.n_catalogue_ else "budget",
+            "n_items": int(self.n_catalogue_),
+            "n_encoded_items": len(self.items_),
+            "max_items": self.max_items,
+        }
 
     def _score_block(self, user_pos: np.ndarray) -> np.ndarray:
         block = self.profiles_[user_pos] @ self.emb_.T

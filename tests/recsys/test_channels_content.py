@@ -169,3 +169,19 @@ def test_cache_shards_merge_and_leave_no_temporary_files(tmp_path, monkeypatch):
 def test_missing_titles_is_a_clear_error(history):
     with pytest.raises(ValueError, match="title"):
         ContentChannel().fit(history, pl.DataFrame({"item_id": [1]}))
+
+
+def test_catalogue_budget_keeps_cold_items_and_the_most_interacted_ones():
+    import datetime as dt
+
+    from recsys.channels.content import budget_catalogue
+
+    texts = pl.DataFrame({"item_id": list(range(10)), "text": [f"t{i}" for i in range(10)]})
+    t0 = dt.datetime(2024, 1, 1)
+    # items 0..5 have 1..6 events, 6..9 are cold
+    hist_items = [i for i in range(6) for _ in range(i + 1)]
+    history = pl.DataFrame({"user_id": [1] * len(hist_items), "item_id": hist_items, "ts": [t0] * len(hist_items)})
+    assert budget_catalogue(texts, history, None).equals(texts) and budget_catalogue(texts, history, 10).equals(texts)
+    kept = budget_catalogue(texts, history, 6)["item_id"].to_list()
+    assert kept == [3, 4, 5, 6, 7, 8]  # 3 cold items (half the budget) + the 3 most interacted, in the given order
+    assert budget_catalogue(texts, history.filter(pl.col("item_id") < 2), 4)["item_id"].to_list() == [0, 1, 2, 3]
