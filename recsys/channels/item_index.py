@@ -32,12 +32,17 @@ on users capped to their last ``max_items_per_user`` items and items capped to t
 ``max_users_per_item`` most recent users. It is computed as Pᵀ diag(K) P where P is the
 (user pair × item) incidence of common items: no loop over pairs.
 
-Both products run in item blocks sized by their expected output, so memory stays bounded by the
-block budget and the D-deep result, not by the full item × item matrix.
+Both indexes select with one top-n sparse product (sparse_dot_topn's C++ kernel, all cores): each
+row keeps only its best D + 1 entries (the item itself may be one), so memory stays bounded by the
+D-deep result, never by the item × item matrix; normalizations are folded into the operands. The
+raw counts of the kept pairs come free when every product term is one constant (binary cells,
+equal basket weights: the count is the value over it, exact in float64); otherwise a binary
+product in item blocks of about ``block_nnz`` entries is read at the kept pairs only.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -227,44 +232,119 @@ def _item_blocks(work: np.ndarray, budget: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _blocked_topk(
-    left_t: sp.csr_matrix, right: sp.csr_matrix, right_ones: sp.csr_matrix | None, depth: int, normalize, block_nnz: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-``depth`` of each row of left_t @ right without the diagonal, in item blocks.
+def _n_threads(n_threads: int | None) -> int:
+    """Threads for the C++ products: ``n_threads``, else every core this process may run on."""
+    if n_threads:
+        return max(1, int(n_threads))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
-    ``right_ones`` (same pattern as ``right``) gives the raw-support product; ``normalize(block_rows,
-    block_cols, values)`` maps raw scores to final ones.
+
+def _idx_dtype(*mats: sp.csr_matrix):
+    return np.int64 if max(max(m.nnz, *m.shape) for m in mats) >= np.iinfo(np.int32).max else np.int32
+
+
+def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_threads: int, row_block: int = 1 << 20):
+    """Each row's ``top_n`` largest entries of left_t @ right (> 0), by sparse_dot_topn's C++ kernel.
+
+    The kernel keeps a per-thread dense accumulator over the columns; the columns are renumbered
+    by descending support (stable), so the accumulator entries of popular items, which take most
+    updates, share cache lines. Rows are visited heaviest first, dealt round-robin to the threads
+    (OpenMP's static schedule hands each thread one contiguous run). Per-row results do not depend
+    on the row order or thread count: a row sums its baskets in their order.
+    Returns (idx int32 [n, top_n] original column or -1, val [n, top_n] in right's dtype, 0 where empty,
+    col_rank int64 [n_cols]: a column's place in the support order).
     """
+    from sparse_dot_topn import sp_matmul_topn  # C++ (OpenMP), a pinned dependency
+
+    n, n_cols = left_t.shape[0], right.shape[1]
+    idx = np.full((n, top_n), -1, np.int32)
+    val = np.zeros((n, top_n), right.dtype)
+    support = np.bincount(right.indices, minlength=n_cols)
+    col_order = np.argsort(-support, kind="stable")
+    col_rank = np.empty(n_cols, np.int64)
+    col_rank[col_order] = np.arange(n_cols)
+    if left_t.nnz == 0 or right.nnz == 0 or top_n == 0:
+        return idx, val, col_rank
+    right_p = sp.csr_matrix((right.data, col_rank[right.indices].astype(right.indices.dtype), right.indptr), shape=right.shape)
+    right_p.sort_indices()  # within a basket: by support, so first touches (and so kernel ties) follow it
+    work = left_t @ np.diff(right.indptr).astype(np.float64)
+    rows = np.argsort(-work, kind="stable")
+    dtype = _idx_dtype(left_t, right)
+    for a in range(0, n, row_block):
+        block = rows[a : a + row_block]
+        block = np.concatenate([block[t::n_threads] for t in range(n_threads)])
+        c = sp_matmul_topn(left_t[block], right_p, top_n=top_n, threshold=0.0, sort=False, n_threads=n_threads, idx_dtype=dtype)
+        lengths = np.diff(c.indptr)
+        r = np.repeat(block, lengths)
+        slot = np.arange(c.nnz) - np.repeat(c.indptr[:-1], lengths)
+        idx[r, slot] = col_order[c.indices[: c.nnz]]
+        val[r, slot] = c.data[: c.nnz]
+    return idx, val, col_rank
+
+
+def _topk_product(
+    left_t: sp.csr_matrix,
+    right: sp.csr_matrix,
+    depth: int,
+    *,
+    count_scale: tuple[np.ndarray, np.ndarray] | None,
+    ones: tuple[sp.csr_matrix, sp.csr_matrix] | None,
+    block_nnz: int,
+    n_threads: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``depth`` of each row of left_t @ right without the diagonal: (targets, scores, counts).
+
+    Scores are the product itself (normalizations are folded into the operands). Order: score,
+    then the target's support (descending), then its position; only exact ties reach the last.
+    Counts (raw support of each kept pair) come from ``count_scale = (row_scale, col_scale)`` when
+    every product term is the same constant (count = value / (row_scale[i] · col_scale[j]); the
+    product then runs in float64 so that this is exact), else from ``ones = (left_t, right)``
+    binary operands, multiplied in item blocks of about ``block_nnz`` entries and read at the
+    kept pairs only.
+    """
+    threads = _n_threads(n_threads)
     n = left_t.shape[0]
-    # Expected output entries of a row: Σ over its baskets of the basket size.
-    sizes = np.diff(right.indptr).astype(np.float64)
-    work = left_t @ sizes if left_t.nnz else np.zeros(n)
-    targets = np.full((n, depth), -1, np.int32)
-    scores = np.zeros((n, depth), np.float32)
+    idx, val, col_rank = _topn_product(left_t, right, depth + 1, threads)
+    val32 = val.astype(np.float32)
+    # One sort per row on a uint64 key: descending score, then support rank; the item itself and
+    # empty slots last.
+    key = (_descending_key(val32).astype(np.uint64) << np.uint64(32)) | col_rank[np.maximum(idx, 0)].astype(np.uint64)
+    key[(idx < 0) | (idx == np.arange(n)[:, None])] = np.iinfo(np.uint64).max
+    order = np.argsort(key, axis=1)[:, :depth]
+    dropped = np.take_along_axis(key, order, axis=1) == np.iinfo(np.uint64).max
+    targets = np.where(dropped, -1, np.take_along_axis(idx, order, axis=1)).astype(np.int32)
+    scores = np.where(dropped, 0.0, np.take_along_axis(val32, order, axis=1)).astype(np.float32)
     counts = np.zeros((n, depth), np.float32)
-    ones_left = left_t.copy()
-    ones_left.data[:] = 1.0
-    for a, b in _item_blocks(np.asarray(work).ravel() + 1.0, block_nnz):
-        prod = (left_t[a:b] @ right).tocsr()
-        raw = None
-        if right_ones is not None:
-            # Same operand patterns: once both are index-sorted, entries line up one to one.
-            raw = (ones_left[a:b] @ right_ones).tocsr()
-            if not np.array_equal(raw.indices, prod.indices):
-                prod.sort_indices()
-                raw.sort_indices()
-            if not (np.array_equal(raw.indptr, prod.indptr) and np.array_equal(raw.indices, prod.indices)):
-                raise AssertionError("weighted and raw co-occurrence products differ in sparsity")
-        # The diagonal (an item with itself) is set to -inf so selection skips it.
-        r = np.repeat(np.arange(a, b, dtype=np.int64), np.diff(prod.indptr))
-        c = prod.indices.astype(np.int64)
-        v = normalize(r, c, prod.data.astype(np.float32)).astype(np.float32)
-        v[r == c] = -np.inf
-        idx, val, sel = topk_csr(prod.indptr, prod.indices, v, depth)
-        filled = sel >= 0
-        targets[a:b], scores[a:b] = idx, val
-        cnt = raw.data if raw is not None else prod.data
-        counts[a:b][filled] = cnt[sel[filled]]
+    filled = targets >= 0
+    r, c = np.nonzero(filled)
+    c = targets[r, c]
+    if count_scale is not None:
+        raw = np.take_along_axis(val, order, axis=1)[filled].astype(np.float64)
+        counts[filled] = np.rint(raw / (count_scale[0][r] * count_scale[1][c]))
+        return targets, scores, counts
+    from sparse_dot_topn import sp_matmul
+
+    ones_left, ones_right = ones
+    work = np.asarray(ones_left @ np.diff(ones_right.indptr).astype(np.float64)).ravel() + 1.0
+    got = np.zeros(len(r), np.float32)
+    dtype = _idx_dtype(ones_left, ones_right)
+    for a, b in _item_blocks(work, block_nnz):
+        lo, hi = np.searchsorted(r, [a, b])  # r is sorted (row-major nonzero)
+        if lo == hi:
+            continue
+        prod = sp_matmul(ones_left[a:b], ones_right, n_threads=threads, idx_dtype=dtype)
+        # Read the product at the kept pairs: an elementwise product with their pattern (one pass,
+        # no sort of the product's indices), then each hit matched to its pair by key.
+        keys = (r[lo:hi] - a).astype(np.int64) * ones_right.shape[1] + c[lo:hi]
+        pick = sp.csr_matrix((np.ones(hi - lo, np.float32), (r[lo:hi] - a, c[lo:hi])), shape=prod.shape)
+        hit = pick.multiply(prod).tocoo()
+        order = np.argsort(keys)
+        at = order[np.searchsorted(keys, hit.row.astype(np.int64) * ones_right.shape[1] + hit.col, sorter=order)]
+        got[lo + at] = hit.data
+    counts[filled] = got
     return targets, scores, counts
 
 
@@ -345,6 +425,7 @@ def build_cooc_index(
     user_weighting: str = "log",
     normalize: str = "cosine",
     block_nnz: int = _BLOCK_NNZ,
+    n_threads: int | None = None,
 ) -> ItemIndex:
     """Session/time-windowed, behaviour-weighted co-occurrence index (see module docstring)."""
     if normalize not in ("cosine", "conditional", "none"):
@@ -368,7 +449,7 @@ def build_cooc_index(
         uw = (1.0 / np.log1p(np.maximum(n_u[basket_user], 1.0))).astype(np.float32)
     else:
         uw = np.ones(n_baskets, np.float32)
-    return cooc_from_baskets(b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz)
+    return cooc_from_baskets(b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz, n_threads=n_threads)
 
 
 def cooc_from_baskets(
@@ -380,31 +461,48 @@ def cooc_from_baskets(
     normalize: str = "cosine",
     binary: sp.csr_matrix | None = None,
     block_nnz: int = _BLOCK_NNZ,
+    n_threads: int | None = None,
 ) -> ItemIndex:
     """The co-occurrence core on a ready basket × item matrix (weights in the cells).
 
     ``basket_weights`` (None = 1) multiply each basket's contribution; ``binary`` (same pattern,
     ones; derived when None) gives the raw counts. ``items`` defaults to positions 0..n-1.
+    ``n_threads`` (None = every available core) runs the C++ products; results do not depend on it.
     """
+    if normalize not in ("cosine", "conditional", "none"):
+        raise ValueError(f"normalize must be cosine|conditional|none, got {normalize!r}")
     baskets = sp.csr_matrix(baskets, dtype=np.float32)
+    baskets.sum_duplicates()
     n_baskets, n_items = baskets.shape
     uw = np.ones(n_baskets, np.float32) if basket_weights is None else np.asarray(basket_weights, np.float32)
-    if binary is None:
-        binary = baskets.copy()
-        binary.data[:] = 1.0
-    right = (sp.diags(uw) @ baskets).tocsr()
-    left_t = baskets.T.tocsr()
-    self_mass = np.asarray(baskets.multiply(baskets).T @ uw).ravel().astype(np.float64)
+    basket_of = np.repeat(np.arange(n_baskets), np.diff(baskets.indptr))  # each cell's basket
+    cell = baskets.data.astype(np.float64)
+    self_mass = np.bincount(baskets.indices, cell * cell * uw[basket_of], minlength=n_items)
     self_mass[self_mass <= 0] = 1.0
-
-    def norm(r, c, v):
-        if normalize == "cosine":
-            return (v / np.sqrt(self_mass[r] * self_mass[c])).astype(np.float32)
-        if normalize == "conditional":
-            return (v / self_mass[r]).astype(np.float32)
-        return v
-
-    targets, scores, counts = _blocked_topk(left_t, right, binary, depth, norm, block_nnz)
+    # Normalizations folded into the operands: row i of left_t scaled by ls_i, column j of right by rs_j.
+    ones = np.ones(n_items)
+    ls, rs = {"cosine": (1 / np.sqrt(self_mass),) * 2, "conditional": (1 / self_mass, ones), "none": (ones, ones)}[normalize]
+    # Every term the same constant (binary cells, equal basket weights): the count is the value
+    # over that constant, exact from a float64 product, so no second product is needed.
+    uniform = baskets.nnz > 0 and baskets.data[0] > 0 and uw[0] > 0
+    uniform = uniform and bool(np.all(baskets.data == baskets.data[0]) and np.all(uw == uw[0]))
+    dtype = np.float64 if uniform else np.float32
+    # Scaled in place of the data (same pattern), not by products with diagonal matrices.
+    shape, pattern = baskets.shape, (baskets.indices, baskets.indptr)
+    left_t = sp.csr_matrix(((cell * ls[baskets.indices]).astype(dtype), *pattern), shape=shape).T.tocsr()
+    right = sp.csr_matrix(((cell * uw[basket_of] * rs[baskets.indices]).astype(dtype), *pattern), shape=shape)
+    if uniform:
+        term = float(baskets.data[0]) ** 2 * float(uw[0])
+        count_scale, ones_ops = (ls * term, rs), None
+    else:
+        if binary is None:
+            binary = baskets.copy()
+            binary.data[:] = 1.0
+        binary = sp.csr_matrix(binary, dtype=np.float32)
+        count_scale, ones_ops = None, (binary.T.tocsr(), binary)
+    targets, scores, counts = _topk_product(
+        left_t, right, depth, count_scale=count_scale, ones=ones_ops, block_nnz=block_nnz, n_threads=n_threads
+    )
     items = items or IdIndex(np.arange(n_items, dtype=np.int64))
     return ItemIndex(items, targets, scores, counts, method="cooc")
 
@@ -435,6 +533,7 @@ def build_swing_index(
     max_items_per_user: int | None = 200,
     max_users_per_item: int | None = 300,
     block_nnz: int = _BLOCK_NNZ,
+    n_threads: int | None = None,
 ) -> ItemIndex:
     """Swing index (see module docstring); ``counts`` = number of supporting user pairs."""
     frame, users, items = _events(history, items, None)
@@ -466,7 +565,9 @@ def build_swing_index(
     incidence = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_pairs, n_items))
     right = (sp.diags(k_weight) @ incidence).tocsr()
     left_t = incidence.T.tocsr()
-    targets, scores, counts = _blocked_topk(left_t, right, incidence, depth, lambda r, c, v: v, block_nnz)
+    targets, scores, counts = _topk_product(
+        left_t, right, depth, count_scale=None, ones=(left_t, incidence), block_nnz=block_nnz, n_threads=n_threads
+    )
     return ItemIndex(items, targets, scores, counts, method="swing")
 
 

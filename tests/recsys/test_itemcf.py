@@ -239,3 +239,35 @@ def test_channel_recommends_planted_next_items(planted, method):
     assert hit_rate(recs, test, 10) > 0.35
     unknown = ch.recommend(np.array([-5]), k=10)
     assert unknown.height == 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cooc_core_matches_dense_and_ignores_thread_count(weighted):
+    """The top-n product (sparse_dot_topn) against a dense brute force: scores, raw counts (derived
+    from the value on the binary path, read from a binary product on the weighted one), no self."""
+    import scipy.sparse as sp
+
+    from recsys.channels.itemcf import cooc_from_baskets
+
+    rng = np.random.default_rng(3)
+    dense = (rng.random((400, 60)) < 0.08).astype(np.float32)
+    if weighted:
+        dense *= rng.choice([1.0, 2.0, 4.0], dense.shape).astype(np.float32)
+    m = sp.csr_matrix(dense)
+    uw = rng.uniform(0.5, 1.5, 400) if weighted else None
+    one = cooc_from_baskets(m, uw, 8, n_threads=1)
+    two = cooc_from_baskets(m, uw, 8, n_threads=2)
+    assert np.array_equal(one.targets, two.targets) and np.array_equal(one.scores, two.scores)
+    w = np.ones(400) if uw is None else uw
+    c = dense.T.astype(np.float64) @ (dense * w[:, None])
+    norms = np.sqrt(np.diag(c))
+    cos = c / np.outer(norms, norms)
+    count = (dense > 0).T.astype(np.float64) @ (dense > 0)
+    np.fill_diagonal(cos, -np.inf)
+    filled = one.targets >= 0
+    rows = np.nonzero(filled)[0]
+    np.testing.assert_allclose(one.scores[filled], cos[rows, one.targets[filled]], rtol=1e-5)
+    np.testing.assert_array_equal(one.counts[filled], count[rows, one.targets[filled]])
+    # Each list holds the 8 best (ties aside): its last score is at least every left-out score.
+    best = -np.sort(-np.where(cos > 0, cos, -np.inf), axis=1)[:, :8]
+    np.testing.assert_allclose(np.where(filled, one.scores, -np.inf), np.where(np.isfinite(best), best, -np.inf), rtol=1e-5)
