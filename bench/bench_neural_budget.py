@@ -128,7 +128,7 @@ def write_section(out: Path, lines: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("two_tower", "encode"))
+    parser.add_argument("what", nargs="*", help="two_tower and/or encode (default: both)")
     parser.add_argument("--n", type=int, default=2_000_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n-texts", type=int, default=5_000)
@@ -136,8 +136,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results_neural_budget.md")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    lines = bench_two_tower(args.n, args.epochs) if args.what == "two_tower" else bench_encode(args.n_texts, args.changed)
-    write_section(args.out, lines)
+    unknown = set(args.what) - {"two_tower", "encode"}
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}: choose from two_tower, encode")
+    for what in args.what or ["two_tower", "encode"]:
+        lines = bench_two_tower(args.n, args.epochs) if what == "two_tower" else bench_encode(args.n_texts, args.changed)
+        write_section(args.out, lines)
 
 
 if __name__ == "__main__":

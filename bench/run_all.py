@@ -22,6 +22,8 @@ SCRIPTS = [
     "bench_ingest.py",
     "bench_final_stage.py",
     "bench_ease_large.py",
+    "bench_neural_budget.py",
+    "bench_scale.py",  # the longest: the whole pipeline at 0.2M, 2M and 10M interactions
 ]
 SECTIONS = [
     "results_backtest.md",
@@ -34,6 +36,8 @@ SECTIONS = [
     "results_ingest.md",
     "results_final_stage.md",
     "results_ease_large.md",
+    "results_neural_budget.md",
+    "results_scale.md",
 ]
 
 HEADER = """# Benchmark results
