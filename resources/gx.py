@@ -66,16 +66,32 @@ class GreatExpectationsResource(dg.ConfigurableResource):
     result_format: str = "SUMMARY"
 
     def validate(self, frame: pl.DataFrame, suite) -> SuiteOutcome:
+        return self.validate_many(frame, [suite])[0]
+
+    def validate_many(self, frame: pl.DataFrame, suites: list) -> list[SuiteOutcome]:
+        """Every suite on ``frame``, converted to pandas once, with only the columns the suites read.
+
+        One GX context, one batch; each suite is validated on it in turn and reported on its own."""
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        source = context.data_sources.add_pandas(f"recdag_{suite.name}")
-        asset = source.add_dataframe_asset(name=suite.name)
+        name = "_".join(s.name for s in suites)
+        source = context.data_sources.add_pandas(f"recdag_{name}")
+        asset = source.add_dataframe_asset(name=name)
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=suite.name, expectations=list(suite.expectations)))
-        batch = batch_def.get_batch(batch_parameters={"dataframe": _for_gx(frame)})
+        columns, typed = needed_columns(suites, frame.columns)
+        batch = batch_def.get_batch(batch_parameters={"dataframe": _for_gx(frame, columns, keep_strings=typed)})
+        return [self._run(context, batch, spec) for spec in suites]
+
+    def _run(self, context, batch, spec) -> SuiteOutcome:
+        import copy
+
+        import great_expectations as gx
+
+        # copies: an expectation object belongs to one suite, and a spec may be validated again
+        suite = context.suites.add(gx.ExpectationSuite(name=spec.name, expectations=[copy.copy(e) for e in spec.expectations]))
         result = batch.validate(suite, result_format=self.result_format)
         outcomes = []
         for r in result.results:
@@ -95,15 +111,87 @@ class GreatExpectationsResource(dg.ConfigurableResource):
         return SuiteOutcome(suite=suite.name, success=bool(result.success), outcomes=outcomes)
 
 
-def _for_gx(frame: pl.DataFrame):
-    """The pandas frame GX validates: timestamps as datetime64[ns].
+# expectations that read no column (the row count is the same whichever columns the frame keeps)
+_TABLE_LEVEL = {"ExpectTableRowCountToBeBetween", "ExpectTableRowCountToEqual"}
+
+
+_TYPE_CHECKS = {"ExpectColumnValuesToBeOfType", "ExpectColumnValuesToBeInTypeList"}
+
+
+def needed_columns(suites: list, columns: list[str]) -> tuple[list[str], set[str]]:
+    """The columns of ``columns`` that ``suites`` read, in frame order (all of them when unsure),
+    and the columns whose dtype an expectation checks (their strings stay Python objects).
+
+    Column and column-list expectations read their columns (and their row condition's); a
+    non-exact ``ExpectTableColumnsToMatchSet`` reads the names of its set (a column it expects and
+    the frame lacks stays missing, so the check still fails). An exact column-set match, an
+    ordered column list, a string row condition or any expectation not known here keeps every
+    column: dropping columns must never change an outcome."""
+    need: set[str] = set()
+    typed = {e.column for spec in suites for e in spec.expectations if type(e).__name__ in _TYPE_CHECKS}
+    everything = (list(columns), typed)
+    for spec in suites:
+        for e in spec.expectations:
+            kind = type(e).__name__
+            if kind == "ExpectTableColumnsToMatchSet":
+                if getattr(e, "exact_match", True) is not False:
+                    return everything
+                need.update(e.column_set)
+            elif getattr(e, "column", None) is not None:
+                need.add(e.column)
+            elif getattr(e, "column_list", None) is not None:
+                need.update(e.column_list)
+            elif kind not in _TABLE_LEVEL:
+                return everything
+            cond = getattr(e, "row_condition", None)
+            if cond is not None:
+                cols = _condition_columns(cond)
+                if cols is None:
+                    return everything
+                need.update(cols)
+    kept = [c for c in columns if c in need]
+    return (kept or list(columns[:1])), typed  # a row count needs some column to count
+
+
+def _condition_columns(cond) -> set[str] | None:
+    """Column names a GX row-condition object refers to; None for a string/pass-through condition."""
+    from great_expectations.expectations.row_conditions import Column, PassThroughCondition
+
+    if isinstance(cond, (str, PassThroughCondition)):
+        return None
+    if isinstance(cond, Column):
+        return {cond.name}
+    found: set[str] = set()
+    for value in vars(cond).values():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if hasattr(v, "__dict__") and not isinstance(v, (str, int, float, bool)):
+                sub = _condition_columns(v)
+                if sub is None:
+                    return None
+                found |= sub
+    return found
+
+
+def _for_gx(frame: pl.DataFrame, columns: list[str] | None = None, keep_strings: set[str] = frozenset()):
+    """The pandas frame GX validates: ``columns`` only, timestamps as datetime64[ns], strings as categoricals.
 
     GX's pandas ``column_values.between`` compares datetime64[ns] columns vectorised but maps any other
     datetime unit element by element in Python (polars' microseconds: 9.7 of 16 s of a 2M-row
-    ``raw_interactions``), so the unit is converted here, at the boundary, once.
+    ``raw_interactions``), so the unit is converted here, at the boundary, once. Strings become
+    pandas categoricals (codes + a small dictionary) instead of one Python object per row; GX's
+    null, set, uniqueness and row-condition checks compare their values the same way. Columns in
+    ``keep_strings`` (a dtype expectation reads them) stay object strings.
     """
-    to_ns = [pl.col(c).dt.cast_time_unit("ns") for c, t in frame.schema.items() if isinstance(t, pl.Datetime) and t.time_unit != "ns"]
-    return (frame.with_columns(to_ns) if to_ns else frame).to_pandas()
+    if columns is not None and list(columns) != frame.columns:
+        frame = frame.select(columns)
+    casts = []
+    for c, t in frame.schema.items():
+        if isinstance(t, pl.Datetime) and t.time_unit != "ns":
+            casts.append(pl.col(c).dt.cast_time_unit("ns"))
+        elif t == pl.Utf8 and c not in keep_strings:
+            casts.append(pl.col(c).cast(pl.Categorical))
+    return (frame.with_columns(casts) if casts else frame).to_pandas()
 
 
 def _plain(value: Any) -> Any:

@@ -132,6 +132,25 @@ class Warehouse(dg.ConfigurableResource):
             con.execute(f"INSERT INTO {_ident(table)} ({cols}) SELECT {cols} FROM _incoming")
             con.unregister("_incoming")
 
+    def replace_window_from_query(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: str,
+        select_sql: str,
+        params: dict[str, Any],
+        columns: list[str],
+        date_column: str = "event_date",
+    ) -> int:
+        """Within the caller's transaction: delete ``table``'s rows in [$start, $end], insert the rows of
+        ``select_sql`` (its ``columns``, bound with ``params``) without leaving DuckDB; returns the rows inserted."""
+        con.execute(
+            f"DELETE FROM {_ident(table)} WHERE {date_column} BETWEEN $start AND $end", {"start": params["start"], "end": params["end"]}
+        )
+        cols = ", ".join(f'"{c}"' for c in columns)
+        body = select_sql.strip().rstrip(";")
+        row = con.execute(f"INSERT INTO {_ident(table)} ({cols}) SELECT {cols} FROM (\n{body}\n)", params).fetchone()
+        return int(row[0]) if row else 0
+
     def write_table(self, name: str, frame: pl.DataFrame, con: duckdb.DuckDBPyConnection | None = None) -> None:
         """Create or replace ``schema.table`` with ``frame`` (atomic: CREATE OR REPLACE)."""
         with _maybe_connect(self, con) as c:
