@@ -25,7 +25,8 @@ API
   "timestamp 'abc' is not a unix time".
 - ``finalize(routed, source_name, session_gap=None) -> ParsedBatch``.
 - ``InMemoryStore`` and ``DayCache`` (Parquet per event_date, built in one streaming pass of
-  bounded batches) hold parsed lines; ``LineSourceReader`` implements ``date_bounds``/``read_window``
+  bounded batches; a day of large batches keeps its part files rather than being rewritten as one)
+  hold parsed lines; ``LineSourceReader`` implements ``date_bounds``/``read_window``
   on top of either.
 """
 
@@ -50,7 +51,9 @@ from recsys.sources import UNROUTABLE, ParsedBatch, SourceError
 RAW_SEPARATOR = "\x1f"  # ASCII unit separator: never in our text formats, so a line stays one field
 TS_MAX_SECONDS = 4_102_444_800  # 2100-01-01: later unix times are corrupt, not future data
 TS_OUT_OF_RANGE = "timestamp_out_of_range"  # reason prefix of every implausible or unrepresentable stamp
-CACHE_FORMAT_VERSION = 2  # 2: timestamp reasons start with TS_OUT_OF_RANGE
+CACHE_FORMAT_VERSION = 3  # 2: timestamp reasons start with TS_OUT_OF_RANGE; 3: lz4, a day may be several part files
+CACHE_COMPRESSION = "lz4"  # the cache is rewritten from the source at will: fast to write and read beats small
+COMPACT_BELOW_ROWS = 100_000  # a day's parts are merged into one file only when they average fewer rows
 
 LINE_COLUMNS = ("line_no", "raw_line")
 
@@ -297,24 +300,26 @@ def _mix64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def sessionize(interactions: pl.DataFrame, gap: timedelta) -> pl.DataFrame:
     """session_id per user and UTC day, split at inactivity gaps > ``gap``; id = hash(user, start).
 
-    Sessions never cross midnight so a day's ids do not depend on which window read it."""
+    Sessions never cross midnight so a day's ids do not depend on which window read it. Only the
+    three key columns are sorted (by user, ts, row); the ids are scattered back to the rows' order."""
     if interactions.height == 0:
         return interactions
-    order = interactions.with_row_index("__pos").sort("user_id", "ts", "__pos")
+    order = interactions.select("user_id", "ts", "event_date").with_row_index("__pos").sort("user_id", "ts", "__pos")
     same = (
         (pl.col("user_id") == pl.col("user_id").shift())
         & (pl.col("event_date") == pl.col("event_date").shift())
         & ((pl.col("ts") - pl.col("ts").shift()) <= gap)
     )
-    order = order.with_columns((~same.fill_null(False)).cum_sum().alias("__seg"))
-    order = order.with_columns(pl.col("ts").first().over("__seg").dt.epoch("s").alias("__start"))
-    sid = _mix64(order["user_id"].to_numpy(), order["__start"].to_numpy())
-    order = order.with_columns(pl.Series("session_id", sid, dtype=pl.Int64))
-    return order.sort("__pos").drop("__pos", "__seg", "__start")
+    # rows of a session are contiguous in this order: its start is the last segment-opening stamp
+    start = pl.when(~same.fill_null(False)).then(pl.col("ts").dt.epoch("s")).forward_fill()
+    order = order.select("__pos", "user_id", start.alias("__start"))
+    sid = np.empty(interactions.height, dtype=np.int64)
+    sid[order["__pos"].to_numpy()] = _mix64(order["user_id"].to_numpy(), order["__start"].to_numpy())
+    return interactions.with_columns(pl.Series("session_id", sid, dtype=pl.Int64))
 
 
 def finalize(
-    routed: pl.DataFrame,
+    routed: pl.DataFrame | pl.LazyFrame,
     *,
     source_name: str,
     source_path: str,
@@ -324,18 +329,44 @@ def finalize(
 
     The line number becomes the event's ``seq``: its position in the source, which breaks ties of
     equal timestamps in the canonical event order (ts, seq)."""
-    good = routed.filter(pl.col("reason").is_null()).sort("ts", "line_no").with_columns(pl.col("line_no").alias("seq"))
-    bad = routed.filter(pl.col("reason").is_not_null()).sort("line_no")
-    if "session_id" not in good.columns:
-        good = good.with_columns(pl.lit(None, dtype=pl.Int64).alias("session_id"))
-    good = good.with_columns(pl.lit(source_name).alias("source"))
-    if session_gap is not None:
-        good = sessionize(good, session_gap)
-    interactions = good.select([pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()])
-    quarantine = bad.with_columns(pl.lit(source_path).alias("source"), pl.col("raw_line").fill_null("")).select(
-        [pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()]
+    lazy = routed.lazy()
+    return _finalize(
+        lazy.filter(pl.col("reason").is_null()),
+        lazy.filter(pl.col("reason").is_not_null()),
+        source_name=source_name,
+        source_path=source_path,
+        session_gap=session_gap,
     )
-    return ParsedBatch(interactions, quarantine, routed.height)
+
+
+def _finalize(
+    good: pl.LazyFrame,
+    bad: pl.LazyFrame,
+    *,
+    source_name: str,
+    source_path: str,
+    session_gap: timedelta | None,
+) -> ParsedBatch:
+    """``finalize`` of lines already split into loadable (``good``) and quarantined (``bad``) ones.
+
+    Both are lazy, so a Parquet scan reads only the columns each side keeps (the raw line only for
+    the quarantined lines) and both run in one ``collect_all``."""
+    if "session_id" not in good.collect_schema().names():
+        good = good.with_columns(pl.lit(None, dtype=pl.Int64).alias("session_id"))
+    good = (
+        good.with_columns(pl.col("line_no").alias("seq"), pl.lit(source_name).alias("source"))
+        .select([pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()])
+        .sort("ts", "seq")
+    )
+    bad = (
+        bad.with_columns(pl.lit(source_path).alias("source"), pl.col("raw_line").fill_null(""))
+        .select([pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()])
+        .sort("line_no")
+    )
+    interactions, quarantine = pl.collect_all([good, bad])
+    if session_gap is not None:
+        interactions = sessionize(interactions, session_gap)
+    return ParsedBatch(interactions, quarantine, interactions.height + quarantine.height)
 
 
 class ParsedStore(Protocol):
@@ -416,13 +447,27 @@ class DayCache:
             counts.append(key.group_by("__day").agg(*_COUNT_AGGS))
             for (day,), part in key.partition_by("__day", as_dict=True, include_key=False).items():
                 (tmp / "parts" / day).mkdir(exist_ok=True)
-                part.write_parquet(tmp / "parts" / day / f"{b:06d}.parquet")
+                part.write_parquet(tmp / "parts" / day / f"{b:06d}.parquet", compression=CACHE_COMPRESSION)
             if log is not None:
                 log(f"day cache {root.name}: batch {b} ({sum(batch_rows):,} lines)")
         (tmp / "days").mkdir()
+        rows_of = dict(pl.concat(counts).group_by("__day").agg(pl.col("n_rows").sum()).iter_rows()) if counts else {}
+        files: dict[str, list[str]] = {}
         for day_dir in sorted((tmp / "parts").iterdir()):
-            target = tmp / ("undated.parquet" if day_dir.name == "undated" else f"days/{day_dir.name}.parquet")
-            pl.scan_parquet(sorted(day_dir.glob("*.parquet"))).sink_parquet(target)
+            parts = sorted(day_dir.glob("*.parquet"))
+            single = "undated.parquet" if day_dir.name == "undated" else f"days/{day_dir.name}.parquet"
+            if len(parts) == 1:  # one batch held the day: its part is the day file as it is
+                parts[0].rename(tmp / single)
+                files[day_dir.name] = [single]
+            elif rows_of.get(day_dir.name, 0) / len(parts) < COMPACT_BELOW_ROWS:  # many small parts: merge them
+                pl.scan_parquet(parts).sink_parquet(tmp / single, compression=CACHE_COMPRESSION)
+                files[day_dir.name] = [single]
+            else:  # large parts (a day of a big file): keep them, in line order, instead of rewriting the day
+                kept = tmp / "days" / day_dir.name
+                kept.mkdir()
+                for part in parts:
+                    part.rename(kept / part.name)
+                files[day_dir.name] = [f"days/{day_dir.name}/{part.name}" for part in parts]
             shutil.rmtree(day_dir)
         shutil.rmtree(tmp / "parts")
         day_counts = (
@@ -436,6 +481,7 @@ class DayCache:
             batch_size=batch_size,
             batch_rows=batch_rows,
             days={r["__day"]: [r["n_rows"], r["n_valid"]] for r in day_counts.iter_rows(named=True)},
+            files=files,
         )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(root, ignore_errors=True)
@@ -443,8 +489,11 @@ class DayCache:
         tmp.rename(root)
         return DayCache(root, manifest)
 
+    def _files(self, day: str) -> list[Path]:
+        return [self.root / f for f in self.manifest["files"][day]]
+
     def _day_files(self, keep: Callable[[date], bool]) -> list[Path]:
-        return [self.root / "days" / f"{d}.parquet" for d in self.manifest["days"] if d != "undated" and keep(date.fromisoformat(d))]
+        return [f for d in self.manifest["days"] if d != "undated" and keep(date.fromisoformat(d)) for f in self._files(d)]
 
     def _scan(self, files: list[Path]) -> pl.LazyFrame:
         if not files:
@@ -452,8 +501,7 @@ class DayCache:
         return pl.scan_parquet(files)
 
     def _schema(self) -> dict:
-        any_file = next((self.root / "days").glob("*.parquet"), None) or (self.root / "undated.parquet")
-        return dict(pl.read_parquet_schema(any_file))
+        return dict(pl.read_parquet_schema(self._files(next(iter(self.manifest["files"])))[0]))
 
     def scan_days(self, start: date, end: date) -> pl.LazyFrame:
         return self._scan(self._day_files(lambda d: start <= d <= end))
@@ -461,7 +509,7 @@ class DayCache:
     def scan_outside(self, lo: date, hi: date) -> pl.LazyFrame:
         files = self._day_files(lambda d: d < lo or d > hi)
         if "undated" in self.manifest["days"]:
-            files.append(self.root / "undated.parquet")
+            files += self._files("undated")
         return self._scan(files)
 
     def day_counts(self) -> pl.DataFrame:
@@ -570,9 +618,19 @@ class LineSourceReader:
         if start <= lo <= end:
             # unroutable lines (no day, or a day outside the bounds) belong to the first partition
             parts.append(self.store.scan_outside(lo, hi))
-        raw = pl.concat(parts, how="vertical").collect()
-        routed = route(raw.lazy(), self.bounds, rule=self.rule).collect()
-        return finalize(routed, source_name=self.name, source_path=self.source_path, session_gap=self.session_gap)
+        rows = pl.concat(parts, how="vertical")
+        # a line parsed without a reason and dated inside the bounds is one route() leaves alone: it
+        # loads as is (its raw line is never read); only the others go through route()'s checks
+        inside = pl.col("event_date").is_between(lo, hi).fill_null(False)
+        good = rows.filter(pl.col("reason").is_null() & inside)
+        routed = route(rows.filter(pl.col("reason").is_not_null() | ~inside), self.bounds, rule=self.rule)
+        return _finalize(
+            pl.concat([good, routed.filter(pl.col("reason").is_null()).drop("partition")], how="vertical"),
+            routed.filter(pl.col("reason").is_not_null()),
+            source_name=self.name,
+            source_path=self.source_path,
+            session_gap=self.session_gap,
+        )
 
 
 def read_whole(reader, *, chunk_days: int = 31) -> ParsedBatch:
