@@ -15,7 +15,11 @@ from recsys.sources import UNROUTABLE, ParsedBatch
 
 
 def per_day_counts(batch: ParsedBatch, keys: list[str]) -> pl.DataFrame:
-    loaded = batch.interactions.group_by(pl.col("event_date").cast(pl.Utf8).alias("partition")).agg(pl.len().alias("n_loaded"))
+    loaded = (  # group by the date, then name the few groups (not a string per row)
+        batch.interactions.group_by("event_date")
+        .agg(pl.len().alias("n_loaded"))
+        .select(pl.col("event_date").cast(pl.Utf8).alias("partition"), "n_loaded")
+    )
     quarantined = batch.quarantine.group_by("partition").agg(pl.len().alias("n_quarantined"))
     days = pl.DataFrame({"partition": sorted(set(keys) | set(quarantined["partition"].to_list()))}, schema={"partition": pl.Utf8})
     return (

@@ -17,6 +17,16 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def _no_batch_fingerprint() -> None:
+    """GX's pandas engine hashes every row of a batch under 1 GB (``hash_pandas_object`` + md5) for a
+    ``pandas_data_fingerprint`` batch marker, each time a batch is loaded (once per get_batch and per
+    suite validated): about 6 of 60 s of a 10M-row ingestion. The marker is metadata nobody here
+    reads and no expectation depends on it, so the threshold is set to 0 (never hash)."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    pandas_execution_engine.HASH_THRESHOLD = 0
+
+
 @dataclass
 class ExpectationOutcome:
     expectation: str
@@ -75,6 +85,7 @@ class GreatExpectationsResource(dg.ConfigurableResource):
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        _no_batch_fingerprint()
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         name = "_".join(s.name for s in suites)
@@ -181,8 +192,12 @@ def _for_gx(frame: pl.DataFrame, columns: list[str] | None = None, keep_strings:
     ``raw_interactions``), so the unit is converted here, at the boundary, once. Strings become
     pandas categoricals (codes + a small dictionary) instead of one Python object per row; GX's
     null, set, uniqueness and row-condition checks compare their values the same way. Columns in
-    ``keep_strings`` (a dtype expectation reads them) stay object strings.
+    ``keep_strings`` (a dtype expectation reads them) stay strings. Numeric and datetime[ns] columns
+    without nulls are handed over as their numpy buffers (no copy); every other column converts as
+    ``Series.to_pandas`` does, so each column has the dtype ``DataFrame.to_pandas`` would give it.
     """
+    import pandas as pd
+
     if columns is not None and list(columns) != frame.columns:
         frame = frame.select(columns)
     casts = []
@@ -191,7 +206,15 @@ def _for_gx(frame: pl.DataFrame, columns: list[str] | None = None, keep_strings:
             casts.append(pl.col(c).dt.cast_time_unit("ns"))
         elif t == pl.Utf8 and c not in keep_strings:
             casts.append(pl.col(c).cast(pl.Categorical))
-    return (frame.with_columns(casts) if casts else frame).to_pandas()
+    if casts:
+        frame = frame.with_columns(casts)
+    out = {}
+    for name, series in frame.to_dict().items():
+        if series.null_count() == 0 and (series.dtype.is_integer() or series.dtype.is_float() or series.dtype == pl.Datetime("ns")):
+            out[name] = pd.Series(series.to_numpy(), name=name, copy=False)
+        else:
+            out[name] = series.to_pandas()
+    return pd.DataFrame(out, copy=False)
 
 
 def _plain(value: Any) -> Any:

@@ -353,10 +353,8 @@ def _finalize(
     the quarantined lines) and both run in one ``collect_all``."""
     if "session_id" not in good.collect_schema().names():
         good = good.with_columns(pl.lit(None, dtype=pl.Int64).alias("session_id"))
-    good = (
-        good.with_columns(pl.col("line_no").alias("seq"), pl.lit(source_name).alias("source"))
-        .select([pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()])
-        .sort("ts", "seq")
+    good = good.with_columns(pl.col("line_no").alias("seq"), pl.lit(source_name).alias("source")).select(
+        [pl.col(c).cast(t) for c, t in INTERACTION_SCHEMA.items()]
     )
     bad = (
         bad.with_columns(pl.lit(source_path).alias("source"), pl.col("raw_line").fill_null(""))
@@ -364,8 +362,9 @@ def _finalize(
         .sort("line_no")
     )
     interactions, quarantine = pl.collect_all([good, bad])
-    if session_gap is not None:
+    if session_gap is not None:  # in source order, which logs sorted by user keep nearly sorted for it
         interactions = sessionize(interactions, session_gap)
+    interactions = interactions.sort("ts", "seq")
     return ParsedBatch(interactions, quarantine, interactions.height + quarantine.height)
 
 

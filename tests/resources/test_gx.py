@@ -91,3 +91,11 @@ def test_outcomes_match_validating_the_whole_frame():
     assert ("expect_column_values_to_be_between", "ts") in failed
     assert ("expect_column_values_to_be_between", "value") in failed  # the rate row's 9.0, under the row condition
     assert not ours[1].success  # the duplicated rate
+
+
+def test_conversion_gives_the_dtypes_and_values_of_to_pandas():
+    frame = _dirty_interactions().with_columns(pl.col("ts").dt.cast_time_unit("ns"))
+    ours = _for_gx(frame, frame.columns, keep_strings=set(frame.columns))
+    ref = frame.to_pandas()
+    assert ours.dtypes.to_dict() == ref.dtypes.to_dict()  # user_id with a null: float64 in both
+    assert ours.equals(ref)
