@@ -193,6 +193,11 @@ def render(runs: list[dict]) -> list[str]:
             k = "—" if k is None else f"{k:.2f}"
         lines.append(f"| {step} | {times} | {k} | {mems} |")
     for r in runs:
+        if r.get("timed_out") and r["steps"]:
+            lines += [
+                "",
+                f"The {r['n']:,} run was stopped at the {r['wall_s']:.0f} s limit; its last finished step was `{r['steps'][-1]['step']}`.",
+            ]
         if r.get("tail"):
             lines += ["", f"Last lines of the {r['n']:,} run (exit {r['exit']}):", "", "```", *r["tail"][-15:], "```"]
     lines += ["", "![time per step against N](scale.png)", ""]
