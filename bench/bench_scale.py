@@ -42,6 +42,7 @@ RUNS = BENCH / "scale_runs"
 STEP_LINE = re.compile(r"^\s+(?P<status>ok|FAILED|skipped)\s+(?P<step>\S+)\s+(?P<secs>[0-9.]+)s")
 JOB_LINE = re.compile(r"\[recdag\] job (\S+) (\S+) in ([0-9.]+)s")
 FIXED_COST_S = 0.5
+NOTES = BENCH / "scale_notes.md"
 
 
 def rss_mib(pid: int) -> float | None:
@@ -201,6 +202,8 @@ def render(runs: list[dict]) -> list[str]:
         if r.get("tail"):
             lines += ["", f"Last lines of the {r['n']:,} run (exit {r['exit']}):", "", "```", *r["tail"][-15:], "```"]
     lines += ["", "![time per step against N](scale.png)", ""]
+    if NOTES.exists():  # the reading of these runs, kept by hand beside the generated table
+        lines += [NOTES.read_text().strip(), ""]
     return lines
 
 
