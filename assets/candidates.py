@@ -1,6 +1,8 @@
 """Candidate channels: one asset per channel, each writing candidates.<stage> for two folds.
 
-Fold ``valid``: fit on train, recommend for the valid users (the rankers learn from it).
+Fold ``valid``: fit on train, recommend for the valid users (the rankers learn from it); past
+RECDAG_TRAIN_USERS (20,000) valid users, for the seeded sample of them every valid-fold stage uses
+(``assets.common.fold_sample``; the metadata ``valid_users`` says N of M).
 Fold ``test``: fit on train + valid, recommend for the test users (evaluation reads it).
 
 Hyper-parameters: a channel whose config has ``<param>_grid`` fields (EASE ``l2_grid``, ALS
@@ -20,7 +22,7 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import catalog, observe
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, target_users, with_fold
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, every_target_user, fold_users, load_catalogue, load_split, with_fold
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.channels.als import ALSChannel
@@ -45,7 +47,8 @@ class ChannelConfig(dg.Config):
     params: dict = {}  # passed to the channel's constructor, e.g. {"depth": 30}; a param given here is not searched
     # The search's cost budget: past this many valid-fold users, every setting is scored on the same seeded
     # uniform sample of them (recsys.metrics.sampling: drawn over users in order of first valid event, so
-    # relabelling ids never changes who); the chosen setting still makes candidates for every user. 0 = all.
+    # relabelling ids never changes who), drawn from the valid users the channel makes candidates for
+    # (assets.common.fold_users, itself within RECDAG_TRAIN_USERS); the chosen setting makes all of their candidates. 0 = all.
     max_search_users: int = 5_000
 
     def channel_params(self) -> dict:
@@ -94,12 +97,9 @@ PER_USER_CUTOFF_STAGES = ("pop",)
 
 def _search_users(users: pl.Series, target: pl.DataFrame, budget: int) -> pl.Series:
     """The valid users the grid search scores: all of them within ``budget``, else a seeded uniform sample."""
-    if not budget or users.len() <= budget:
-        return users
-    from recsys.metrics.sampling import sample_users, users_in_event_order
+    from recsys.metrics.sampling import sample_in_event_order
 
-    order = users_in_event_order(target.filter(pl.col("user_id").is_in(users.implode())))
-    return sample_users(order, budget, seed=0)[0].sort()
+    return sample_in_event_order(users, target, budget, seed=0)[0] if budget else users
 
 
 def _run_channel(
@@ -119,9 +119,12 @@ def _run_channel(
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
     fixed, frames, timings, training, search = dict(params), [], {}, {}, None
     fit_info = {}  # fold -> channel.fit_info() where the channel reports one (EASE: full / head mode)
+    every_user, fold_users_said = every_target_user(data.params), {}
     for fold in FOLDS:  # valid first: the search runs on it, and only on it
         history, target = data.fold(fold)
-        users = target_users(target, history)
+        # valid: past RECDAG_TRAIN_USERS, the seeded sample every valid-fold stage uses (assets.common.fold_sample)
+        users, sample = fold_users(fold, target, history, every_user, with_sample=True)
+        fold_users_said[fold] = sample.describe(f"{fold} users")
         items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
         if fold == "valid":
@@ -160,6 +163,7 @@ def _run_channel(
         metadata={
             **table_metadata(warehouse, f"candidates.{stage}"),
             "folds": md(per_fold),
+            "valid_users": fold_users_said["valid"],  # "N of M valid users (seeded uniform sample, seed 0)" or "all M valid users"
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
             **({f"{stage}_history": dg.MetadataValue.json(_jsonable_history(training))} if training else {}),
             **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),

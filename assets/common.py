@@ -81,22 +81,52 @@ def sample_truth(target: pl.DataFrame, truth: pl.DataFrame, seed: int, budget: i
     RECDAG_EVAL_USERS), else a seeded uniform sample of ``budget`` of them, drawn over the users in
     order of their first target event (ts, seq), so relabelling ids never changes who
     (recsys.metrics.sampling). Under budget the truth is returned as it is, unfiltered."""
-    from recsys.metrics.sampling import UserSample, sample_users, users_in_event_order
+    from recsys.metrics.sampling import sample_in_event_order
     from resources import settings
 
     budget = settings.eval_users() if budget is None else budget
-    evaluated = truth.select(pl.col("user_id").cast(pl.Int64)).unique()
-    if evaluated.height <= budget:  # everyone: no ordering, no filtering
-        return truth, UserSample(n_users=evaluated.height, n_sampled=evaluated.height, budget=budget, seed=seed)
-    order = users_in_event_order(target.with_columns(pl.col("user_id").cast(pl.Int64)))
-    order = order.filter(order.is_in(evaluated["user_id"].implode()))
-    kept, info = sample_users(order, budget, seed)
+    evaluated = truth.select(pl.col("user_id").cast(pl.Int64)).unique()["user_id"]
+    kept, info = sample_in_event_order(evaluated, target.with_columns(pl.col("user_id").cast(pl.Int64)), budget, seed)
+    if not info.sampled:  # everyone: no filtering
+        return truth, info
     return truth.filter(pl.col("user_id").cast(pl.Int64).is_in(kept.implode())), info
 
 
 def target_users(target: pl.DataFrame, history: pl.DataFrame) -> pl.Series:
     """Users evaluated in a fold: those with target events and some history (warm users)."""
     return target.select("user_id").unique().join(history.select("user_id").unique(), on="user_id", how="semi").sort("user_id")["user_id"]
+
+
+TRAIN_USERS_SEED = 0  # the valid fold's sample (fold_sample): one seed, so every stage draws the same users
+
+
+def fold_sample(fold: str, target: pl.DataFrame, history: pl.DataFrame, every_user: bool = False):
+    """(the users a fold is evaluated on, sorted by id; UserSample).
+
+    The test fold: its evaluated users, never sampled (its lists are what is served). The valid fold: the
+    same, within RECDAG_TRAIN_USERS (default 20,000), else a seeded uniform sample of that many, drawn over
+    the users in order of their first valid-window event (recsys.metrics.sampling), so relabelling ids never
+    changes who. Evaluated users: the warm ones (``target_users``), or every target user when
+    ``every_user`` (the ``files`` protocol; ``every_target_user``). Every stage that makes or reads
+    valid-fold lists (channels, the pool, the rankers' frame, retrieval_evaluation, final_stage) takes
+    its valid users from here, so they all see the same users."""
+    from recsys.metrics.sampling import UserSample, sample_in_event_order
+    from resources import settings
+
+    users = target.select("user_id").unique().sort("user_id")["user_id"] if every_user else target_users(target, history)
+    if fold != "valid":
+        return users, UserSample(n_users=users.len(), n_sampled=users.len(), budget=users.len(), seed=TRAIN_USERS_SEED)
+    return sample_in_event_order(users, target, settings.train_users(), seed=TRAIN_USERS_SEED)
+
+
+def fold_users(fold: str, target: pl.DataFrame, history: pl.DataFrame, every_user: bool = False, with_sample: bool = False):
+    """The users a channel makes ``fold``'s lists for, sorted by id: the warm users of ``fold_sample``
+    (users without history get the popularity fallback in ``load_candidates`` instead). Within the
+    budget, exactly ``target_users(target, history)``. ``with_sample``: (users, fold_sample's UserSample)."""
+    users, sample = fold_sample(fold, target, history, every_user)
+    if every_user:
+        users = users.filter(users.is_in(target_users(target, history).implode()))
+    return (users, sample) if with_sample else users
 
 
 EVAL_COLUMNS = [
@@ -172,7 +202,7 @@ def load_candidates(warehouse: Warehouse, stage: str, fold: str, complete: bool 
     """A stage's recommendation frame for ``fold``.
 
     With ``complete`` (default: the split's rule, true under the ``files`` protocol) every target
-    user of the fold the stage has no list for gets the popularity fallback of the fold's history
+    user of the fold (valid: of ``fold_sample``) the stage has no list for gets the popularity fallback of the fold's history
     (recsys.metrics.fallback), as long as the stage's longest list."""
     with warehouse.connect(read_only=True) as con:
         recs = con.execute(
@@ -187,9 +217,11 @@ def load_candidates(warehouse: Warehouse, stage: str, fold: str, complete: bool 
             complete = every_target_user(params)
         if complete:
             target_fold, history_folds = {"valid": ("valid", ["train"]), "test": ("test", ["train", "valid"])}[fold]
-            users = con.execute(load_sql("staging/split_fold"), {"fold": target_fold}).pl().select("user_id").unique()
+            target = con.execute(load_sql("staging/split_fold"), {"fold": target_fold}).pl().select("user_id", "ts", "seq")
             history = pl.concat(
                 [con.execute(load_sql("staging/split_fold"), {"fold": f}).pl().select("user_id", "item_id") for f in history_folds]
             )
+    if complete:  # the fold's evaluated users (the valid fold's sample past RECDAG_TRAIN_USERS)
+        users = fold_sample(fold, target, history, every_user=True)[0].to_frame()
     recs = recs.with_columns(pl.col("rank").cast(pl.Int32))
     return complete_with_popularity(recs, users, history) if complete else recs

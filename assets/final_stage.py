@@ -6,8 +6,10 @@ the served list is never worse on valid than its best input. ``candidates.final`
 stage's lists (both folds: the held-out valid users' and the test fold's); ``models.final_stage``
 logs every decision with the valid NDCG@10 of each candidate and the chosen one's paired margin over
 the best channel. ``recommendations`` serves ``candidates.final``; ``evaluation`` reports it as the
-stage ``final``. Past RECDAG_EVAL_USERS held-out users, the candidates are compared on a seeded
-uniform sample of them (recsys.metrics.sampling), the same users for every candidate.
+stage ``final``. Past RECDAG_TRAIN_USERS valid users, only the seeded sample of them that every
+valid-fold stage uses has lists and truth here (assets.common.fold_sample). Past RECDAG_EVAL_USERS
+held-out users, the candidates are compared on a seeded uniform sample of them
+(recsys.metrics.sampling), the same users for every candidate.
 """
 
 import json
@@ -16,7 +18,7 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import results, table_spec
-from assets.common import DUCKDB_POOL, fold_truth, load_candidates, load_split, with_fold
+from assets.common import DUCKDB_POOL, every_target_user, fold_sample, fold_truth, load_candidates, load_split, with_fold
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, current_rankers, split_key
@@ -80,13 +82,19 @@ def final_stage(
     current = current_rankers(context, warehouse, model_store, key)
     passed = [n for n in RANKER_STAGES if n in current and current[n]["gate_passed"]]
     data = load_split(warehouse)
-    _, target, truth = fold_truth(data, "valid")
+    history, target, truth = fold_truth(data, "valid")
+    # past RECDAG_TRAIN_USERS, the valid lists exist for the seeded sample of valid users only (assets.common.fold_sample)
+    listed, listed_sample = fold_sample("valid", target, history, every_target_user(data.params))
+    if listed_sample.sampled:
+        truth = truth.join(listed.cast(pl.Int64).to_frame(), on="user_id", how="semi")
     valid, kinds = _lists(warehouse, "valid", passed, config.k)
     if passed:  # the users no passed ranker saw the labels of: their early-stopping slice
         users = None
         for name in passed:
             mine = valid[name]["user_id"].unique()
             users = mine if users is None else users.filter(users.is_in(mine.implode()))
+        if listed_sample.sampled:  # rankers trained on an older pool: only the users every channel has lists for
+            users = users.filter(users.is_in(listed.cast(users.dtype).implode()))
     else:
         everyone = truth["user_id"].unique().sort()
         users = everyone.filter(pl.Series(holdout_users(everyone, config.holdout_fraction, config.seed)))
@@ -149,6 +157,7 @@ def final_stage(
             "margin_over_best_channel": choice["margin"] if choice["margin"] is not None else 0.0,
             "held_out_users": choice["n_users"],
             "user_sample": sample.describe("held-out valid users") if sample is not None and sample.sampled else "all held-out valid users",
+            "valid_users": listed_sample.describe("valid users"),  # RECDAG_TRAIN_USERS: who has valid lists at all
             "rankers_passed": ", ".join(passed) or "none",
             "candidates_on_valid": md(table, 30),
         },

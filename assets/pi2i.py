@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import catalog, observe, results, table_spec
-from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, load_catalogue, load_split, load_users, target_users, with_fold
+from assets.common import DUCKDB_POOL, FOLDS, GPU_POOL, every_target_user, fold_users, load_catalogue, load_split, load_users, with_fold
 from assets.features import selected_features
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
@@ -49,10 +49,12 @@ class PI2IIndexConfig(dg.Config):
 )
 def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, warehouse: Warehouse):
     data = load_split(warehouse)
-    frames, curves = [], []
+    frames, curves, said = [], [], {}
     for fold in FOLDS:
         history, target = data.fold(fold)
-        users = target_users(target, history)
+        # valid: past RECDAG_TRAIN_USERS, the seeded sample every valid-fold stage uses (assets.common.fold_sample)
+        users, sample = fold_users(fold, target, history, every_target_user(data.params), with_sample=True)
+        said[fold] = sample.describe(f"{fold} users")
         channel = PI2IIndexChannel(depth=config.depth).fit(history)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         frames.append(with_fold(recs, fold))
@@ -70,6 +72,7 @@ def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, wareh
             **table_metadata(warehouse, "candidates.pi2i_index"),
             "hit_rate_vs_depth": png(_curve_plot(curve, config.uniform_depth, config.depth)),
             "curve": md(curve.sort("fold", "depth"), 40),
+            "valid_users": said["valid"],  # the curve's and the lists' valid users: N of M (seeded uniform sample)
             "relaxed_depth": config.depth,
             "uniform_depth": config.uniform_depth,
         },
@@ -171,17 +174,24 @@ def pi2i_candidates(
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
     runtime = compute.runtime(log=context.log.info)
-    frames = []
+    frames, said = [], {}
     for fold in FOLDS:
         history, target = data.fold(fold)
         latest = model_store.latest(warehouse, f"pi2i_{fold}")
         if latest is None:
             raise RuntimeError(f"no pi2i_{fold} model in models.registry; materialize pi2i_scorer first")
         model = PI2I.from_bytes(model_store.load(latest["path"]), runtime=runtime)
-        recs = model.recommend(target_users(target, history), k=config.k, exclude_seen=True)
+        users, sample = fold_users(fold, target, history, every_target_user(data.params), with_sample=True)
+        said[fold] = sample.describe(f"{fold} users")
+        recs = model.recommend(users, k=config.k, exclude_seen=True)
         frames.append(with_fold(recs, fold))
     out = pl.concat(frames)
     warehouse.write_table("candidates.pi2i", out)
     return dg.MaterializeResult(
-        metadata={**table_metadata(warehouse, "candidates.pi2i"), "rows": out.height, "users": out["user_id"].n_unique()}
+        metadata={
+            **table_metadata(warehouse, "candidates.pi2i"),
+            "rows": out.height,
+            "users": out["user_id"].n_unique(),
+            "valid_users": said["valid"],
+        }
     )

@@ -16,7 +16,17 @@ import numpy as np
 import polars as pl
 
 from assets.catalog import IO_RETRY, SERVING_FRESHNESS, catalog, observe, results, table_spec
-from assets.common import DUCKDB_POOL, GPU_POOL, load_catalogue, load_items, load_split, load_users, with_fold
+from assets.common import (
+    DUCKDB_POOL,
+    GPU_POOL,
+    every_target_user,
+    fold_sample,
+    load_catalogue,
+    load_items,
+    load_split,
+    load_users,
+    with_fold,
+)
 from assets.features import selected_features
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
@@ -35,13 +45,11 @@ RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
 
 class RankerDatasetConfig(dg.Config):
     label_mode: str = "binary"  # binary | graded
-    # The rankers' training budget: past this many valid-fold users with a pool, the training frame keeps a
-    # seeded uniform sample of them (drawn over users in order of their first valid event, so relabelling ids
-    # never changes who; recsys.metrics.sampling), so LightGBM's and the sequence ranker's cost follows the
-    # budget, not the log. ML-100K has < 1,000 such users (all kept). The test fold is never sampled: its
-    # lists are what is served. 0 = no budget.
-    max_train_users: int = 20_000
-    seed: int = 0
+    # The rankers' training budget is RECDAG_TRAIN_USERS (default 20,000; resources.settings.train_users):
+    # past it, every channel made valid-fold candidates only for a seeded uniform sample of that many valid
+    # users (assets.common.fold_sample), so the pool and this frame hold only them and LightGBM's and the
+    # sequence ranker's cost follows the budget, not the log. ML-100K has < 1,000 such users (all kept).
+    # The test fold is never sampled: its lists are what is served.
 
 
 @dg.multi_asset(
@@ -78,7 +86,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
         history, target = data.fold(fold)
         fold_pool = pool.filter(pl.col("fold") == fold).drop("fold")
         if fold == "valid":
-            fold_pool, train_sample = _train_users(fold_pool, history, target, config)
+            fold_pool, train_sample = _train_users(fold_pool, history, target, every_target_user(data.params))
         frame = build_ranker_frame(
             fold_pool,
             history,
@@ -104,29 +112,20 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             "valid_label_rate": float((valid["label"] > 0).mean()),
             "valid_users_with_a_positive_in_pool": int((positives["label"] > 0).sum()),
             "valid_users": positives.height,
-            "train_users": train_sample.describe("valid-fold users with a pool"),
+            "train_users": train_sample.describe("valid users"),  # RECDAG_TRAIN_USERS: "N of M valid users (seeded uniform sample, seed 0)"
         },
     )
     test_result = dg.MaterializeResult(asset_key="ranker_test_dataset", metadata=table_metadata(warehouse, "features.ranker_test"))
     yield from results(context, valid_result, test_result)
 
 
-def _train_users(pool: pl.DataFrame, history: pl.DataFrame, target: pl.DataFrame, config: RankerDatasetConfig):
-    """(the valid pool of the users the rankers train on, UserSample): all of them within
-    ``config.max_train_users``, else a seeded uniform sample of that many."""
-    from recsys.metrics.sampling import UserSample, sample_users, users_in_event_order
-    from recsys.schema import EVENT_ORDER
-
-    pooled = pool.select("user_id").unique()
-    budget = config.max_train_users or pooled.height
-    if pooled.height <= budget:
-        return pool, UserSample(n_users=pooled.height, n_sampled=pooled.height, budget=budget, seed=config.seed)
-    # every pooled user, ordered by first event (history, then valid window): users without a valid event stay eligible
-    columns = ["user_id", *EVENT_ORDER]
-    events = pl.concat([history.select(columns), target.select(columns)], how="vertical_relaxed")
-    order = users_in_event_order(events.join(pooled, on="user_id", how="semi"))
-    kept, info = sample_users(order, budget, config.seed)
-    return pool.filter(pl.col("user_id").is_in(kept.implode())), info
+def _train_users(pool: pl.DataFrame, history: pl.DataFrame, target: pl.DataFrame, every_user: bool = False):
+    """(the valid pool of the users the rankers train on, UserSample): the pool's users among the valid
+    fold's users (``fold_sample``: all of them within RECDAG_TRAIN_USERS, else the seeded sample every
+    valid-fold stage uses). The channels already made lists for those users only, so this keeps the pool
+    as it is unless it was built under another budget."""
+    users, sample = fold_sample("valid", target, history, every_user)
+    return (pool.filter(pl.col("user_id").is_in(users.cast(pool.schema["user_id"]).implode())) if sample.sampled else pool), sample
 
 
 class RankerConfig(dg.Config):

@@ -5,7 +5,18 @@ import polars as pl
 
 from assets import candidates, pi2i
 from assets.catalog import catalog, observe, results, table_spec
-from assets.common import DUCKDB_POOL, FOLDS, eval_rows, eval_tags, fold_truth, load_candidates, load_split, sample_truth
+from assets.common import (
+    DUCKDB_POOL,
+    FOLDS,
+    eval_rows,
+    eval_tags,
+    every_target_user,
+    fold_sample,
+    fold_truth,
+    load_candidates,
+    load_split,
+    sample_truth,
+)
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.metrics import evaluate
@@ -91,15 +102,20 @@ def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, wareho
 )
 def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse, source: DatasetSource) -> dg.MaterializeResult:
     data = load_split(warehouse)
-    rows, depths, samples = [], {}, {}
+    rows, depths, samples, fold_samples = [], {}, {}, {}
     for fold in FOLDS:
-        _, target, truth = fold_truth(data, fold)
+        history, target, truth = fold_truth(data, fold)
+        # valid: past RECDAG_TRAIN_USERS, only the sampled users have lists (assets.common.fold_sample): the others
+        # are not scored, rather than counted as misses
+        users, fold_samples[fold] = fold_sample(fold, target, history, every_target_user(data.params))
+        if fold_samples[fold].sampled:
+            truth = truth.join(users.cast(pl.Int64).to_frame(), on="user_id", how="semi")
         # past RECDAG_EVAL_USERS, the seeded uniform sample evaluation draws (seed 0: EvaluationConfig's default)
         truth, samples[fold] = sample_truth(target, truth, seed=0)
         for stage in [*CHANNEL_STAGES, "pool"]:
             recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, fold)
             depths[fold, stage] = list_depth(recs)
-            if samples[fold].sampled:
+            if samples[fold].sampled or fold_samples[fold].sampled:
                 recs = recs.join(truth.select("user_id").unique(), on="user_id", how="semi")
             scores = evaluate(recs, truth, ks=funnel_ks(FUNNEL_KS, depths[fold, stage]), metrics=ACCURACY_METRICS)
             rows.append(eval_rows(scores, **eval_tags(context.run.run_id, data, source), fold=fold, stage=stage))
@@ -117,6 +133,7 @@ def retrieval_evaluation(context: dg.AssetExecutionContext, warehouse: Warehouse
             "funnel_plot": png(_funnel_plot(out)),
             "n_rows": out.height,
             "user_sample": dg.MetadataValue.json({fold: sample.describe(f"{fold} users") for fold, sample in samples.items()}),
+            "valid_users": fold_samples["valid"].describe("valid users"),  # RECDAG_TRAIN_USERS: the users valid lists are made for
         }
     )
 

@@ -36,6 +36,16 @@ def eval_users() -> int:
     return _positive_int("RECDAG_EVAL_USERS", EVAL_USERS_DEFAULT, unit="users")
 
 
+TRAIN_USERS_DEFAULT = 20_000
+
+
+def train_users() -> int:
+    """RECDAG_TRAIN_USERS: the most valid-fold users the pipeline makes lists for (default 20,000): every
+    channel's valid candidates, the pool, the rankers' training frame and every valid-fold metric; past it,
+    a seeded uniform sample of that many (assets.common.fold_users; docs/scale.md). The test fold is never sampled."""
+    return _positive_int("RECDAG_TRAIN_USERS", TRAIN_USERS_DEFAULT, unit="users")
+
+
 def alert_webhook_url() -> str | None:
     return os.environ.get("RECDAG_ALERT_WEBHOOK") or None
 

@@ -4,6 +4,7 @@ API::
 
     order = users_in_event_order(target)                 # each user once, by their first event (ts, seq)
     kept, info = sample_users(order, budget=50_000, seed=0)
+    kept, info = sample_in_event_order(users, events, budget, seed)  # the same, from a set of users; sorted by id
     info.describe("test users")   # "50,000 of 1,234,567 test users (seeded uniform sample, seed 0)"
     sample_note(info, widths)     # ... "; NDCG@10 95% interval width 0.004–0.006 across stages"
 
@@ -82,6 +83,20 @@ def sample_users(user_ids: pl.Series, budget: int, seed: int = 0) -> tuple[pl.Se
         return ids, UserSample(n_users=n, n_sampled=n, budget=budget, seed=seed)
     positions = np.sort(np.random.default_rng(seed).choice(n, size=budget, replace=False))
     return ids.gather(positions), UserSample(n_users=n, n_sampled=budget, budget=budget, seed=seed)
+
+
+def sample_in_event_order(users: pl.Series, events: pl.DataFrame, budget: int, seed: int = 0) -> tuple[pl.Series, UserSample]:
+    """(kept ids, what was done) for ``users`` (each once): all of them, as given, within ``budget``;
+    past it, ``budget`` of them drawn by ``sample_users`` over their order of first event in ``events``
+    (``users_in_event_order``; every user needs an event there), returned sorted by id."""
+    n = users.len()
+    if n <= budget:
+        return users, UserSample(n_users=n, n_sampled=n, budget=budget, seed=seed)
+    order = users_in_event_order(events.filter(pl.col("user_id").is_in(users.cast(events.schema["user_id"]).implode())))
+    if order.len() != n:
+        raise ValueError(f"{n - order.len()} of {n} users have no event to order them by")
+    kept, info = sample_users(order, budget, seed)
+    return kept.sort(), info
 
 
 def sample_note(sample: UserSample | dict | None, widths=(), who: str = "test users", metric: str = "NDCG@10") -> str:

@@ -1,11 +1,15 @@
-"""The rankers' training budget (RankerDatasetConfig.max_train_users) and the channel search's user budget
-(ChannelConfig.max_search_users): seeded uniform samples of whole users, the same users whatever their ids, everyone when they fit."""
+"""The valid fold's user budget (RECDAG_TRAIN_USERS, assets.common.fold_users / fold_sample), which bounds every
+channel's valid candidates, the pool and the rankers' training frame, and the channel search's user budget
+(ChannelConfig.max_search_users): seeded uniform samples of whole users, the same users whatever their ids,
+everyone (exactly ``target_users``) when they fit."""
 
 import datetime as dt
 
 import polars as pl
+import pytest
 
-from assets.rankers import RankerDatasetConfig, _train_users
+from assets.common import fold_sample, fold_users, target_users
+from assets.rankers import _train_users
 
 
 def _fold(n_users: int, offset: int = 0):
@@ -18,40 +22,77 @@ def _fold(n_users: int, offset: int = 0):
             "seq": list(range(n_users)),
         }
     )
-    # the valid window: only even users have an event there (odd ones stay eligible through their history)
-    target = history.filter(pl.col("user_id") % 2 == offset % 2).with_columns(pl.col("ts") + dt.timedelta(days=10))
+    # the valid window: even users have an event there, in reverse id order (so first appearance is not id order)
+    target = (
+        history.filter(pl.col("user_id") % 2 == offset % 2)
+        .with_columns(pl.col("ts").reverse() + dt.timedelta(days=10), pl.col("seq") + n_users)
+        .vstack(pl.DataFrame({"user_id": [offset + n_users], "item_id": [1], "ts": [t0 + dt.timedelta(days=11)], "seq": [3 * n_users]}))
+    )  # ... plus one cold user (no history)
     pool = pl.DataFrame({"user_id": [offset + u for u in range(n_users) for _ in range(3)], "item_id": [2, 3, 4] * n_users})
     return pool, history, target
 
 
-def test_every_user_is_kept_within_the_budget():
-    pool, history, target = _fold(40)
-    kept, sample = _train_users(pool, history, target, RankerDatasetConfig(max_train_users=40))
-    assert kept.equals(pool) and not sample.sampled
+def test_fold_users_are_target_users_within_the_budget(monkeypatch):
+    _, history, target = _fold(80)  # 40 warm valid users, 1 cold
+    for budget in (None, "41"):  # 41: every target user, cold one included (the files protocol)
+        monkeypatch.delenv("RECDAG_TRAIN_USERS", raising=False) if budget is None else monkeypatch.setenv("RECDAG_TRAIN_USERS", budget)
+        for fold in ("valid", "test"):
+            assert fold_users(fold, target, history).equals(target_users(target, history))
+            assert fold_users(fold, target, history, every_user=True).equals(target_users(target, history))
+        users, sample = fold_sample("valid", target, history)
+        assert not sample.sampled and sample.describe("valid users") == "all 40 valid users"
+        assert fold_sample("valid", target, history, every_user=True)[0].len() == 41  # files protocol: the cold user too
 
 
-def test_past_the_budget_a_seeded_sample_of_whole_users_independent_of_ids():
-    pool, history, target = _fold(40)
-    kept, sample = _train_users(pool, history, target, RankerDatasetConfig(max_train_users=10, seed=3))
-    users = kept["user_id"].unique()
-    assert users.len() == 10 and sample.n_sampled == 10 and sample.n_users == 40
-    assert kept.group_by("user_id").len()["len"].to_list() == [3] * 10  # whole candidate lists
-    assert (users % 2 == 1).any()  # users without a valid-window event are eligible too
-    again, _ = _train_users(pool, history, target, RankerDatasetConfig(max_train_users=10, seed=3))
-    assert again.equals(kept)
-    other, _ = _train_users(pool, history, target, RankerDatasetConfig(max_train_users=10, seed=4))
-    assert not other.equals(kept)
+def test_past_the_budget_the_valid_fold_is_a_seeded_sample_independent_of_ids(monkeypatch):
+    pool, history, target = _fold(80)
+    monkeypatch.setenv("RECDAG_TRAIN_USERS", "10")
+    everyone = target_users(target, history)
+    users, sample = fold_users("valid", target, history, with_sample=True)
+    assert users.len() == 10 and users.is_sorted() and users.is_in(everyone.implode()).all()
+    assert sample.describe("valid users") == "10 of 40 valid users (seeded uniform sample, seed 0)"
+    assert fold_users("valid", target, history).equals(users)  # seeded: the same users every call
+    assert fold_users("test", target, history).equals(everyone)  # the test fold is never sampled
     # relabelled ids (shifted by 1000, same event order): the same positions are drawn
-    pool2, history2, target2 = _fold(40, offset=1000)
-    relabelled, _ = _train_users(pool2, history2, target2, RankerDatasetConfig(max_train_users=10, seed=3))
-    assert sorted(relabelled["user_id"].unique() - 1000) == sorted(users)
+    _, history2, target2 = _fold(80, offset=1000)
+    assert (fold_users("valid", target2, history2) - 1000).equals(users)
+    # a larger budget draws from the same order with the same seed, so samples differ but stay seeded
+    monkeypatch.setenv("RECDAG_TRAIN_USERS", "20")
+    assert fold_users("valid", target, history).len() == 20
+    # the rankers' frame: whole candidate lists of exactly those users
+    monkeypatch.setenv("RECDAG_TRAIN_USERS", "10")
+    kept, info = _train_users(pool, history, target)
+    assert kept["user_id"].unique().sort().equals(users) and kept.group_by("user_id").len()["len"].to_list() == [3] * 10
+    assert info == sample
+    monkeypatch.delenv("RECDAG_TRAIN_USERS")
+    kept, info = _train_users(pool, history, target)
+    assert kept.equals(pool) and not info.sampled
+
+
+def test_files_protocol_samples_every_target_user_and_lists_the_warm_ones(monkeypatch):
+    _, history, target = _fold(80)
+    monkeypatch.setenv("RECDAG_TRAIN_USERS", "30")
+    evaluated, sample = fold_sample("valid", target, history, every_user=True)
+    assert evaluated.len() == 30 and sample.n_users == 41
+    listed = fold_users("valid", target, history, every_user=True)
+    assert listed.equals(evaluated.filter(evaluated.is_in(target_users(target, history).implode())))
+
+
+def test_budget_setting_is_a_positive_whole_number(monkeypatch):
+    from resources import settings
+
+    monkeypatch.delenv("RECDAG_TRAIN_USERS", raising=False)
+    assert settings.train_users() == 20_000
+    monkeypatch.setenv("RECDAG_TRAIN_USERS", "0")
+    with pytest.raises(ValueError, match="RECDAG_TRAIN_USERS"):
+        settings.train_users()
 
 
 def test_channel_search_scores_a_seeded_sample_of_valid_users_past_its_budget():
     from assets.candidates import _search_users
 
     _, history, target = _fold(40)
-    users = target["user_id"].unique().sort()
+    users = target_users(target, history)
     assert _search_users(users, target, 0).equals(users) and _search_users(users, target, 20).equals(users)
     kept = _search_users(users, target, 5)
     assert kept.len() == 5 and kept.is_sorted() and kept.is_in(users.implode()).all()
