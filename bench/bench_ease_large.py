@@ -35,9 +35,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ml100k import load_interactions  # noqa: E402
 from recsys.channels.ease import EASEChannel  # noqa: E402
 from recsys.metrics.accuracy import evaluate  # noqa: E402
-from recsys.schema import INTERACTION_SCHEMA, conform  # noqa: E402
 from recsys.split import relevant  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,20 +45,7 @@ HEAD_SHARES = (1.0, 0.75, 0.5, 0.25, 0.1)
 
 
 def load_ml100k(path: Path) -> pl.DataFrame:
-    raw = pl.read_csv(path / "ml-100k.inter", separator="\t")
-    raw = raw.rename({c: c.split(":")[0] for c in raw.columns})
-    ts = pl.from_epoch(pl.col("timestamp").cast(pl.Int64), time_unit="s").cast(pl.Datetime("us"))
-    frame = raw.select(
-        pl.col("user_id").cast(pl.Int64),
-        pl.col("item_id").cast(pl.Int64),
-        pl.lit("rate").alias("event_type"),
-        pl.col("rating").cast(pl.Float64).alias("value"),
-        ts.alias("ts"),
-        ts.dt.date().alias("event_date"),
-        pl.lit(None, pl.Int64).alias("session_id"),
-        pl.lit("movielens-100k").alias("source"),
-    )
-    return conform(frame, INTERACTION_SCHEMA).sort("ts", "seq")  # seq = file line order
+    return load_interactions(path).sort("ts", "seq")  # seq = file line order
 
 
 def quality(ml100k: Path, log) -> tuple[pl.DataFrame, dict]:

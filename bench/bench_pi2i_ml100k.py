@@ -29,11 +29,11 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.ml100k import load_interactions  # noqa: E402
 from recsys.channels.itemcf import ItemCFChannel  # noqa: E402
 from recsys.metrics.accuracy import evaluate  # noqa: E402
 from recsys.pi2i import PI2I, PI2IIndexChannel  # noqa: E402
 from recsys.runtime import TorchRuntime  # noqa: E402
-from recsys.schema import INTERACTION_SCHEMA, conform  # noqa: E402
 from recsys.sources import open_reader  # noqa: E402
 from recsys.split import leave_last_out_split, relevant, temporal_split  # noqa: E402
 
@@ -42,22 +42,7 @@ USER_FEATURES = ["gender", "occupation"]
 
 
 def load(data: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    raw = pl.read_csv(data / "ml-100k.inter", separator="\t")
-    raw = raw.rename({c: c.split(":")[0] for c in raw.columns})
-    ts = pl.from_epoch(pl.col("timestamp"), time_unit="s").cast(pl.Datetime("us"))
-    inter = conform(
-        raw.select(
-            pl.col("user_id").cast(pl.Int64),
-            pl.col("item_id").cast(pl.Int64),
-            pl.lit("rate").alias("event_type"),
-            pl.col("rating").cast(pl.Float64).alias("value"),
-            ts.alias("ts"),
-            ts.dt.date().alias("event_date"),
-            pl.lit(None, pl.Int64).alias("session_id"),
-            pl.lit("movielens-100k").alias("source"),
-        ),
-        INTERACTION_SCHEMA,
-    )
+    inter = load_interactions(data)
     reader = open_reader(f"movielens:{data}", Path(os.environ.get("TMPDIR", "/tmp")) / "pi2i_bench_cache")
     return inter, reader.items(), reader.users()
 
