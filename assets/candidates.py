@@ -30,7 +30,7 @@ from recsys.channels.content import ContentChannel
 from recsys.channels.ease import EASEChannel
 from recsys.channels.itemcf import ItemCFChannel
 from recsys.channels.popularity import PopularityChannel
-from recsys.channels.search import run_search
+from recsys.channels.search import expand_grid, run_search, search_history
 from recsys.channels.tgh import TransitionGraphChannel
 from recsys.channels.two_tower import TwoTowerChannel
 from recsys.promotion import comparison_key
@@ -50,6 +50,10 @@ class ChannelConfig(dg.Config):
     # relabelling ids never changes who), drawn from the valid users the channel makes candidates for
     # (assets.common.fold_users, itself within RECDAG_TRAIN_USERS); the chosen setting makes all of their candidates. 0 = all.
     max_search_users: int = 5_000
+    # The search's event budget: past this many train events, every setting of the grid is fitted on the history
+    # of the scored users plus a seeded uniform sample of other whole users (recsys.channels.search.search_history)
+    # within the budget, and the chosen setting is refit once on the whole train history. 0 = all events.
+    max_search_events: int = 1_000_000
 
     def channel_params(self) -> dict:
         """Constructor params fixed by this config (``params`` wins over the typed fields)."""
@@ -117,7 +121,7 @@ def _run_channel(
     if stage in PER_USER_CUTOFF_STAGES:  # leave-last-out: popularity as of each user's own last event
         params.setdefault("cutoff", cutoff_mode_for(data.params.get("protocol", "")))
     runtime = compute.runtime(log=context.log.info) if compute is not None else None
-    fixed, frames, timings, training, search = dict(params), [], {}, {}, None
+    fixed, frames, timings, training, search, searched_on = dict(params), [], {}, {}, None, None
     fit_info = {}  # fold -> channel.fit_info() where the channel reports one (EASE: full / head mode)
     every_user, fold_users_said = every_target_user(data.params), {}
     for fold in FOLDS:  # valid first: the search runs on it, and only on it
@@ -128,12 +132,16 @@ def _run_channel(
         items = load_catalogue(warehouse, history)  # no item first seen in the fold's future
         started = time.monotonic()
         if fold == "valid":
+            scored = _search_users(users, target, config.max_search_users)
+            grid = config_grid(config)
+            # past max_search_events, the settings are fitted on a sample of whole users' histories
+            fit_on, searched_on = search_history(history, scored, config.max_search_events if len(expand_grid(grid)) > 1 else 0)
             search = run_search(
                 lambda setting: make({**fixed, **setting}),
-                config_grid(config),
-                history,
+                grid,
+                fit_on,
                 target,
-                _search_users(users, target, config.max_search_users),
+                scored,
                 SEARCH_K,
                 items=items,
                 runtime=runtime,
@@ -142,7 +150,8 @@ def _run_channel(
         if search is None:
             raise RuntimeError("the valid fold must come first: the test fold's fit uses the setting chosen on valid")
         params = {**fixed, **search.best_params}
-        reuse = fold == "valid" and search.best_channel is not None  # the search's own fit on train
+        # the search's own fit on train, unless it was fitted on a sample of train (the event budget)
+        reuse = fold == "valid" and search.best_channel is not None and not searched_on.sampled
         channel = search.best_channel if reuse else make(params).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
@@ -167,12 +176,12 @@ def _run_channel(
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
             **({f"{stage}_history": dg.MetadataValue.json(_jsonable_history(training))} if training else {}),
             **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),
-            **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info),
+            **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info, searched_on),
         }
     )
 
 
-def _record_search(context, stage, search, params, split_params, warehouse, model_store, source, fit_info=None) -> dict:
+def _record_search(context, stage, search, params, split_params, warehouse, model_store, source, fit_info=None, searched_on=None) -> dict:
     """Metadata of the valid-fold search, and its models.registry row ``channel_<stage>`` when a grid was searched."""
     chosen = {k: v for k, v in params.items() if k in search.best_params}
     meta = {"chosen_params": dg.MetadataValue.json(_jsonable(params))}
@@ -191,6 +200,7 @@ def _record_search(context, stage, search, params, split_params, warehouse, mode
             "chosen": _jsonable(chosen),
             "metric": f"{search.metric}, full ranking, seen excluded",
             "n_valid_users": search.n_users,
+            "search_history": searched_on.describe() if searched_on is not None else None,
             **({"catalogue_fit": fit_info} if fit_info else {}),
         },
         context.run.run_id,
@@ -205,6 +215,7 @@ def _record_search(context, stage, search, params, split_params, warehouse, mode
         "search_choice": dg.MetadataValue.json(_jsonable(chosen)),
         "valid_ndcg10": dg.MetadataValue.float(best),
         "search_users": dg.MetadataValue.int(search.n_users),
+        "search_history": dg.MetadataValue.text(searched_on.describe() if searched_on is not None else "all train events"),
         "registry_version": dg.MetadataValue.text(saved["version"]),
     }
 

@@ -23,6 +23,7 @@ SCRIPTS = [
     "bench_final_stage.py",
     "bench_ease_large.py",
     "bench_neural_budget.py",
+    "bench_search_budget.py",
     "bench_scale.py",  # the longest: the whole pipeline at 0.2M, 2M and 10M interactions
 ]
 SECTIONS = [
@@ -37,6 +38,7 @@ SECTIONS = [
     "results_final_stage.md",
     "results_ease_large.md",
     "results_neural_budget.md",
+    "results_search_budget.md",
     "results_scale.md",
 ]
 

@@ -6,6 +6,7 @@ API::
     result = run_search(make_channel, grid, history, target, users, k=10, items=None, runtime=None)
     result.best_params, result.table, result.best_channel, result.searched
     expand_grid({"factors": [32, 64], "regularization": [0.01, 0.05]})   # 4 settings, first key outermost
+    fit_on, info = search_history(history, users, max_events=1_000_000, seed=0)   # the search's event budget
 
 ``history`` is the valid fold's history (train) and ``target`` the valid fold's target events; the
 caller never hands the test fold to the search. Every setting of the grid (the cartesian product of
@@ -28,6 +29,17 @@ Shared work across settings: when the channel built for the first setting has a
 (an iterator of (setting, fitted channel)); EASE computes its Gram matrix once for every λ that way.
 Otherwise each setting is a fresh ``make_channel(setting).fit(history, items, runtime)``. Only the
 best fitted channel is kept, so the caller can reuse it for the valid fold's candidates.
+
+The search's event budget (``search_history``). A grid of n settings costs n fits of the train
+history, so on a large log the search, not the one fit that serves, is what grows (ALS: 9 fits).
+Past ``max_events`` train events the settings are fitted on the history of a seeded sample of whole
+users instead: every user the search scores (their whole history: a channel only scores users it
+was fitted on), then the other users in a seeded random order of their first appearance (so
+relabelling ids never changes who) while the running event total stays within the budget. The
+setting chosen there is refit once on the whole train history for the valid candidates. Within the
+budget the history is returned as it is and nothing changes. The scored users are always kept whole,
+so the sample is never smaller than their histories (keep ``max_search_users`` × events per user
+well under the budget).
 """
 
 from __future__ import annotations
@@ -59,6 +71,59 @@ class SearchResult:
     def rows(self) -> list[dict[str, Any]]:
         """The table as JSON-able rows (for metadata and the registry)."""
         return [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in self.table.iter_rows(named=True)]
+
+
+@dataclass(frozen=True)
+class HistorySample:
+    """What ``search_history`` kept: n_events of the history's total events, from n_users of its users."""
+
+    n_events: int
+    total_events: int
+    n_users: int
+    total_users: int
+    budget: int
+    seed: int
+
+    @property
+    def sampled(self) -> bool:
+        return self.n_events < self.total_events
+
+    def describe(self) -> str:
+        if not self.sampled:
+            return f"all {self.total_events:,} train events"
+        return (
+            f"{self.n_events:,} of {self.total_events:,} train events ({self.n_users:,} of {self.total_users:,} users: "
+            f"the scored users, then a seeded uniform sample of whole users, seed {self.seed})"
+        )
+
+
+def search_history(history: pl.DataFrame, users, max_events: int, seed: int = 0) -> tuple[pl.DataFrame, HistorySample]:
+    """(the history the search fits on, what was kept): ``history`` itself within ``max_events`` (0 = no
+    budget), else the whole histories of ``users`` (the users the search scores) and then of other users,
+    drawn in a seeded random order over their first appearance in ``history``'s event order, while the
+    total stays within ``max_events``. Rows keep their order in ``history``."""
+    from recsys.metrics.sampling import users_in_event_order
+
+    total, total_users = history.height, history["user_id"].n_unique()
+    if not max_events or total <= max_events:
+        return history, HistorySample(total, total, total_users, total_users, max_events, seed)
+    if max_events < 0:
+        raise ValueError(f"max_events must be >= 0 (0 = no budget), got {max_events}")
+    scored = pl.Series("user_id", users).cast(history.schema["user_id"])
+    counts = history.group_by("user_id").agg(pl.len().alias("n"))
+    order = users_in_event_order(history)
+    rest = order.filter(~order.is_in(scored.implode()))
+    rest = rest.gather(np.random.default_rng(seed).permutation(rest.len()))
+    n_of = dict(zip(counts["user_id"].to_list(), counts["n"].to_list()))
+    used = sum(n_of.get(u, 0) for u in scored.to_list())
+    kept = [u for u in scored.to_list() if u in n_of]
+    for u in rest.to_list():
+        if used + n_of[u] > max_events:
+            break  # a prefix of the random order: every other user has the same chance, whatever their activity
+        used += n_of[u]
+        kept.append(u)
+    sample = history.filter(pl.col("user_id").is_in(pl.Series(kept, dtype=history.schema["user_id"]).implode()))
+    return sample, HistorySample(sample.height, total, len(kept), total_users, max_events, seed)
 
 
 def expand_grid(grid: Mapping[str, Sequence]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from recsys.channels import ease as ease_module
 from recsys.channels.als import ALSChannel
 from recsys.channels.ease import EASEChannel
 from recsys.channels.itemcf import ItemCFChannel
-from recsys.channels.search import expand_grid, pick_best, run_search, search_on_valid, valid_ndcg
+from recsys.channels.search import expand_grid, pick_best, run_search, search_history, search_on_valid, valid_ndcg
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +156,44 @@ def test_asset_configs_name_their_grids():
     assert config_grid(ItemCFConfig(n_triggers_grid=[3])) == {"n_triggers": [3]}  # one value: no search
     assert config_grid(ALSConfig(params={"factors": 16})) == {"regularization": [0.01, 0.05, 0.2]}  # fixed in params
     assert config_grid(ChannelConfig()) == {}
+
+
+def test_search_history_within_the_budget_is_the_history_itself(taste):
+    history, _, _, users = taste
+    for budget in (0, history.height):
+        fit_on, info = search_history(history, users.head(10), budget)
+        assert fit_on is history and not info.sampled
+        assert info.describe() == f"all {history.height:,} train events"
+
+
+def test_search_history_past_the_budget_keeps_the_scored_users_and_whole_users(taste):
+    history, _, _, users = taste
+    scored = users.head(20)
+    budget = history.height // 3
+    fit_on, info = search_history(history, scored, budget, seed=0)
+    assert info.sampled and info.n_events == fit_on.height <= budget
+    counts = history.group_by("user_id").agg(pl.len().alias("n"))
+    kept = fit_on.group_by("user_id").agg(pl.len().alias("n"))
+    # whole users only, every scored user among them, rows in the history's order
+    assert kept.join(counts, on="user_id", suffix="_all").filter(pl.col("n") != pl.col("n_all")).is_empty()
+    assert scored.is_in(kept["user_id"].implode()).all()
+    assert fit_on.equals(history.filter(pl.col("user_id").is_in(kept["user_id"].implode())))
+    # the next user in the seeded order would have broken the budget (a prefix of the order, not a knapsack)
+    assert budget - fit_on.height < counts["n"].max()
+    assert info.describe().startswith(f"{fit_on.height:,} of {history.height:,} train events")
+    # seeded: the same sample every call; another seed, other users
+    assert search_history(history, scored, budget, seed=0)[0].equals(fit_on)
+    assert not search_history(history, scored, budget, seed=1)[0].equals(fit_on)
+    # relabelled ids (same event order): the same users by position
+    shifted = history.with_columns(pl.col("user_id") + 1_000_000)
+    again, _ = search_history(shifted, scored + 1_000_000, budget, seed=0)
+    assert again.with_columns(pl.col("user_id") - 1_000_000).equals(fit_on)
+
+
+def test_a_search_fitted_on_a_sample_still_finds_the_planted_setting(taste):
+    history, target, items, users = taste
+    fit_on, info = search_history(history, users.head(100), history.height // 2)
+    assert info.sampled
+    grid = {"factors": [1, 16], "regularization": [0.05, 5000.0]}
+    best, _ = search_on_valid(lambda p: ALSChannel(iterations=8, **p), grid, fit_on, target, users.head(100), items=items, runtime=RUNTIME)
+    assert best == {"factors": 16, "regularization": 0.05}
