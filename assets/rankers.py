@@ -32,8 +32,8 @@ from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
-from recsys.rankers import build_ranker_frame, feature_columns
-from recsys.rankers.features import CAT_PREFIX, cutoff_mode_for
+from recsys.rankers import feature_columns
+from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for, iter_ranker_frames
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
@@ -50,6 +50,11 @@ class RankerDatasetConfig(dg.Config):
     # users (assets.common.fold_sample), so the pool and this frame hold only them and LightGBM's and the
     # sequence ranker's cost follows the budget, not the log. ML-100K has < 1,000 such users (all kept).
     # The test fold is never sampled: its lists are what is served.
+    # Both folds' frames are built and written per block of this many users (user_id order;
+    # recsys.rankers.features.iter_ranker_frames), so memory follows the block, not the fold; the tables
+    # are identical for every value (each is written under a staging name and renamed into place once
+    # complete). 0 = one block, the whole fold in memory.
+    block_users: int = 20_000
 
 
 @dg.multi_asset(
@@ -80,14 +85,16 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
     users, user_features = with_selected_attributes(load_users(warehouse), "user_id", selected)
     items, item_features = with_selected_attributes(load_items(warehouse), "item_id", selected)
     chosen = [f for f in user_features if f not in item_features] + [f for f in item_features if f not in user_features]
-    pool = warehouse.table("candidates.pool")
-    frames, train_sample = {}, None
+    rows, valid_stats, train_sample = {}, None, None
     for fold in ("valid", "test"):
         history, target = data.fold(fold)
-        fold_pool = pool.filter(pl.col("fold") == fold).drop("fold")
+        # this fold's pool only, in user order (the blocks are user ranges)
+        fold_pool = warehouse.query(
+            "SELECT * EXCLUDE (fold) FROM candidates.pool WHERE fold = $fold ORDER BY user_id, item_id", {"fold": fold}
+        )
         if fold == "valid":
             fold_pool, train_sample = _train_users(fold_pool, history, target, every_target_user(data.params))
-        frame = build_ranker_frame(
+        blocks = iter_ranker_frames(
             fold_pool,
             history,
             items,
@@ -97,26 +104,60 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             # leave-last-out: time-relative features as of each user's own last history event
             cutoff=cutoff_mode_for(data.params.get("protocol", "")),
             label_mode=config.label_mode,
+            block_users=config.block_users,
         )
-        warehouse.write_table(f"features.ranker_{fold}", frame)
-        frames[fold] = frame
-    valid = frames["valid"]
-    positives = valid.group_by("user_id").agg(pl.col("label").max())
+        stats = _write_blocks(warehouse, f"features.ranker_{fold}", blocks)
+        rows[fold] = stats["rows"]
+        if fold == "valid":
+            valid_stats = stats
+        del fold_pool, blocks
     valid_result = dg.MaterializeResult(
         asset_key="ranker_dataset",
         metadata={
             **table_metadata(warehouse, "features.ranker_valid"),
-            "rows": dg.MetadataValue.json({fold: f.height for fold, f in frames.items()}),
+            "rows": dg.MetadataValue.json(rows),
             "selected_attributes": ", ".join(chosen) or "none",
-            "n_features": len(feature_columns(valid)),
-            "valid_label_rate": float((valid["label"] > 0).mean()),
-            "valid_users_with_a_positive_in_pool": int((positives["label"] > 0).sum()),
-            "valid_users": positives.height,
+            "n_features": valid_stats["n_features"],
+            "valid_label_rate": valid_stats["positive_rows"] / valid_stats["rows"] if valid_stats["rows"] else float("nan"),
+            "valid_users_with_a_positive_in_pool": valid_stats["users_with_a_positive"],
+            "valid_users": valid_stats["users"],
             "train_users": train_sample.describe("valid users"),  # RECDAG_TRAIN_USERS: "N of M valid users (seeded uniform sample, seed 0)"
         },
     )
     test_result = dg.MaterializeResult(asset_key="ranker_test_dataset", metadata=table_metadata(warehouse, "features.ranker_test"))
     yield from results(context, valid_result, test_result)
+
+
+def _write_blocks(warehouse: Warehouse, table: str, blocks) -> dict:
+    """Write the frames of ``blocks`` (disjoint users, in user order) as ``table``: the first replaces a
+    staging table, the others are appended to it, and only the complete table is renamed to ``table`` (one
+    transaction), so a run that fails midway leaves the previous table in place, never a partial one.
+    Returns what the metadata needs, counted over the blocks: rows, rows with a positive label, users,
+    users with a positive label (a user is in one block only) and the number of feature columns."""
+    schema, name = table.split(".")
+    staging = f"{schema}._building_{name}"
+    first = None
+    stats = {"rows": 0, "positive_rows": 0, "users": 0, "users_with_a_positive": 0, "n_features": 0}
+    for block in blocks:
+        if first is None:
+            first = block.schema
+            warehouse.write_table(staging, block)
+            stats["n_features"] = len(feature_columns(block))
+        else:
+            if block.schema != first:
+                raise ValueError(f"{table}: a block's columns differ from the first block's: {block.schema} vs {first}")
+            warehouse.append(staging, block)
+        stats["rows"] += block.height
+        stats["users"] += block["user_id"].n_unique()
+        if LABEL in block.columns:
+            stats["positive_rows"] += int((block[LABEL] > 0).sum())
+            stats["users_with_a_positive"] += block.filter(pl.col(LABEL) > 0)["user_id"].n_unique()
+    with warehouse.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"ALTER TABLE {staging} RENAME TO {name}")
+        con.execute("COMMIT")
+    return stats
 
 
 def _train_users(pool: pl.DataFrame, history: pl.DataFrame, target: pl.DataFrame, every_user: bool = False):
@@ -137,6 +178,10 @@ class RankerConfig(dg.Config):
     # the best held-out valid NDCG@10 wins, ties to the earlier list. ["mi"] alone halves the fits.
     feature_selections: list[str] = ["mi", "3mr"]
     k: int = 100  # ranked list length written for evaluation
+    # LightGBM only: the test fold (features.ranker_test, never sampled) is read from DuckDB and scored in
+    # blocks of this many users, keeping each user's top k, so memory follows the block; the lists are
+    # identical for every value. 0 = the whole table at once. (The sequence ranker still reads it whole.)
+    score_block_users: int = 20_000
     # Sequence ranker only, its cost budget: each epoch trains on a fresh seeded sample of at most this many
     # users' candidate lists (ML-100K: < 1,000, all of them), and early stopping scores at most
     # max_valid_users held-out users per epoch (all are scored once at the end); 0 = no cap. `params` wins.
@@ -251,14 +296,14 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
 def lgbm_ranker(
     context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
 ):
-    valid = warehouse.table("features.ranker_valid")
-    test = warehouse.table("features.ranker_test")
+    valid = warehouse.table("features.ranker_valid")  # bounded by RECDAG_TRAIN_USERS
     # OutRank's two feature lists (MI-only, 3MR) × the settings grid, judged on held-out valid users
     feature_sets = _feature_sets(warehouse, valid, config.feature_selections)
     choice = fit_feature_sets(valid, feature_sets, config.params, config.params_grid, log=context.log.info)
     model, params, tried = choice.model, choice.params, choice.tried
     context.log.info(f"lgbm_ranker: feature selection {choice.selection!r} won on held-out valid NDCG@10 {choice.scores}")
-    _write_ranked(warehouse, "lgbm_ranker", model.recommend(test, k=config.k), model.holdout_scores, config.k)
+    ranked = [model.recommend(block, k=config.k) for block in _user_blocks(warehouse, "features.ranker_test", config.score_block_users)]
+    _write_ranked(warehouse, "lgbm_ranker", pl.concat(ranked, how="vertical"), model.holdout_scores, config.k)
     by_selection = {name: (None if np.isnan(v) else v) for name, v in choice.scores.items()}
     metrics = {
         "valid_ndcg10": model.valid_ndcg10,
@@ -294,6 +339,18 @@ def lgbm_ranker(
         },
         check_results=[gate],
     )
+
+
+def _user_blocks(warehouse: Warehouse, table: str, block_users: int):
+    """``table``'s rows in blocks of at most ``block_users`` users (consecutive user_id ranges, in user
+    order), each read from DuckDB on its own; ``block_users`` <= 0 or an empty table: one block."""
+    ids = warehouse.query(f"SELECT DISTINCT user_id FROM {table} ORDER BY user_id")["user_id"].to_numpy() if block_users > 0 else []
+    if len(ids) == 0:
+        yield warehouse.table(table)
+        return
+    for s in range(0, len(ids), block_users):
+        lo, hi = ids[s], ids[min(s + block_users, len(ids)) - 1]
+        yield warehouse.query(f"SELECT * FROM {table} WHERE user_id BETWEEN $lo AND $hi", {"lo": int(lo), "hi": int(hi)})
 
 
 def _feature_sets(warehouse: Warehouse, frame: pl.DataFrame, selections: list[str]) -> dict[str, list[str]]:

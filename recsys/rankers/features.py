@@ -4,6 +4,7 @@ API::
 
     frame = build_ranker_frame(pool, history, items, users, selected_features, target=None,
                                cutoff=None, label_mode="binary", raw_scores=False)
+    for block in iter_ranker_frames(..., block_users=20_000): ...   # the same frame, per block of users
     feature_columns(frame) -> list[str]          # every column except user_id, item_id, label
     categorical_columns(frame) -> list[str]      # the ``cat__*`` integer-coded columns
     holdout_users(user_ids, fraction, seed) -> np.ndarray[bool]   # seeded hash split
@@ -63,7 +64,7 @@ Output columns (sorted by user_id, item_id):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -107,8 +108,20 @@ def cutoff_mode_for(protocol: str) -> str:
 
 
 def _days_before(cutoff, col: str) -> pl.Expr:
+    # Times the reciprocal, which is what polars' division of a column by a scalar computes; an explicit
+    # product keeps it so when the column is a single row (polars then divides exactly), so a block of one
+    # user gets the bits the whole frame gets.
     ref = cutoff if isinstance(cutoff, pl.Expr) else pl.lit(cutoff, dtype=pl.Datetime("us"))
-    return ((ref - pl.col(col)).dt.total_microseconds() / _DAY_US).cast(pl.Float64)
+    return ((ref - pl.col(col)).dt.total_microseconds() * (1.0 / _DAY_US)).cast(pl.Float64)
+
+
+def _ratio(frame: pl.DataFrame, name: str, num: str, den: str) -> pl.Series:
+    """num / den elementwise (null where either is null), in numpy: polars divides a column by a
+    broadcast one-row column (a join against a single user) as a product with the reciprocal, whose
+    last bit can differ, so the value would depend on how many users the frame holds."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = frame[num].cast(pl.Float64).to_numpy() / frame[den].cast(pl.Float64).to_numpy()
+    return pl.Series(name, q, dtype=pl.Float64).fill_nan(None)
 
 
 def _user_features(hist: pl.DataFrame) -> pl.DataFrame:
@@ -193,51 +206,59 @@ def _nullable(name: str, values: np.ndarray) -> pl.Series:
     return pl.Series(name, values, dtype=pl.Float64).fill_nan(None)
 
 
-def _item_features_as_of(rows: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
-    """``_item_features`` for each row (item_id, _cutoff), counting only events with ts <= the row's
-    _cutoff; the same columns, dtypes and nulls (an item without events by then: counts 0, rest null)."""
-    index = IdIndex.from_values(hist["item_id"])
-    ev = hist.select(
-        pl.col("event_type").is_not_null().cast(pl.Float64).alias("typed"),
-        pl.col("event_type").is_in(["cart", "fav", "buy"]).fill_null(False).cast(pl.Float64).alias("conv"),
-        (pl.col("event_type") == "rate").fill_null(False).cast(pl.Float64).alias("rate"),
-        ((pl.col("event_type") == "rate") & pl.col("value").is_not_null()).fill_null(False).cast(pl.Float64).alias("rated"),
-        pl.when(pl.col("event_type") == "rate").then(pl.col("value")).otherwise(None).fill_null(0.0).cast(pl.Float64).alias("rating"),
-    )
-    events = _TimePrefix(
-        index.positions(hist["item_id"]), _epoch_us(hist["ts"]), {c: ev[c].to_numpy() for c in ("typed", "conv", "rate", "rated", "rating")}
-    )
-    firsts = hist.group_by("item_id", "user_id").agg(pl.col("ts").min())  # a user counts from their first event on the item
-    users = _TimePrefix(index.positions(firsts["item_id"]), _epoch_us(firsts["ts"]))
+class _ItemsAsOf:
+    """``_item_features`` as of each row's ``_cutoff``: the (item, ts) prefix sums of the whole history
+    are built once; each call answers one block of rows (item_id, _cutoff), counting only events with
+    ts <= the row's _cutoff; the same columns, dtypes and nulls as ``_item_features`` (an item without
+    events by then: counts 0, rest null). Rows are answered independently, so blocks change nothing."""
 
-    g = index.positions(rows["item_id"]).astype(np.int64)
-    at = _epoch_us(rows[_CUTOFF])
-    lo, hi = events.bounds(g, at)
-    pop = hi - lo
-    pop_7d = pop - events.count(g, at - _WEEK_US, inclusive=False)
-    pop_30d = pop - events.count(g, at - _MONTH_US, inclusive=False)
-    has = pop > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rated = events.total("rated", g, at)
-        typed = events.total("typed", g, at)
-        mean_rating = np.where(rated > 0, events.total("rating", g, at) / rated, np.nan)
-        conv_rate = np.where(typed > 0, events.total("conv", g, at) / typed, np.nan)
-        trend = np.where(pop_30d > 0, pop_7d / pop_30d, np.nan)
-    first = events.t[np.minimum(lo, len(events.t) - 1)] if len(events.t) else np.zeros(len(g), np.int64)
-    age = np.where(has, (at - first) / _DAY_US, np.nan)
-    return pl.DataFrame(
-        [
-            pl.Series("i_pop", pop, dtype=pl.Int64),
-            pl.Series("i_n_users", users.count(g, at), dtype=pl.Int64),
-            pl.Series("i_pop_7d", pop_7d, dtype=pl.Int64),
-            pl.Series("i_pop_30d", pop_30d, dtype=pl.Int64),
-            _nullable("i_mean_rating", mean_rating),
-            pl.Series("i_n_ratings", np.rint(events.total("rate", g, at)).astype(np.int64), dtype=pl.Int64),
-            _nullable("i_conv_rate", conv_rate),
-            _nullable("i_trend", trend),
-            _nullable("i_age_days", age),
-        ]
-    )
+    def __init__(self, hist: pl.DataFrame):
+        self.index = IdIndex.from_values(hist["item_id"])
+        ev = hist.select(
+            pl.col("event_type").is_not_null().cast(pl.Float64).alias("typed"),
+            pl.col("event_type").is_in(["cart", "fav", "buy"]).fill_null(False).cast(pl.Float64).alias("conv"),
+            (pl.col("event_type") == "rate").fill_null(False).cast(pl.Float64).alias("rate"),
+            ((pl.col("event_type") == "rate") & pl.col("value").is_not_null()).fill_null(False).cast(pl.Float64).alias("rated"),
+            pl.when(pl.col("event_type") == "rate").then(pl.col("value")).otherwise(None).fill_null(0.0).cast(pl.Float64).alias("rating"),
+        )
+        self.events = _TimePrefix(
+            self.index.positions(hist["item_id"]),
+            _epoch_us(hist["ts"]),
+            {c: ev[c].to_numpy() for c in ("typed", "conv", "rate", "rated", "rating")},
+        )
+        firsts = hist.group_by("item_id", "user_id").agg(pl.col("ts").min())  # a user counts from their first event on the item
+        self.users = _TimePrefix(self.index.positions(firsts["item_id"]), _epoch_us(firsts["ts"]))
+
+    def __call__(self, rows: pl.DataFrame) -> pl.DataFrame:
+        events = self.events
+        g = self.index.positions(rows["item_id"]).astype(np.int64)
+        at = _epoch_us(rows[_CUTOFF])
+        lo, hi = events.bounds(g, at)
+        pop = hi - lo
+        pop_7d = pop - events.count(g, at - _WEEK_US, inclusive=False)
+        pop_30d = pop - events.count(g, at - _MONTH_US, inclusive=False)
+        has = pop > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rated = events.total("rated", g, at)
+            typed = events.total("typed", g, at)
+            mean_rating = np.where(rated > 0, events.total("rating", g, at) / rated, np.nan)
+            conv_rate = np.where(typed > 0, events.total("conv", g, at) / typed, np.nan)
+            trend = np.where(pop_30d > 0, pop_7d / pop_30d, np.nan)
+        first = events.t[np.minimum(lo, len(events.t) - 1)] if len(events.t) else np.zeros(len(g), np.int64)
+        age = np.where(has, (at - first) / _DAY_US, np.nan)
+        return pl.DataFrame(
+            [
+                pl.Series("i_pop", pop, dtype=pl.Int64),
+                pl.Series("i_n_users", self.users.count(g, at), dtype=pl.Int64),
+                pl.Series("i_pop_7d", pop_7d, dtype=pl.Int64),
+                pl.Series("i_pop_30d", pop_30d, dtype=pl.Int64),
+                _nullable("i_mean_rating", mean_rating),
+                pl.Series("i_n_ratings", np.rint(events.total("rate", g, at)).astype(np.int64), dtype=pl.Int64),
+                _nullable("i_conv_rate", conv_rate),
+                _nullable("i_trend", trend),
+                _nullable("i_age_days", age),
+            ]
+        )
 
 
 def _last_items(hist: pl.DataFrame, n: int) -> pl.DataFrame:
@@ -272,39 +293,55 @@ def _pair_cooccurrence(item_users: sp.csr_matrix, user_items: sp.csr_matrix, a: 
     return out
 
 
-def _cooccurrence_features(pool_pairs: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
-    """ui_cooc_last1, ui_cooc_last3, ui_cos_last3 for each (user_id, item_id) of the pool."""
-    recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
-    if recent.height == 0:
-        return pool_pairs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in ("ui_cooc_last1", "ui_cooc_last3", "ui_cos_last3"))
-    users = IdIndex.from_values(recent["user_id"])
-    items = IdIndex.from_values(pl.concat([recent["item_id"], pool_pairs["item_id"]]))
-    ui = sp.csr_matrix(
-        (np.ones(recent.height, np.float32), (users.positions(recent["user_id"]), items.positions(recent["item_id"]))),
-        shape=(len(users), len(items)),
-    )
-    iu = ui.T.tocsr()
-    degree = np.asarray(ui.sum(axis=0)).ravel()
+_COOC = ("ui_cooc_last1", "ui_cooc_last3", "ui_cos_last3")
 
-    last3 = np.full((len(users), 3), -1, dtype=np.int64)
-    top = recent.filter(pl.col("recency") <= 3)
-    last3[users.positions(top["user_id"]), top["recency"].to_numpy() - 1] = items.positions(top["item_id"])
 
-    u = users.positions(pool_pairs["user_id"])
-    cand = items.positions(pool_pairs["item_id"]).astype(np.int64)
-    anchors = np.where(u[:, None] >= 0, last3[np.maximum(u, 0)], -1)  # rows × 3, -1 = none
-    counts = np.zeros(anchors.shape, dtype=np.float64)
-    valid = anchors >= 0
-    rows, cols = np.nonzero(valid)
-    counts[rows, cols] = _pair_cooccurrence(iu, ui, anchors[rows, cols], cand[rows])
-    norm = np.sqrt(np.maximum(degree[np.maximum(anchors, 0)] * degree[cand][:, None], 1.0))
-    cosine = np.where(valid, counts / norm, 0.0)
-    has_history = u >= 0
-    return pool_pairs.with_columns(
-        pl.Series("ui_cooc_last1", np.where(has_history, counts[:, 0], np.nan)).fill_nan(None),
-        pl.Series("ui_cooc_last3", np.where(has_history, counts.sum(axis=1), np.nan)).fill_nan(None),
-        pl.Series("ui_cos_last3", np.where(has_history, cosine.max(axis=1), np.nan)).fill_nan(None),
-    )
+def _no_cooccurrence(pool_pairs: pl.DataFrame) -> pl.DataFrame:
+    return pool_pairs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in _COOC)
+
+
+class _Cooccurrence:
+    """ui_cooc_last1, ui_cooc_last3, ui_cos_last3 for (user_id, item_id) rows (global cut-off). The
+    user × item matrix of every user's last COOC_MAX_ITEMS_PER_USER items, the item degrees and each
+    user's last 3 items come from the whole history, once; each call answers one block of rows.
+    ``pool_items``: every candidate item any block may ask about (dense positions only; values do not
+    depend on them)."""
+
+    def __init__(self, hist: pl.DataFrame, pool_items: pl.Series):
+        recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
+        self.empty = recent.height == 0
+        if self.empty:
+            return
+        self.users = IdIndex.from_values(recent["user_id"])
+        self.items = IdIndex.from_values(pl.concat([recent["item_id"], pool_items.cast(recent.schema["item_id"])]))
+        self.ui = sp.csr_matrix(
+            (np.ones(recent.height, np.float32), (self.users.positions(recent["user_id"]), self.items.positions(recent["item_id"]))),
+            shape=(len(self.users), len(self.items)),
+        )
+        self.iu = self.ui.T.tocsr()
+        self.degree = np.asarray(self.ui.sum(axis=0)).ravel()
+        self.last3 = np.full((len(self.users), 3), -1, dtype=np.int64)
+        top = recent.filter(pl.col("recency") <= 3)
+        self.last3[self.users.positions(top["user_id"]), top["recency"].to_numpy() - 1] = self.items.positions(top["item_id"])
+
+    def __call__(self, pool_pairs: pl.DataFrame) -> pl.DataFrame:
+        if self.empty:
+            return _no_cooccurrence(pool_pairs)
+        u = self.users.positions(pool_pairs["user_id"])
+        cand = self.items.positions(pool_pairs["item_id"]).astype(np.int64)
+        anchors = np.where(u[:, None] >= 0, self.last3[np.maximum(u, 0)], -1)  # rows × 3, -1 = none
+        counts = np.zeros(anchors.shape, dtype=np.float64)
+        valid = anchors >= 0
+        rows, cols = np.nonzero(valid)
+        counts[rows, cols] = _pair_cooccurrence(self.iu, self.ui, anchors[rows, cols], cand[rows])
+        norm = np.sqrt(np.maximum(self.degree[np.maximum(anchors, 0)] * self.degree[cand][:, None], 1.0))
+        cosine = np.where(valid, counts / norm, 0.0)
+        has_history = u >= 0
+        return pool_pairs.with_columns(
+            pl.Series("ui_cooc_last1", np.where(has_history, counts[:, 0], np.nan)).fill_nan(None),
+            pl.Series("ui_cooc_last3", np.where(has_history, counts.sum(axis=1), np.nan)).fill_nan(None),
+            pl.Series("ui_cos_last3", np.where(has_history, cosine.max(axis=1), np.nan)).fill_nan(None),
+        )
 
 
 def _ragged(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -370,46 +407,59 @@ def _cooccurrence_as_of(
     return out
 
 
-def _cooccurrence_features_as_of(pool_pairs: pl.DataFrame, hist: pl.DataFrame, hist_u: pl.DataFrame) -> pl.DataFrame:
-    """``_cooccurrence_features`` as of each row's ``_cutoff``: anchors are the user's last 3 distinct
-    items in ``hist_u`` (their own events up to their cut-off); a user v counts for (anchor, candidate)
-    when v's first events on both are at or before the cut-off; degrees likewise. v's items are the
-    same capped set as in global mode (their last COOC_MAX_ITEMS_PER_USER at history's end)."""
-    names = ("ui_cooc_last1", "ui_cooc_last3", "ui_cos_last3")
-    recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
-    anchors_frame = _last_items(hist_u, 3)
-    if recent.height == 0 or anchors_frame.height == 0:
-        return pool_pairs.with_columns(pl.lit(None, pl.Float64).alias(c) for c in names)
-    first = hist.group_by("user_id", "item_id").agg(pl.col("ts").min().alias("_f"))
-    recent = recent.join(first, on=["user_id", "item_id"], how="left")
-    users = IdIndex.from_values(recent["user_id"])
-    items = IdIndex.from_values(pl.concat([recent["item_id"], anchors_frame["item_id"], pool_pairs["item_id"]]))
-    rv = users.positions(recent["user_id"]).astype(np.int64)
-    ri = items.positions(recent["item_id"]).astype(np.int64)
-    rf = _epoch_us(recent["_f"])
-    by_item, by_user = _TimePrefix(ri, rf), _TimePrefix(rv, rf)
+class _CooccurrenceAsOf:
+    """``_Cooccurrence`` as of each row's ``_cutoff``: anchors are the user's last 3 distinct items in
+    ``hist_u`` (their own events up to their cut-off); a user v counts for (anchor, candidate) when v's
+    first events on both are at or before the cut-off; degrees likewise. v's items are the same capped
+    set as in global mode (their last COOC_MAX_ITEMS_PER_USER at history's end). The time-sorted
+    (item, user) structures come from the whole history, once; each call answers one block of rows
+    with that block's users' ``hist_u``. ``pool_items``: every candidate item any block may ask about."""
 
-    anchor_users = IdIndex.from_values(anchors_frame["user_id"])
-    last3 = np.full((len(anchor_users), 3), -1, dtype=np.int64)
-    slot = anchors_frame["recency"].to_numpy() - 1
-    last3[anchor_users.positions(anchors_frame["user_id"]), slot] = items.positions(anchors_frame["item_id"])
-    u = anchor_users.positions(pool_pairs["user_id"])
-    cand = items.positions(pool_pairs["item_id"]).astype(np.int64)
-    at = _epoch_us(pool_pairs[_CUTOFF])
-    anchors = np.where(u[:, None] >= 0, last3[np.maximum(u, 0)], -1)
-    valid = anchors >= 0
-    rows, cols = np.nonzero(valid)
-    a, t, c = anchors[rows, cols], at[rows], cand[rows]
-    counts = np.zeros(anchors.shape, dtype=np.float64)
-    counts[rows, cols] = _cooccurrence_as_of(by_item, by_user, rv[by_item.order], ri[by_user.order], a, t, c, len(items), COOC_PAIR_BLOCK)
-    cosine = np.zeros(anchors.shape, dtype=np.float64)
-    cosine[rows, cols] = counts[rows, cols] / np.sqrt(np.maximum(by_item.count(a, t) * by_item.count(c, t), 1.0))
-    has_history = u >= 0
-    return pool_pairs.with_columns(
-        pl.Series("ui_cooc_last1", np.where(has_history, counts[:, 0], np.nan)).fill_nan(None),
-        pl.Series("ui_cooc_last3", np.where(has_history, counts.sum(axis=1), np.nan)).fill_nan(None),
-        pl.Series("ui_cos_last3", np.where(has_history, cosine.max(axis=1), np.nan)).fill_nan(None),
-    )
+    def __init__(self, hist: pl.DataFrame, pool_items: pl.Series):
+        recent = _last_items(hist, COOC_MAX_ITEMS_PER_USER)
+        self.empty = recent.height == 0
+        if self.empty:
+            return
+        first = hist.group_by("user_id", "item_id").agg(pl.col("ts").min().alias("_f"))
+        recent = recent.join(first, on=["user_id", "item_id"], how="left")
+        users = IdIndex.from_values(recent["user_id"])
+        # every item an anchor (a history item) or a candidate can be; dense positions only
+        dtype = recent.schema["item_id"]
+        self.items = IdIndex.from_values(pl.concat([recent["item_id"], hist["item_id"].cast(dtype), pool_items.cast(dtype)]))
+        rv = users.positions(recent["user_id"]).astype(np.int64)
+        ri = self.items.positions(recent["item_id"]).astype(np.int64)
+        rf = _epoch_us(recent["_f"])
+        self.by_item, self.by_user = _TimePrefix(ri, rf), _TimePrefix(rv, rf)
+        self.users_of_item, self.items_of_user = rv[self.by_item.order], ri[self.by_user.order]
+
+    def __call__(self, pool_pairs: pl.DataFrame, hist_u: pl.DataFrame) -> pl.DataFrame:
+        anchors_frame = _last_items(hist_u, 3)
+        if self.empty or anchors_frame.height == 0:
+            return _no_cooccurrence(pool_pairs)
+        items, by_item = self.items, self.by_item
+        anchor_users = IdIndex.from_values(anchors_frame["user_id"])
+        last3 = np.full((len(anchor_users), 3), -1, dtype=np.int64)
+        slot = anchors_frame["recency"].to_numpy() - 1
+        last3[anchor_users.positions(anchors_frame["user_id"]), slot] = items.positions(anchors_frame["item_id"])
+        u = anchor_users.positions(pool_pairs["user_id"])
+        cand = items.positions(pool_pairs["item_id"]).astype(np.int64)
+        at = _epoch_us(pool_pairs[_CUTOFF])
+        anchors = np.where(u[:, None] >= 0, last3[np.maximum(u, 0)], -1)
+        valid = anchors >= 0
+        rows, cols = np.nonzero(valid)
+        a, t, c = anchors[rows, cols], at[rows], cand[rows]
+        counts = np.zeros(anchors.shape, dtype=np.float64)
+        counts[rows, cols] = _cooccurrence_as_of(
+            by_item, self.by_user, self.users_of_item, self.items_of_user, a, t, c, len(items), COOC_PAIR_BLOCK
+        )
+        cosine = np.zeros(anchors.shape, dtype=np.float64)
+        cosine[rows, cols] = counts[rows, cols] / np.sqrt(np.maximum(by_item.count(a, t) * by_item.count(c, t), 1.0))
+        has_history = u >= 0
+        return pool_pairs.with_columns(
+            pl.Series("ui_cooc_last1", np.where(has_history, counts[:, 0], np.nan)).fill_nan(None),
+            pl.Series("ui_cooc_last3", np.where(has_history, counts.sum(axis=1), np.nan)).fill_nan(None),
+            pl.Series("ui_cos_last3", np.where(has_history, cosine.max(axis=1), np.nan)).fill_nan(None),
+        )
 
 
 def _channel_features(pool: pl.DataFrame, channels: list[str], raw_scores: bool) -> pl.DataFrame:
@@ -485,7 +535,40 @@ def build_ranker_frame(
     ``raw_scores``: keep each channel's raw ``{c}__score`` as a feature. Off by default: rankers learn
     on the valid fold and score the test fold, whose channels are refit on more data, so raw scores
     (EASE weights, co-occurrence sums) change scale between the two while ranks and the per-user
-    normalised scores (``__rank``, ``__rrank``, ``__norm``, ``__ratio``) do not."""
+    normalised scores (``__rank``, ``__rrank``, ``__norm``, ``__ratio``) do not.
+
+    The whole pool as one block of ``iter_ranker_frames``."""
+    (frame,) = iter_ranker_frames(
+        pool, history, items, users, selected_features, target, cutoff=cutoff, label_mode=label_mode, raw_scores=raw_scores
+    )
+    return frame
+
+
+def iter_ranker_frames(
+    pool: pl.DataFrame,
+    history: pl.DataFrame,
+    items: pl.DataFrame,
+    users: pl.DataFrame | None,
+    selected_features: Sequence[str] = (),
+    target: pl.DataFrame | None = None,
+    *,
+    cutoff=None,
+    label_mode: str = "binary",
+    raw_scores: bool = False,
+    block_users: int | None = None,
+) -> Iterator[pl.DataFrame]:
+    """``build_ranker_frame``'s frame in blocks of at most ``block_users`` of the pool's users (users in
+    user_id order; None or 0: one block, the whole pool). Each block is sorted by user_id, item_id and
+    the blocks follow each other in user_id order, so their concatenation is exactly
+    ``build_ranker_frame``'s frame (same rows, columns, dtypes and values), while memory follows the block.
+
+    What depends on more than the row's user is computed once, from the whole history: item features
+    (global cut-off: grouped once; per-user cut-offs: the (item, ts) prefix sums), the co-occurrence
+    structures (every user's capped items and first times), history's max ts (the reference time of users
+    without history), categorical codes and labels. Per block: the pool's rows of the block's users (the
+    channel features are per user), and the user, user × item, user × category and anchor features from
+    the block's users' history rows only (history is sorted by user once and sliced, so the total work
+    stays one pass over history, whatever the number of blocks)."""
     mode, user_cutoffs = "global", None
     if isinstance(cutoff, str):
         if cutoff not in CUTOFF_MODES:
@@ -516,69 +599,12 @@ def build_ranker_frame(
             cutoff = dt.datetime.combine(cutoff, dt.time())  # a label-window start date means its midnight
         hist = history.filter(pl.col("ts") < pl.lit(cutoff, dtype=pl.Datetime("us")))
 
-    channels = channel_names(pool)
-    out = _channel_features(pool, channels, raw_scores)
-    if "n_channels" in pool.columns:
-        out = out.with_columns(pool["n_channels"].cast(pl.Int32))
-    else:
-        out = out.with_columns(pl.sum_horizontal([pl.col(f"{c}__hit") for c in channels]).cast(pl.Int32).alias("n_channels"))
-    if out.select(pl.struct(ID_COLUMNS).is_duplicated().any()).item():
-        raise ValueError("pool has duplicate (user_id, item_id) rows; expected one row per pair")
-
     item_cat = items.select(pl.col("item_id").cast(pl.Int64), pl.col("category_id")).unique("item_id", keep="first")
     keep = ["user_id", "item_id", "event_type", "value", "ts", "event_date"] + (["seq"] if "seq" in hist.columns else [])
     hist = hist.select(keep).with_columns(pl.col("ts").cast(pl.Datetime("us"))).join(item_cat, on="item_id", how="left")
-    if mode == "per_user":
-        if user_cutoffs is None:
-            user_cutoffs = hist.group_by("user_id").agg(pl.col("ts").max().alias(_CUTOFF))
-        row_cutoff = pl.col(_CUTOFF).fill_null(pl.lit(cutoff, dtype=pl.Datetime("us")))
-        # the user's own events up to their cut-off: every user-side feature reads these
-        hist_u = hist.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff).filter(pl.col("ts") <= pl.col(_CUTOFF))
-        out = out.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff)
-    else:
-        hist_u = hist.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
-        out = out.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
 
-    user_cat = (
-        hist_u.group_by("user_id", "category_id")
-        .agg(pl.len().cast(pl.Int64).alias("ui_cat_count"), pl.col("ts").max().alias("_cat_last"))
-        .filter(pl.col("category_id").is_not_null())
-    )
-    last_cat = _last_items(hist_u, 1).join(item_cat, on="item_id", how="left").select("user_id", pl.col("category_id").alias("_last_cat"))
-    user_item = hist_u.group_by("user_id", "item_id").agg(pl.len().cast(pl.Int64).alias("ui_n_events"))
-
-    out = out.join(item_cat, on="item_id", how="left").join(_user_features(hist_u), on="user_id", how="left")
-    if mode == "per_user":
-        out = out.hstack(_item_features_as_of(out, hist))
-    else:
-        out = out.join(_item_features(hist, cutoff), on="item_id", how="left")
-    out = (
-        out.join(user_item, on=ID_COLUMNS, how="left")
-        .join(user_cat, on=["user_id", "category_id"], how="left")
-        .join(last_cat, on="user_id", how="left")
-        .with_columns(
-            pl.col("ui_n_events").fill_null(0),
-            pl.col("ui_cat_count").fill_null(0),
-            pl.col("i_pop").fill_null(0),
-            pl.col("i_n_users").fill_null(0),
-            pl.col("i_pop_7d").fill_null(0),
-            pl.col("i_pop_30d").fill_null(0),
-            pl.col("i_n_ratings").fill_null(0),
-        )
-        .with_columns(
-            # A user without history has no share: null, not 0.
-            (pl.col("ui_cat_count") / pl.col("u_n_events")).alias("ui_cat_share"),
-            _days_before(pl.col(_CUTOFF), "_cat_last").alias("ui_days_since_cat"),
-            (pl.col("category_id") == pl.col("_last_cat")).cast(pl.Int8).alias("ui_same_cat_last"),
-        )
-        .drop("_cat_last", "_last_cat", "category_id")
-    )
-    if mode == "per_user":
-        out = _cooccurrence_features_as_of(out, hist, hist_u)
-    else:
-        out = _cooccurrence_features(out, hist)
-    out = out.drop(_CUTOFF)
-
+    # --- the parts that are not per user: once, from the whole history and frames
+    encodings = []
     for feature in selected_features:
         in_users = users is not None and feature in users.columns and feature != "user_id"
         in_items = feature in items.columns and feature != "item_id"
@@ -587,11 +613,111 @@ def build_ranker_frame(
         if not (in_users or in_items):
             raise ValueError(f"selected feature {feature!r} is neither a users nor an items column")
         key, source = ("user_id", users) if in_users else ("item_id", items)
-        out = out.join(_encode_categorical(source, key, feature), on=key, how="left")
+        encodings.append((key, _encode_categorical(source, key, feature)))
+    labels = _labels(target, label_mode) if target is not None else None
+    pool_items = pool["item_id"].cast(pl.Int64).unique(maintain_order=True)
+    if mode == "per_user":
+        items_part, cooc = _ItemsAsOf(hist), _CooccurrenceAsOf(hist, pool_items)
+    else:
+        items_part, cooc = _item_features(hist, cutoff), _Cooccurrence(hist, pool_items)
+    whole = _Whole(pool, mode, cutoff, user_cutoffs, item_cat, items_part, cooc, encodings, labels, channel_names(pool), raw_scores)
 
-    if target is not None:
-        out = out.join(_labels(target, label_mode), on=ID_COLUMNS, how="left").with_columns(pl.col(LABEL).fill_null(0))
-    return out.sort(ID_COLUMNS)
+    if not block_users or block_users <= 0 or pool.height == 0:
+        yield whole.block(pool, hist)
+        return
+    # --- per block of users: the pool's and history's rows of those users, both sorted by user once
+    pool_uid = pool["user_id"].cast(pl.Int64)
+    if not pool_uid.is_sorted():
+        pool = pool.sort("user_id", maintain_order=True)
+        pool_uid = pool["user_id"].cast(pl.Int64)
+    hist = hist.sort("user_id", maintain_order=True)  # stable: each user's rows keep their order
+    pool_uid, hist_uid = pool_uid.to_numpy(), hist["user_id"].cast(pl.Int64).to_numpy()
+    user_ids, starts = np.unique(pool_uid, return_index=True)
+    starts = np.append(starts, len(pool_uid))
+    for s in range(0, len(user_ids), block_users):
+        e = min(s + block_users, len(user_ids))
+        h0, h1 = np.searchsorted(hist_uid, user_ids[s], side="left"), np.searchsorted(hist_uid, user_ids[e - 1], side="right")
+        yield whole.block(pool.slice(starts[s], starts[e] - starts[s]), hist.slice(h0, h1 - h0))
+
+
+class _Whole:
+    """What ``iter_ranker_frames`` computed once for the whole pool; ``block`` builds one block's frame."""
+
+    def __init__(self, pool, mode, cutoff, user_cutoffs, item_cat, items_part, cooc, encodings, labels, channels, raw_scores):
+        self.has_n_channels = "n_channels" in pool.columns
+        self.mode, self.cutoff, self.user_cutoffs, self.item_cat = mode, cutoff, user_cutoffs, item_cat
+        self.items_part, self.cooc, self.encodings, self.labels = items_part, cooc, encodings, labels
+        self.channels, self.raw_scores = channels, raw_scores
+
+    def block(self, pool: pl.DataFrame, hist: pl.DataFrame) -> pl.DataFrame:
+        """The frame of ``pool``'s rows; ``hist``: at least every history row of ``pool``'s users (rows of
+        other users change nothing: every feature computed here is per user)."""
+        channels, cutoff, item_cat = self.channels, self.cutoff, self.item_cat
+        out = _channel_features(pool, channels, self.raw_scores)
+        if self.has_n_channels:
+            out = out.with_columns(pool["n_channels"].cast(pl.Int32))
+        else:
+            out = out.with_columns(pl.sum_horizontal([pl.col(f"{c}__hit") for c in channels]).cast(pl.Int32).alias("n_channels"))
+        if out.select(pl.struct(ID_COLUMNS).is_duplicated().any()).item():
+            raise ValueError("pool has duplicate (user_id, item_id) rows; expected one row per pair")
+
+        if self.mode == "per_user":
+            user_cutoffs = self.user_cutoffs
+            if user_cutoffs is None:
+                user_cutoffs = hist.group_by("user_id").agg(pl.col("ts").max().alias(_CUTOFF))
+            row_cutoff = pl.col(_CUTOFF).fill_null(pl.lit(cutoff, dtype=pl.Datetime("us")))
+            # the user's own events up to their cut-off: every user-side feature reads these
+            hist_u = hist.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff).filter(pl.col("ts") <= pl.col(_CUTOFF))
+            out = out.join(user_cutoffs, on="user_id", how="left").with_columns(row_cutoff)
+        else:
+            hist_u = hist.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
+            out = out.with_columns(pl.lit(cutoff, dtype=pl.Datetime("us")).alias(_CUTOFF))
+
+        user_cat = (
+            hist_u.group_by("user_id", "category_id")
+            .agg(pl.len().cast(pl.Int64).alias("ui_cat_count"), pl.col("ts").max().alias("_cat_last"))
+            .filter(pl.col("category_id").is_not_null())
+        )
+        last_cat = (
+            _last_items(hist_u, 1).join(item_cat, on="item_id", how="left").select("user_id", pl.col("category_id").alias("_last_cat"))
+        )
+        user_item = hist_u.group_by("user_id", "item_id").agg(pl.len().cast(pl.Int64).alias("ui_n_events"))
+
+        out = out.join(item_cat, on="item_id", how="left").join(_user_features(hist_u), on="user_id", how="left")
+        if self.mode == "per_user":
+            out = out.hstack(self.items_part(out))
+        else:
+            out = out.join(self.items_part, on="item_id", how="left")
+        out = (
+            out.join(user_item, on=ID_COLUMNS, how="left")
+            .join(user_cat, on=["user_id", "category_id"], how="left")
+            .join(last_cat, on="user_id", how="left")
+            .with_columns(
+                pl.col("ui_n_events").fill_null(0),
+                pl.col("ui_cat_count").fill_null(0),
+                pl.col("i_pop").fill_null(0),
+                pl.col("i_n_users").fill_null(0),
+                pl.col("i_pop_7d").fill_null(0),
+                pl.col("i_pop_30d").fill_null(0),
+                pl.col("i_n_ratings").fill_null(0),
+            )
+        )
+        # A user without history has no share: null, not 0.
+        out = (
+            out.with_columns(_ratio(out, "ui_cat_share", "ui_cat_count", "u_n_events"))
+            .with_columns(
+                _days_before(pl.col(_CUTOFF), "_cat_last").alias("ui_days_since_cat"),
+                (pl.col("category_id") == pl.col("_last_cat")).cast(pl.Int8).alias("ui_same_cat_last"),
+            )
+            .drop("_cat_last", "_last_cat", "category_id")
+        )
+        out = self.cooc(out, hist_u) if self.mode == "per_user" else self.cooc(out)
+        out = out.drop(_CUTOFF)
+        for key, codes in self.encodings:
+            out = out.join(codes, on=key, how="left")
+        if self.labels is not None:
+            out = out.join(self.labels, on=ID_COLUMNS, how="left").with_columns(pl.col(LABEL).fill_null(0))
+        return out.sort(ID_COLUMNS)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
