@@ -4,7 +4,7 @@ API::
 
     PopularityChannel(mode="blend", half_life_days=7.0, n_top_categories=3,
                       blend_weights={"global": 0.2, "recent": 0.3, "category": 0.5},
-                      weights=None, batch_size=2048, cutoff="global")
+                      weights=None, batch_size=2048, cutoff="global", dense=False)
         .fit(history, items=None, runtime=None) -> self
         .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
         .item_scores() -> pl.DataFrame(item_id, score)        # the non-personal part, best first
@@ -29,9 +29,17 @@ them. Computed by ``_PopularityAsOf`` (events sorted by ts, a running total adva
 to the next, a cumulative sum inside each block of users sorted by cut-off): O(events + users × items).
 Unknown users, ``fallback_scores`` and ``item_scores`` stay as of the history's end.
 
+Serving (``cutoff="global"``) scores a candidate set per user, not the whole catalogue: the head of
+the static order (global/recent blend, k + |seen| items) and, in each of the user's top categories, the
+items whose score bound static + w * affinity * max(cat_pop further down) reaches the k-th best score
+found in that head (``_candidates``). Scores are the dense block's, bit for bit, and ties follow
+topk_rows's rule (score, then dense position), so the lists equal the dense path's (``dense=True``,
+kept as the reference; tests/recsys/test_channels.py). ``cutoff="per_user"`` stays dense.
+
 Shared helpers for other channels: ``popularity_vector`` (weighted, optionally time-decayed item
-popularity over an IdIndex) and ``recommend_dense`` (batched scoring + top-k + popularity fallback
-for users the channel never saw).
+popularity over an IdIndex), ``recommend_dense`` (batched scoring + top-k + popularity fallback
+for users the channel never saw), ``recommend_sparse`` (the same from per-user candidate pairs) and
+``ranked_order`` (item positions in topk_rows's order).
 """
 
 from __future__ import annotations
@@ -42,7 +50,16 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.channels.base import IdIndex, batched, event_weight_expr, interaction_matrix, recs_frame, topk_rows
+from recsys.channels.base import (
+    IdIndex,
+    batched,
+    event_weight_expr,
+    interaction_matrix,
+    prefix_pairs,
+    recs_frame,
+    topk_rows,
+    topk_sparse,
+)
 
 _MODES = ("global", "recent", "category", "blend")
 _CUTOFFS = ("global", "per_user")
@@ -185,6 +202,46 @@ def recommend_dense(
     return pl.concat(frames)
 
 
+def recommend_sparse(
+    user_ids,
+    k: int,
+    users: IdIndex,
+    items: IdIndex,
+    candidates: Callable[[np.ndarray, int, sp.csr_matrix | None], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    seen: sp.csr_matrix | None,
+    fallback: np.ndarray | None,
+    batch_size: int = 2048,
+) -> pl.DataFrame:
+    """recommend_dense for channels that can name, per user, a candidate set that provably holds the
+    top-k: candidates(user_positions, k, seen_rows) -> (row, item position, score) pairs, rows indexing
+    user_positions, scores exactly as the dense block would hold them. Top-k by topk_sparse, whose tie
+    rule is topk_rows's, so the lists equal recommend_dense's on the full block."""
+    uids = as_id_array(user_ids)
+    pos = users.positions(uids)
+    known = pos >= 0
+    frames = []
+    known_ids, known_pos = uids[known], pos[known]
+    for s, e in batched(len(known_pos), batch_size):
+        p = known_pos[s:e]
+        seen_rows = seen[p] if seen is not None else None
+        rows, cols, scores = candidates(p, k, seen_rows)
+        idx, val = topk_sparse(rows, cols, scores, len(p), len(items), k, seen_rows)
+        frames.append(recs_frame(known_ids[s:e], idx, val, items))
+    cold_ids = uids[~known]
+    if fallback is not None and len(cold_ids) and len(items):
+        idx, val = topk_rows(fallback[None, :], k)
+        n = len(cold_ids)
+        frames.append(recs_frame(cold_ids, np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0), items))
+    if not frames:
+        return pl.DataFrame(schema=_EMPTY)
+    return pl.concat(frames)
+
+
+def ranked_order(scores: np.ndarray) -> np.ndarray:
+    """Item positions by score descending, then position ascending (topk_rows's tie rule)."""
+    return np.lexsort((np.arange(len(scores)), -np.asarray(scores, np.float32)))
+
+
 def category_codes(items_frame: pl.DataFrame | None, items: IdIndex) -> tuple[np.ndarray, int]:
     """Dense category code per item position (-1 unknown) and the number of categories."""
     codes = np.full(len(items), -1, np.int32)
@@ -216,6 +273,7 @@ class PopularityChannel:
         weights: dict[str, float] | None = None,
         batch_size: int = 2048,
         cutoff: str = "global",
+        dense: bool = False,
     ):
         if mode not in _MODES:
             raise ValueError(f"PopularityChannel mode {mode!r} not in {_MODES}")
@@ -228,8 +286,10 @@ class PopularityChannel:
         self.blend_weights = blend_weights or {"global": 0.2, "recent": 0.3, "category": 0.5}
         self.weights = weights
         self.batch_size = batch_size
+        self.dense = dense  # True: score users x catalogue in dense blocks (the reference the sparse path equals)
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> PopularityChannel:
+        self._sparse = None
         item_ids = history["item_id"]
         if items is not None:
             item_ids = pl.concat([item_ids, items["item_id"].cast(pl.Int64)])
@@ -292,7 +352,9 @@ class PopularityChannel:
         w = self._weights()
         return (w.get("global", 0.0) * self.global_ + w.get("recent", 0.0) * self.recent_).astype(np.float32)
 
-    def _category_block(self, user_pos: np.ndarray, cat_pop: np.ndarray | None = None) -> np.ndarray:
+    def _top_affinity(self, user_pos: np.ndarray) -> np.ndarray:
+        """users x (n_cats + 1): behaviour share per category, all but each user's top categories zeroed;
+        the last column (category -1 = none) is 0."""
         aff = self.user_cat_[user_pos].toarray()
         total = aff.sum(axis=1, keepdims=True)
         aff = np.divide(aff, total, out=np.zeros_like(aff), where=total > 0)
@@ -300,8 +362,74 @@ class PopularityChannel:
             # zero all but each user's top categories
             drop = np.argpartition(-aff, self.n_top_categories - 1, axis=1)[:, self.n_top_categories :]
             np.put_along_axis(aff, drop, 0.0, axis=1)
-        aff = np.concatenate([aff, np.zeros((len(user_pos), 1), aff.dtype)], axis=1)  # column -1 = no category
+        return np.concatenate([aff, np.zeros((len(user_pos), 1), aff.dtype)], axis=1)  # column -1 = no category
+
+    def _category_block(self, user_pos: np.ndarray, cat_pop: np.ndarray | None = None) -> np.ndarray:
+        aff = self._top_affinity(user_pos)
         return aff[:, self.cat_] * (self.cat_pop_[None, :] if cat_pop is None else cat_pop)
+
+    def _sparse_index(self) -> dict:
+        """What the sparse path reuses across batches: the static order of the catalogue and, per category,
+        its items by static descending (position ascending) with the suffix maximum of cat_pop_."""
+        if getattr(self, "_sparse", None) is None:
+            static = self._static()
+            index = {"static": static, "order": ranked_order(static)}
+            if self.n_cats_:
+                with_cat = index["order"][self.cat_[index["order"]] >= 0]
+                by_cat = with_cat[np.argsort(self.cat_[with_cat], kind="stable")]  # static order kept inside a category
+                counts = np.bincount(self.cat_[by_cat], minlength=self.n_cats_)
+                starts = np.cumsum(counts) - counts
+                cp = self.cat_pop_[by_cat]
+                # suffix maximum of cat_pop_ inside each category's list
+                suffix = np.empty_like(cp)
+                for c in np.flatnonzero(counts):
+                    seg = cp[starts[c] : starts[c] + counts[c]]
+                    suffix[starts[c] : starts[c] + counts[c]] = np.maximum.accumulate(seg[::-1])[::-1]
+                index |= {"by_cat": by_cat, "cat_start": starts, "cat_len": counts, "cp_suffix": suffix}
+            self._sparse = index
+        return self._sparse
+
+    def _candidates(self, user_pos: np.ndarray, k: int, seen_rows: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, item, score) pairs holding each user's top-k, scores bit-identical to _score_block's.
+
+        score = static + wc * aff[cat] * cat_pop >= static. Items outside the user's top categories score
+        static, so those past the first k + |seen| of the static order never make the top-k (each of those
+        k + |seen| items is ahead of them). Inside a top category c the exact score of the item at rank r
+        of c's static order is at most ub(r) = static_r + wc * aff_c * max(cat_pop from r on), which falls
+        with r; theta = the k-th best unseen exact score among the static head is a lower bound of the
+        k-th best overall, so c's items from the first r with ub(r) < theta on are out (binary search)."""
+        index = self._sparse_index()
+        static, n = index["static"], len(self.items_)
+        n_seen = np.diff(seen_rows.indptr) if seen_rows is not None else np.zeros(len(user_pos), np.int64)
+        rows, cols = prefix_pairs(index["order"], np.minimum(k + n_seen, n))
+        wc = self._weights().get("category", 0.0)
+        if not wc:
+            return rows, cols, static[cols]
+        aff = self._top_affinity(user_pos)
+
+        def exact(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            # the dense block's arithmetic, element by element: static + wc * (aff[cat] * cat_pop), float32
+            return static[c] + wc * (aff[r, self.cat_[c]] * self.cat_pop_[c])
+
+        scores = exact(rows, cols)
+        _, head = topk_sparse(rows, cols, scores, len(user_pos), n, k, seen_rows)
+        theta = head[:, -1] if head.shape[1] else np.full(len(user_pos), -np.inf, np.float32)
+        urow, ucat = np.nonzero(aff[:, :-1] > 0)
+        a = aff[urow, ucat]
+        start, length = index["cat_start"][ucat], index["cat_len"][ucat]
+        by_cat, suffix = index["by_cat"], index["cp_suffix"]
+        lo, hi = np.zeros(len(urow), np.int64), length.astype(np.int64)
+        while (open_ := lo < hi).any():
+            mid = (lo + hi) // 2
+            at = start + np.minimum(mid, np.maximum(length - 1, 0))
+            ub = static[by_cat[at]] + wc * (a * suffix[at])
+            ok = open_ & (ub >= theta[urow])
+            lo = np.where(ok, mid + 1, lo)
+            hi = np.where(open_ & ~ok, mid, hi)
+        extra_rows, extra_cols = prefix_pairs(by_cat, lo, start)
+        extra_rows = urow[extra_rows]
+        rows, cols = np.concatenate([rows, extra_rows]), np.concatenate([cols, extra_cols])
+        return rows, cols, np.concatenate([scores, exact(extra_rows, extra_cols)])
 
     def _score_block(self, user_pos: np.ndarray) -> np.ndarray:
         if self.cutoff == "per_user":
@@ -325,6 +453,17 @@ class PopularityChannel:
         return self._recommend(user_ids, k, exclude_seen)
 
     def _recommend(self, user_ids, k: int, exclude_seen: bool) -> pl.DataFrame:
+        if self.cutoff == "global" and not self.dense:
+            return recommend_sparse(
+                user_ids,
+                k,
+                self.users_,
+                self.items_,
+                self._candidates,
+                self.seen_ if exclude_seen else None,
+                self.fallback_scores(),
+                self.batch_size,
+            )
         return recommend_dense(
             user_ids,
             k,

@@ -4,7 +4,8 @@ Heuristic…": rings of a directed item transition graph around the user's last 
 API::
 
     TransitionGraphChannel(n_anchors=2, anchor_decay=0.5, edge_weight=0.5, ring2_weight=0.5,
-                           max_successors=50, max_candidates=300, weights=None, batch_size=2048)
+                           max_successors=50, max_candidates=300, weights=None, batch_size=2048,
+                           dense=False)
         .fit(history, items=None, runtime=None) -> self
         .recommend(user_ids, k, exclude_seen=True) -> pl.DataFrame(user_id, item_id, score, rank)
         .item_graph() -> pl.DataFrame(item_id, neighbour_id, score)    # the precomputed ring scores
@@ -28,7 +29,9 @@ User score.  Anchors = the user's last ``n_anchors`` distinct items, the latest 
 earlier one ``anchor_decay`` times less; a candidate's ring score is summed over anchors.  Ring
 candidates score 1 + that sum; every other item is filled by global popularity scaled to [0, 1),
 so the rings always rank first and short rings are topped up by popular items.  Unknown users get
-popularity alone.
+popularity alone.  Serving scores only each user's ring items and the first k + |seen| + |ring| items
+of the popularity order (``_candidates``; everything else has that many items ahead of it), with the
+dense block's scores and topk_rows's tie rule, so the lists equal the dense path's (``dense=True``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.channels.base import IdIndex, batched, interaction_matrix
-from recsys.channels.popularity import popularity_vector, recommend_dense, scaled
+from recsys.channels.base import IdIndex, batched, interaction_matrix, prefix_pairs
+from recsys.channels.popularity import popularity_vector, ranked_order, recommend_dense, recommend_sparse, scaled
 from recsys.schema import with_event_position
 
 
@@ -85,6 +88,7 @@ class TransitionGraphChannel:
         max_candidates: int = 300,
         weights: dict[str, float] | None = None,
         batch_size: int = 2048,
+        dense: bool = False,
     ):
         self.n_anchors = n_anchors
         self.anchor_decay = anchor_decay
@@ -94,6 +98,7 @@ class TransitionGraphChannel:
         self.max_candidates = max_candidates
         self.weights = weights
         self.batch_size = batch_size
+        self.dense = dense  # True: score users x catalogue in dense blocks (the reference the sparse path equals)
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> TransitionGraphChannel:
         self.items_ = IdIndex.from_values(history["item_id"])
@@ -157,13 +162,31 @@ class TransitionGraphChannel:
         ring = (self.anchors_[user_pos] @ self.graph_).toarray()
         return np.where(ring > 0, 1.0 + ring, self.pop_[None, :])
 
+    def _candidates(self, user_pos: np.ndarray, k: int, seen_rows: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, item, score) pairs holding each user's top-k, scores as _score_block has them: the ring
+        items (1 + ring > 1 > every pop fill) and the first k + |seen| + |ring| items of the popularity
+        order (whatever is past them has that many items ahead of it). An item in both keeps its ring score."""
+        ring = (self.anchors_[user_pos] @ self.graph_).tocoo()
+        on = ring.data > 0
+        r_rows, r_cols, r_scores = ring.row[on], ring.col[on], 1.0 + ring.data[on]
+        n_ring = np.bincount(r_rows, minlength=len(user_pos))
+        n_seen = np.diff(seen_rows.indptr) if seen_rows is not None else 0
+        if getattr(self, "pop_order_", None) is None:
+            self.pop_order_ = ranked_order(self.pop_)
+        f_rows, f_cols = prefix_pairs(self.pop_order_, np.minimum(k + n_seen + n_ring, len(self.items_)))
+        return (
+            np.concatenate([r_rows, f_rows]),
+            np.concatenate([r_cols, f_cols]),
+            np.concatenate([r_scores.astype(np.float32), self.pop_[f_cols]]),
+        )
+
     def recommend(self, user_ids, k: int, exclude_seen: bool = True) -> pl.DataFrame:
-        return recommend_dense(
+        return (recommend_dense if self.dense else recommend_sparse)(
             user_ids,
             k,
             self.users_,
             self.items_,
-            self._score_block,
+            self._score_block if self.dense else self._candidates,
             self.seen_ if exclude_seen else None,
             self.pop_,
             self.batch_size,

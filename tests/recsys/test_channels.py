@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 
 from recsys.channels.als import ALSChannel
 from recsys.channels.ease import EASEChannel, ease_weights
@@ -251,3 +252,94 @@ def test_tgh_edges_stay_within_sessions():
     T = TransitionGraphChannel().fit(history).transitions_.toarray()
     assert T[0, 1] == 1 and T[1, 2] == 1 and T[3, 4] == 1 and T[4, 5] == 1
     assert T[2, 3] == 0 and T.sum() == 4  # no edge across the session boundary
+
+
+# --- exact top-k under the tie rule; sparse pop/tgh paths equal the dense reference (issue 10) ---
+
+
+def _reference_topk(x: np.ndarray, k: int) -> np.ndarray:
+    """Full sort by (score descending, column ascending); -1 where the score is not finite."""
+    x = np.where(np.isnan(x), -np.inf, x)
+    order = np.lexsort((np.broadcast_to(np.arange(x.shape[1]), x.shape), -x), axis=-1)[:, : min(k, x.shape[1])]
+    idx = order.astype(np.int32)
+    idx[~np.isfinite(np.take_along_axis(x, order, axis=1))] = -1
+    return idx
+
+
+@pytest.mark.parametrize("kernel_min_size", [1, 1 << 62])  # torch.topk / np.argpartition pick the candidates
+def test_topk_rows_breaks_ties_by_position_whatever_the_kernel(kernel_min_size, monkeypatch):
+    import recsys.channels.base as base
+
+    monkeypatch.setattr(base, "TORCH_TOPK_MIN_SIZE", kernel_min_size)
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        n, m, k = int(rng.integers(1, 20)), int(rng.integers(1, 60)), int(rng.integers(0, 70))
+        x = rng.integers(0, 4, (n, m)).astype(np.float32)  # heavy ties
+        x[rng.random((n, m)) < 0.2] = -np.inf
+        x[rng.random((n, m)) < 0.05] = np.nan
+        exclude = sp.csr_matrix(rng.random((n, m)) < 0.1)
+        idx, val = base.topk_rows(x, k, exclude)
+        masked = x.copy()
+        masked[exclude.toarray()] = -np.inf
+        ref = _reference_topk(masked, k)
+        assert np.array_equal(idx, ref)
+        assert np.all(val[idx < 0] == -np.inf)
+        r, c = np.nonzero(np.isfinite(x))
+        sidx, sval = base.topk_sparse(r, c, x[r, c], n, m, k, exclude)
+        assert np.array_equal(sidx, ref) and np.array_equal(sval, val)
+
+
+def tie_data(seed: int):
+    """Few timestamps and few events per item, so many items share popularity exactly; catalogue items
+    without events (score 0) and items without a category."""
+    rng = np.random.default_rng(seed)
+    n_users, n_items, n_events = 150, 90, 1500
+    stamps = [T0 + timedelta(days=int(d)) for d in rng.integers(0, 4, n_events)]
+    user = rng.integers(0, n_users, n_events) + 500
+    item = (rng.zipf(1.6, n_events) % n_items) + 1
+    kinds = rng.choice(["view", "view", "click", "buy"], n_events).tolist()
+    order = np.argsort(np.array(stamps, dtype="datetime64[us]"), kind="stable")
+    history = interactions(user[order], item[order], [stamps[i] for i in order], [kinds[i] for i in order])
+    all_items = np.arange(1, n_items + 40)
+    cats = pl.Series("category_id", rng.integers(0, 6, len(all_items)), dtype=pl.Int64)
+    cats = cats.scatter(np.flatnonzero(rng.random(len(all_items)) < 0.1), None)
+    items = pl.DataFrame({"item_id": all_items, "category_id": cats})
+    return history, items, np.r_[np.unique(user), [1, 2]]  # two unknown users
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"mode": "global"},
+        {"mode": "recent"},
+        {"mode": "category"},
+        {"n_top_categories": 1},
+        {"n_top_categories": 10},
+        {"batch_size": 37},
+    ],
+)
+def test_sparse_popularity_equals_dense_reference(seed, params):
+    history, items, users = tie_data(seed)
+    sparse = PopularityChannel(**params).fit(history, items=items)
+    dense = PopularityChannel(dense=True, **params).fit(history, items=items)
+    for k in (1, 5, 40, 500):
+        for exclude_seen in (True, False):
+            a = sparse.recommend(users, k=k, exclude_seen=exclude_seen)
+            b = dense.recommend(users, k=k, exclude_seen=exclude_seen)
+            assert a.equals(b), (params, k, exclude_seen)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("params", [{}, {"n_anchors": 1, "max_candidates": 3}, {"batch_size": 37}])
+def test_sparse_tgh_equals_dense_reference(seed, params):
+    history, _, users = tie_data(seed)
+    sparse = TransitionGraphChannel(**params).fit(history)
+    dense = TransitionGraphChannel(dense=True, **params).fit(history)
+    assert (sparse.pop_[:, None] == sparse.pop_[None, :]).sum() > 2 * len(sparse.pop_)  # ties planted
+    for k in (1, 5, 40, 500):
+        for exclude_seen in (True, False):
+            a = sparse.recommend(users, k=k, exclude_seen=exclude_seen)
+            b = dense.recommend(users, k=k, exclude_seen=exclude_seen)
+            assert a.equals(b), (params, k, exclude_seen)
