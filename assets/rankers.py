@@ -19,6 +19,7 @@ from assets.catalog import IO_RETRY, SERVING_FRESHNESS, catalog, observe, result
 from assets.common import (
     DUCKDB_POOL,
     GPU_POOL,
+    TRAIN_USERS_SEED,
     every_target_user,
     fold_sample,
     load_catalogue,
@@ -178,6 +179,11 @@ class RankerConfig(dg.Config):
     # the best held-out valid NDCG@10 wins, ties to the earlier list. ["mi"] alone halves the fits.
     feature_selections: list[str] = ["mi", "3mr"]
     k: int = 100  # ranked list length written for evaluation
+    # LightGBM only, its cost budget: past this many rows of labelled lists (users with a positive; the others
+    # teach LambdaRank nothing), the fits train on whole lists of a seeded uniform sample of those users within
+    # the budget (recsys.metrics.sampling.sample_within_size, drawn over their first valid event; metadata
+    # train_rows says N of M). ML-100K and the fixtures are far below it. 0 = every row.
+    max_train_rows: int = 1_000_000
     # LightGBM only: the test fold (features.ranker_test, never sampled) is read from DuckDB and scored in
     # blocks of this many users, keeping each user's top k, so memory follows the block; the lists are
     # identical for every value. 0 = the whole table at once. (The sequence ranker still reads it whole.)
@@ -297,6 +303,8 @@ def lgbm_ranker(
     context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
 ):
     valid = warehouse.table("features.ranker_valid")  # bounded by RECDAG_TRAIN_USERS
+    valid, train_rows = _labelled_rows_within(warehouse, valid, config.max_train_rows)
+    context.log.info(f"lgbm_ranker: trains on {train_rows}")
     # OutRank's two feature lists (MI-only, 3MR) × the settings grid, judged on held-out valid users
     feature_sets = _feature_sets(warehouse, valid, config.feature_selections)
     choice = fit_feature_sets(valid, feature_sets, config.params, config.params_grid, log=context.log.info)
@@ -332,6 +340,7 @@ def lgbm_ranker(
             "model_path": saved["path"],
             "feature_importance": md(importance, 40),
             "settings_tried": md(tried),
+            "train_rows": train_rows,  # max_train_rows: "N of M rows of labelled lists ..." or "all M rows ..."
             "feature_selection": choice.selection,
             "feature_selection_lists": dg.MetadataValue.json(
                 {n: [c.removeprefix(CAT_PREFIX) for c in cols if c.startswith(CAT_PREFIX)] for n, cols in feature_sets.items()}
@@ -339,6 +348,28 @@ def lgbm_ranker(
         },
         check_results=[gate],
     )
+
+
+def _labelled_rows_within(warehouse: Warehouse, frame: pl.DataFrame, budget: int) -> tuple[pl.DataFrame, str]:
+    """(the rows LightGBM trains on, the words for it): ``frame`` itself when its labelled lists (users
+    with a positive) hold at most ``budget`` rows (0 = no budget), else those lists of a seeded uniform
+    sample of the labelled users whose rows stay within ``budget`` (``sample_within_size``, users in order
+    of their first valid-window event, so relabelling ids never changes who)."""
+    from recsys.metrics.sampling import sample_within_size, users_in_event_order
+
+    sizes = frame.group_by("user_id").agg(pl.len().alias("n"), (pl.col(LABEL) > 0).any().alias("pos")).filter("pos").drop("pos")
+    rows, users = int(sizes["n"].sum()), sizes.height
+    if not budget or rows <= budget:
+        return frame, f"all {rows:,} rows of labelled lists ({users:,} users with a positive)"
+    target = warehouse.query_file("staging/split_fold", {"fold": "valid"})
+    order = users_in_event_order(target.filter(pl.col("user_id").is_in(sizes["user_id"].implode())))
+    kept = sample_within_size(order, sizes, budget, seed=TRAIN_USERS_SEED)
+    out = frame.filter(pl.col("user_id").is_in(kept.implode()))
+    said = (
+        f"{out.height:,} of {rows:,} rows of labelled lists ({kept.len():,} of {users:,} users with a positive; "
+        f"seeded uniform sample, seed {TRAIN_USERS_SEED})"
+    )
+    return out, said
 
 
 def _user_blocks(warehouse: Warehouse, table: str, block_users: int):

@@ -102,28 +102,17 @@ def search_history(history: pl.DataFrame, users, max_events: int, seed: int = 0)
     budget), else the whole histories of ``users`` (the users the search scores) and then of other users,
     drawn in a seeded random order over their first appearance in ``history``'s event order, while the
     total stays within ``max_events``. Rows keep their order in ``history``."""
-    from recsys.metrics.sampling import users_in_event_order
+    from recsys.metrics.sampling import sample_within_size, users_in_event_order
 
     total, total_users = history.height, history["user_id"].n_unique()
     if not max_events or total <= max_events:
         return history, HistorySample(total, total, total_users, total_users, max_events, seed)
     if max_events < 0:
         raise ValueError(f"max_events must be >= 0 (0 = no budget), got {max_events}")
-    scored = pl.Series("user_id", users).cast(history.schema["user_id"])
-    counts = history.group_by("user_id").agg(pl.len().alias("n"))
-    order = users_in_event_order(history)
-    rest = order.filter(~order.is_in(scored.implode()))
-    rest = rest.gather(np.random.default_rng(seed).permutation(rest.len()))
-    n_of = dict(zip(counts["user_id"].to_list(), counts["n"].to_list()))
-    used = sum(n_of.get(u, 0) for u in scored.to_list())
-    kept = [u for u in scored.to_list() if u in n_of]
-    for u in rest.to_list():
-        if used + n_of[u] > max_events:
-            break  # a prefix of the random order: every other user has the same chance, whatever their activity
-        used += n_of[u]
-        kept.append(u)
-    sample = history.filter(pl.col("user_id").is_in(pl.Series(kept, dtype=history.schema["user_id"]).implode()))
-    return sample, HistorySample(sample.height, total, len(kept), total_users, max_events, seed)
+    sizes = history.group_by("user_id").agg(pl.len().alias("n"))
+    kept = sample_within_size(users_in_event_order(history), sizes, max_events, seed, first=pl.Series("user_id", users))
+    sample = history.filter(pl.col("user_id").is_in(kept.implode()))
+    return sample, HistorySample(sample.height, total, kept.len(), total_users, max_events, seed)
 
 
 def expand_grid(grid: Mapping[str, Sequence]) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ API::
     order = users_in_event_order(target)                 # each user once, by their first event (ts, seq)
     kept, info = sample_users(order, budget=50_000, seed=0)
     kept, info = sample_in_event_order(users, events, budget, seed)  # the same, from a set of users; sorted by id
+    kept = sample_within_size(order, sizes, budget=1_000_000, seed=0, first=None)  # whole users within a size budget
     info.describe("test users")   # "50,000 of 1,234,567 test users (seeded uniform sample, seed 0)"
     sample_note(info, widths)     # ... "; NDCG@10 95% interval width 0.004–0.006 across stages"
 
@@ -97,6 +98,30 @@ def sample_in_event_order(users: pl.Series, events: pl.DataFrame, budget: int, s
         raise ValueError(f"{n - order.len()} of {n} users have no event to order them by")
     kept, info = sample_users(order, budget, seed)
     return kept.sort(), info
+
+
+def sample_within_size(order: pl.Series, sizes: pl.DataFrame, budget: int, seed: int = 0, first: pl.Series | None = None) -> pl.Series:
+    """Whole users whose summed size stays within ``budget`` (events of their history, rows of their lists).
+
+    ``order``: every candidate user once, in the canonical order (``users_in_event_order``); ``sizes``:
+    ``user_id, n``. The ``first`` users are always kept (even past the budget: the caller needs them
+    whole); then the other users of ``order`` in a seeded random permutation of their positions, as a
+    prefix: the first user that would break the budget ends the draw, so every user has the same chance
+    whatever their size. Which users is a function of (order, sizes, budget, seed) only, never of the id
+    values. Returns the kept ids, ``first`` ones first."""
+    if budget < 1:
+        raise ValueError(f"budget must be a whole number >= 1, got {budget}")
+    first = pl.Series("user_id", [], dtype=order.dtype) if first is None else first.cast(order.dtype)
+    n_of = dict(zip(sizes["user_id"].to_list(), sizes["n"].to_list()))
+    kept = [u for u in first.to_list() if u in n_of]
+    used = sum(n_of[u] for u in kept)
+    rest = order.filter(~order.is_in(first.implode()))
+    for u in rest.gather(np.random.default_rng(seed).permutation(rest.len())).to_list():
+        if used + n_of.get(u, 0) > budget:
+            break
+        used += n_of.get(u, 0)
+        kept.append(u)
+    return pl.Series("user_id", kept, dtype=order.dtype)
 
 
 def sample_note(sample: UserSample | dict | None, widths=(), who: str = "test users", metric: str = "NDCG@10") -> str:

@@ -97,3 +97,39 @@ def test_channel_search_scores_a_seeded_sample_of_valid_users_past_its_budget():
     kept = _search_users(users, target, 5)
     assert kept.len() == 5 and kept.is_sorted() and kept.is_in(users.implode()).all()
     assert _search_users(users, target, 5).equals(kept)
+
+
+class _SplitStub:
+    """Just what _labelled_rows_within reads of the warehouse: the valid fold's events."""
+
+    def __init__(self, target: pl.DataFrame):
+        self.target = target
+
+    def query_file(self, name: str, params: dict) -> pl.DataFrame:
+        assert name == "staging/split_fold" and params == {"fold": "valid"}
+        return self.target
+
+
+def test_lgbm_trains_on_whole_labelled_lists_within_its_row_budget():
+    from assets.rankers import _labelled_rows_within
+
+    _, history, target = _fold(80)  # 40 valid users (even ids), one event each
+    frame = pl.DataFrame(
+        {
+            "user_id": [u for u in range(80) for _ in range(3)],
+            "item_id": [2, 3, 4] * 80,
+            "label": [int(u % 2 == 0 and i == 0) for u in range(80) for i in range(3)],  # even users have a positive
+        }
+    )
+    same, said = _labelled_rows_within(_SplitStub(target), frame, 0)
+    assert same is frame and said == "all 120 rows of labelled lists (40 users with a positive)"
+    assert _labelled_rows_within(_SplitStub(target), frame, 120)[0] is frame
+    kept, said = _labelled_rows_within(_SplitStub(target), frame, 30)
+    users = kept["user_id"].unique()
+    assert kept.height == 30 and users.len() == 10 and (users % 2 == 0).all()  # whole labelled lists only
+    assert kept.group_by("user_id").len()["len"].to_list() == [3] * 10
+    assert said == "30 of 120 rows of labelled lists (10 of 40 users with a positive; seeded uniform sample, seed 0)"
+    # relabelled ids, same event order: the same users by position
+    _, _, target2 = _fold(80, offset=1000)
+    kept2, _ = _labelled_rows_within(_SplitStub(target2), frame.with_columns(pl.col("user_id") + 1000), 30)
+    assert kept2.with_columns(pl.col("user_id") - 1000).equals(kept)

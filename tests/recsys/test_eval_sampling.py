@@ -10,7 +10,7 @@ import pytest
 from assets.common import sample_truth
 from orchestration.summary import Outputs, RunSummary, format_summary
 from recsys.metrics import bootstrap_ci, cohorts, evaluate_cohorts, item_popularity, paired_test
-from recsys.metrics.sampling import UserSample, sample_note, sample_users, users_in_event_order
+from recsys.metrics.sampling import UserSample, sample_note, sample_users, sample_within_size, users_in_event_order
 from recsys.report import ReportData, render_report
 from resources import settings
 
@@ -174,3 +174,24 @@ def test_the_budget_setting(monkeypatch):
     monkeypatch.setenv("RECDAG_EVAL_USERS", "0")
     with pytest.raises(ValueError, match="RECDAG_EVAL_USERS='0'"):
         settings.eval_users()
+
+
+def test_sample_within_size_keeps_whole_users_as_a_seeded_prefix():
+    order = pl.Series("user_id", [50, 10, 40, 20, 30, 60], dtype=pl.Int64)
+    sizes = pl.DataFrame({"user_id": [10, 20, 30, 40, 50, 60], "n": [5, 1, 4, 2, 3, 6]})
+    kept = sample_within_size(order, sizes, budget=9, seed=0)
+    n_of = dict(zip(sizes["user_id"], sizes["n"]))
+    assert sum(n_of[u] for u in kept) <= 9 and kept.n_unique() == kept.len()
+    assert sample_within_size(order, sizes, budget=9, seed=0).equals(kept)  # seeded
+    # a prefix of one seeded permutation of positions: the next user in it would break the budget
+    perm = order.gather(np.random.default_rng(0).permutation(order.len())).to_list()
+    assert kept.to_list() == perm[: kept.len()] and sum(n_of[u] for u in perm[: kept.len() + 1]) > 9
+    # the ``first`` users are always kept, ahead of the draw, even past the budget
+    assert sample_within_size(order, sizes, budget=3, seed=0, first=pl.Series([60, 30])).to_list()[:2] == [60, 30]
+    # relabelled ids, same order and sizes: the same positions
+    relabel = {u: u * 7 + 1 for u in n_of}
+    again = sample_within_size(order.replace_strict(relabel), sizes.with_columns(pl.col("user_id").replace_strict(relabel)), 9, 0)
+    assert again.to_list() == [relabel[u] for u in kept]
+    assert sample_within_size(order, sizes, budget=100).len() == 6  # everyone fits
+    with pytest.raises(ValueError, match="budget"):
+        sample_within_size(order, sizes, budget=0)

@@ -11,7 +11,7 @@ import polars as pl
 from recsys.event_features import label_window_start, outrank_rows, select_features_3mr
 from recsys.outrank import rank_features
 from recsys.outrank.controls import CONTROL_PREFIX, add_control_features
-from recsys.rankers.lgbm import fit_feature_sets
+from recsys.rankers.lgbm import LGBMRanker, fit_feature_sets
 
 T0 = dt.datetime(2024, 1, 1)
 
@@ -179,3 +179,19 @@ def test_lgbm_identical_lists_are_fitted_once_and_tie_to_the_first():
     cols = ["chan__norm", "cat__good"]
     choice = fit_feature_sets(frame, {"mi": cols, "3mr": list(cols)}, {"n_estimators": 20}, [{}])
     assert choice.selection == "mi" and choice.scores["mi"] == choice.scores["3mr"]
+
+
+def test_only_the_winner_is_refit_and_it_equals_a_plain_fit_of_its_setting():
+    frame = _ranker_frame()
+    params = {"n_estimators": 60, "early_stopping_rounds": 10, "min_data_in_leaf": 10}
+    sets = {"mi": ["chan__norm", "cat__bad"], "3mr": ["chan__norm", "cat__good"]}
+    choice = fit_feature_sets(frame, sets, params, [{}, {"num_leaves": 7}])
+    plain = LGBMRanker(choice.params).fit(frame, feature_cols=choice.model.feature_cols)  # fit + refit_full, as before
+    assert choice.model.best_iteration == plain.best_iteration and choice.model.valid_ndcg10 == plain.valid_ndcg10
+    np.testing.assert_array_equal(choice.model.predict(frame), plain.predict(frame))
+    assert choice.model.holdout_scores.equals(plain.holdout_scores)
+    # the refit happened (the early-stopping model differs from the one refit on every labelled user)
+    early = LGBMRanker(choice.params).fit(frame, feature_cols=choice.model.feature_cols, refit=False)
+    assert not np.array_equal(early.predict(frame), plain.predict(frame))
+    assert early.refit_on(frame).refit_on(frame).best_iteration == plain.best_iteration  # a second refit_on is a no-op
+    np.testing.assert_array_equal(early.predict(frame), plain.predict(frame))
