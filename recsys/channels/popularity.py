@@ -170,6 +170,35 @@ def as_id_array(user_ids) -> np.ndarray:
     return s.cast(pl.Int64).unique(maintain_order=True).to_numpy()
 
 
+def _recommend_blocks(
+    user_ids,
+    k: int,
+    users: IdIndex,
+    items: IdIndex,
+    rank_block: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    fallback: np.ndarray | None,
+    batch_size: int,
+) -> pl.DataFrame:
+    """Known users in blocks of ``batch_size`` ranked by rank_block(user_positions) -> (top-k item
+    positions, scores); users the channel does not know get top-k of ``fallback`` (or none)."""
+    uids = as_id_array(user_ids)
+    pos = users.positions(uids)
+    known = pos >= 0
+    frames = []
+    known_ids, known_pos = uids[known], pos[known]
+    for s, e in batched(len(known_pos), batch_size):
+        idx, val = rank_block(known_pos[s:e])
+        frames.append(recs_frame(known_ids[s:e], idx, val, items))
+    cold_ids = uids[~known]
+    if fallback is not None and len(cold_ids) and len(items):
+        idx, val = topk_rows(fallback[None, :], k)
+        n = len(cold_ids)
+        frames.append(recs_frame(cold_ids, np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0), items))
+    if not frames:
+        return pl.DataFrame(schema=_EMPTY)
+    return pl.concat(frames)
+
+
 def recommend_dense(
     user_ids,
     k: int,
@@ -182,24 +211,9 @@ def recommend_dense(
 ) -> pl.DataFrame:
     """Score known users in dense blocks (score_block(user_positions) -> rows × n_items), take
     top-k with ``seen`` masked; users the channel does not know get top-k of ``fallback`` (or none)."""
-    uids = as_id_array(user_ids)
-    pos = users.positions(uids)
-    known = pos >= 0
-    frames = []
-    known_ids, known_pos = uids[known], pos[known]
-    for s, e in batched(len(known_pos), batch_size):
-        p = known_pos[s:e]
-        block = score_block(p)
-        idx, val = topk_rows(block, k, seen[p] if seen is not None else None)
-        frames.append(recs_frame(known_ids[s:e], idx, val, items))
-    cold_ids = uids[~known]
-    if fallback is not None and len(cold_ids) and len(items):
-        idx, val = topk_rows(fallback[None, :], k)
-        n = len(cold_ids)
-        frames.append(recs_frame(cold_ids, np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0), items))
-    if not frames:
-        return pl.DataFrame(schema=_EMPTY)
-    return pl.concat(frames)
+    return _recommend_blocks(
+        user_ids, k, users, items, lambda p: topk_rows(score_block(p), k, seen[p] if seen is not None else None), fallback, batch_size
+    )
 
 
 def recommend_sparse(
@@ -216,25 +230,13 @@ def recommend_sparse(
     top-k: candidates(user_positions, k, seen_rows) -> (row, item position, score) pairs, rows indexing
     user_positions, scores exactly as the dense block would hold them. Top-k by topk_sparse, whose tie
     rule is topk_rows's, so the lists equal recommend_dense's on the full block."""
-    uids = as_id_array(user_ids)
-    pos = users.positions(uids)
-    known = pos >= 0
-    frames = []
-    known_ids, known_pos = uids[known], pos[known]
-    for s, e in batched(len(known_pos), batch_size):
-        p = known_pos[s:e]
+
+    def rank_block(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         seen_rows = seen[p] if seen is not None else None
         rows, cols, scores = candidates(p, k, seen_rows)
-        idx, val = topk_sparse(rows, cols, scores, len(p), len(items), k, seen_rows)
-        frames.append(recs_frame(known_ids[s:e], idx, val, items))
-    cold_ids = uids[~known]
-    if fallback is not None and len(cold_ids) and len(items):
-        idx, val = topk_rows(fallback[None, :], k)
-        n = len(cold_ids)
-        frames.append(recs_frame(cold_ids, np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0), items))
-    if not frames:
-        return pl.DataFrame(schema=_EMPTY)
-    return pl.concat(frames)
+        return topk_sparse(rows, cols, scores, len(p), len(items), k, seen_rows)
+
+    return _recommend_blocks(user_ids, k, users, items, rank_block, fallback, batch_size)
 
 
 def ranked_order(scores: np.ndarray) -> np.ndarray:
