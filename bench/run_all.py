@@ -24,6 +24,7 @@ SCRIPTS = [
     "bench_ease_large.py",
     "bench_neural_budget.py",
     "bench_search_budget.py",
+    "bench_ranker_budget.py",
     "bench_dense_topk.py",
     "bench_scale.py",  # the longest: the whole pipeline at 0.2M, 2M and 10M interactions
 ]
@@ -40,6 +41,7 @@ SECTIONS = [
     "results_ease_large.md",
     "results_neural_budget.md",
     "results_search_budget.md",
+    "results_ranker_budget.md",
     "results_dense_topk.md",
     "results_scale.md",
 ]
