@@ -25,10 +25,13 @@ def every_target_user(params: dict) -> bool:
     return params.get("protocol") == "files"
 
 
+def load_fold_events(warehouse: Warehouse, fold: str) -> pl.DataFrame:
+    """One fold's events (train, valid or test) in the canonical event order, as load_split holds them."""
+    return conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA)
+
+
 def load_split(warehouse: Warehouse) -> Split:
-    parts = {
-        fold: conform(warehouse.query_file("staging/split_fold", {"fold": fold}), INTERACTION_SCHEMA) for fold in ("train", "valid", "test")
-    }
+    parts = {fold: load_fold_events(warehouse, fold) for fold in ("train", "valid", "test")}
     params = warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0]
     return Split(parts["train"], parts["valid"], parts["test"], json.loads(params))
 

@@ -23,6 +23,7 @@ from assets.common import (
     every_target_user,
     fold_sample,
     load_catalogue,
+    load_fold_events,
     load_items,
     load_split,
     load_users,
@@ -186,7 +187,9 @@ class RankerConfig(dg.Config):
     max_train_rows: int = 1_000_000
     # LightGBM only: the test fold (features.ranker_test, never sampled) is read from DuckDB and scored in
     # blocks of this many users, keeping each user's top k, so memory follows the block; the lists are
-    # identical for every value. 0 = the whole table at once. (The sequence ranker still reads it whole.)
+    # identical for every value. 0 = the whole table at once. The sequence ranker scores it the same way
+    # (each block with only its users' history), in blocks rounded up to whole torch batches of its
+    # predict_batch_users (256): 20,000 -> 20,224 users.
     score_block_users: int = 20_000
     # Sequence ranker only, its cost budget: each epoch trains on a fresh seeded sample of at most this many
     # users' candidate lists (ML-100K: < 1,000, all of them), and early stopping scores at most
@@ -384,6 +387,20 @@ def _user_blocks(warehouse: Warehouse, table: str, block_users: int):
         yield warehouse.query(f"SELECT * FROM {table} WHERE user_id BETWEEN $lo AND $hi", {"lo": int(lo), "hi": int(hi)})
 
 
+def _longest_list(warehouse: Warehouse, table: str) -> int | None:
+    """The most rows one user has in ``table`` (None when empty): the width every block's lists are
+    padded to, so a block of users is scored exactly as within the whole table."""
+    n = warehouse.query(f"SELECT max(n) AS n FROM (SELECT count(*) AS n FROM {table} GROUP BY user_id)")["n"][0]
+    return None if n is None else int(n)
+
+
+def _block_history(block: pl.DataFrame, *folds: pl.DataFrame) -> pl.DataFrame:
+    """The events of ``block``'s users in ``folds``, concatenated in that order (Split.fold's
+    train + valid, filtered): a user's sequence reads only that user's events, in their order."""
+    users = block["user_id"].unique()
+    return pl.concat([f.filter(pl.col("user_id").is_in(users.cast(f.schema["user_id"]).implode())) for f in folds], how="vertical")
+
+
 def _feature_sets(warehouse: Warehouse, frame: pl.DataFrame, selections: list[str]) -> dict[str, list[str]]:
     """Per OutRank selection in ``selections`` ('mi', '3mr'; features.selected_features), the
     frame's feature columns it allows: every non-categorical column plus ``cat__f`` for the list's
@@ -420,21 +437,27 @@ def sequence_ranker(
 ):
     from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
 
-    data = load_split(warehouse)
-    valid = warehouse.table("features.ranker_valid")
-    test = warehouse.table("features.ranker_test")
+    # the histories only (Split.fold: valid fold -> train; test fold -> train + valid), never the test events
+    train_events, valid_events = load_fold_events(warehouse, "train"), load_fold_events(warehouse, "valid")
+    valid = warehouse.table("features.ranker_valid")  # bounded by RECDAG_TRAIN_USERS
     runtime = compute.runtime(log=context.log.info)
     budget = {"max_samples_per_epoch": config.max_samples_per_epoch or None, "max_valid_users": config.max_valid_users or None}
     params = SequenceRankerParams(**{**budget, **config.params})
-    valid_history, _ = data.fold("valid")
-    test_history, _ = data.fold("test")
-    items = load_catalogue(warehouse, valid_history)  # the vocabulary the valid fold may know
-    model = SequenceRanker(params).fit(valid, valid_history, items, runtime=runtime)
-    _write_ranked(
-        warehouse, "sequence_ranker", model.recommend(test, test_history, k=config.k, runtime=runtime), model.holdout_scores, config.k
-    )
+    items = load_catalogue(warehouse, train_events)  # the vocabulary the valid fold may know
+    model = SequenceRanker(params).fit(valid, train_events, items, runtime=runtime)
+    del valid, items
+    # The test fold (never sampled) per block of users, each with its users' history (train + valid). The
+    # lists are padded to the table's longest list and a block is whole torch batches (score_block_users
+    # rounded up to a multiple of predict_batch_users), so every batch holds the same users in the same
+    # shape as when the table is scored at once: the scores are bit-identical (a batch's size can change
+    # float32 rounding).
+    width = _longest_list(warehouse, "features.ranker_test")
+    batch = params.predict_batch_users
+    blocks = _user_blocks(warehouse, "features.ranker_test", -(-config.score_block_users // batch) * batch)
+    ranked = [model.recommend(block, _block_history(block, train_events, valid_events), config.k, runtime, width) for block in blocks]
+    _write_ranked(warehouse, "sequence_ranker", pl.concat(ranked, how="vertical"), model.holdout_scores, config.k)
     metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}
-    key = comparison_key(source.dataset, data.params)
+    key = comparison_key(source.dataset, _split_params(warehouse))
     saved, gate = _save_judged(
         context, warehouse, model_store, key, "sequence_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
     )

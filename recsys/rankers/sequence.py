@@ -5,6 +5,7 @@ API::
     ranker = SequenceRanker(SequenceRankerParams(...)).fit(frame, history, items=None, runtime=runtime)
     ranker.predict(frame, history, runtime) -> np.ndarray        # one score per row, frame order
     ranker.recommend(frame, history, k, runtime) -> pl.DataFrame  # user_id, item_id, score, rank
+    # both take width=: pad every user's list to that many slots (scoring a table in blocks of users)
     ranker.best_epoch, ranker.valid_ndcg10, ranker.train_losses   # early-stopping record
     ranker.epoch_samples, ranker.n_valid_users, ranker.n_valid_scored  # per-epoch training lists, validation users
     ranker.to_bytes() / SequenceRanker.from_bytes(blob)           # torch.save of weights + vocab
@@ -411,21 +412,29 @@ class SequenceRanker:
             out[sl] = logits.float().cpu().numpy()
         return out
 
-    def predict(self, frame: pl.DataFrame, history: pl.DataFrame, runtime: TorchRuntime) -> np.ndarray:
+    def predict(self, frame: pl.DataFrame, history: pl.DataFrame, runtime: TorchRuntime, width: int | None = None) -> np.ndarray:
+        """One score per row of ``frame`` (frame order). ``history`` needs only the frame's users (each
+        user's sequence reads that user's events alone). ``width``: the candidate-list width the lists are
+        padded to (default: the frame's longest list); pass the longest list of the whole table when
+        scoring it in blocks of users, so every block pads, and so computes, exactly as the whole."""
         if self.net is None:
             raise RuntimeError("SequenceRanker is not fitted")
         if frame.height == 0:
             return np.empty(0, dtype=np.float64)
         self.net.to(runtime.torch_device())
-        lists = self._lists(frame)
+        lists = self._lists(frame, width)
+        if width is not None and (lists.row >= 0).sum() < frame.height:
+            raise ValueError(f"width {width} is shorter than a user's candidate list in the frame")
         scores = self._score_lists(lists, self._sequences(history, lists.users), runtime)
         out = np.empty(frame.height, dtype=np.float64)
         present = lists.row >= 0
         out[lists.row[present]] = scores[present]
         return out
 
-    def recommend(self, frame: pl.DataFrame, history: pl.DataFrame, k: int, runtime: TorchRuntime) -> pl.DataFrame:
-        return rank_frame(frame, self.predict(frame, history, runtime), k)
+    def recommend(
+        self, frame: pl.DataFrame, history: pl.DataFrame, k: int, runtime: TorchRuntime, width: int | None = None
+    ) -> pl.DataFrame:
+        return rank_frame(frame, self.predict(frame, history, runtime, width), k)
 
     # ----- persistence ------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

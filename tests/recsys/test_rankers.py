@@ -358,3 +358,34 @@ def test_sequence_ranker_serializes_and_is_deterministic(sequence_setup):
     again = SequenceRanker(model.params).fit(train, history, items, runtime=runtime)
     assert again.train_losses == model.train_losses
     assert np.array_equal(again.predict(test, history, runtime), scores)
+
+
+def test_sequence_ranker_scores_blocks_of_users_exactly_as_the_whole_frame(sequence_setup):
+    """sequence_ranker scores the test fold per block of users: each block with only its users' history,
+    padded to the whole table's longest list and made of whole torch batches (a multiple of
+    predict_batch_users). Every score then equals scoring the frame at once, bit for bit."""
+    import dataclasses
+
+    from recsys.rankers.sequence import SequenceRanker
+
+    fitted, _, test, history, _, runtime = sequence_setup
+    model = SequenceRanker.from_bytes(fitted.to_bytes())
+    model.params = dataclasses.replace(model.params, predict_batch_users=8)
+    # lists of different lengths (a block's own longest list is mostly shorter than the frame's)
+    keep = (pl.col("label") > 0) | pl.Series(np.random.default_rng(3).random(test.height) < 0.6)
+    test = test.filter(keep).sort("user_id", maintain_order=True)
+    lengths = test.group_by("user_id").len()["len"]
+    assert lengths.min() < lengths.max()
+    width = int(lengths.max())
+    whole = model.predict(test, history, runtime)
+    users = test["user_id"].unique().sort()
+    scores, recs = [], []
+    for s in range(0, len(users), 16):  # two batches per block; the last block is shorter
+        mine = pl.col("user_id").is_in(users[s : s + 16].implode())
+        block, block_history = test.filter(mine), history.filter(mine)
+        scores.append(model.predict(block, block_history, runtime, width=width))
+        recs.append(model.recommend(block, block_history, 10, runtime, width=width))
+    assert len(users) % 16 and np.array_equal(np.concatenate(scores), whole)
+    assert_frame_equal(pl.concat(recs), model.recommend(test, history, 10, runtime))
+    with pytest.raises(ValueError, match="shorter"):
+        model.predict(test, history, runtime, width=width - 1)
