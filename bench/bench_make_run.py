@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADLINE_SQL = """
 SELECT stage, round(value, 4) AS ndcg10, round(ci_low, 4) AS ci_low, round(ci_high, 4) AS ci_high, n_users
 FROM eval.metrics
-WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 AND cohort = 'all' AND ci_low IS NOT NULL
+WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 AND cohort = 'all' AND ci_low IS NOT NULL AND cutoff <> 'pooled'
 ORDER BY value DESC
 """
 
@@ -41,7 +41,7 @@ PIVOT (
     SELECT stage, metric || '@' || k AS mk, round(value, 4) AS value
     FROM eval.metrics
     WHERE fold = 'test' AND cohort = 'all' AND k IN (50, 100, 200) AND metric IN ('hit_rate', 'recall')
-      AND ci_low IS NULL
+      AND ci_low IS NULL AND cutoff <> 'pooled'
 ) ON mk USING first(value) ORDER BY stage
 """
 
@@ -71,7 +71,7 @@ def run_once(split: str, dataset: str = "movielens-100k") -> list[str]:
         out = proc.stdout.read()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - started
-        jobs = re.findall(r"\[recdag\] job (\S+) (\S+) in ([0-9.]+)s", out)
+        jobs = re.findall(r"^(\w+) (succeeded|failed) in ([0-9.]+)s", out, flags=re.MULTILINE)  # make run's job lines
         lines = [
             f"### dataset = {dataset}, split = {split}",
             "",
