@@ -305,8 +305,8 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
 def lgbm_ranker(
     context: dg.AssetExecutionContext, config: RankerConfig, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
 ):
-    valid = warehouse.table("features.ranker_valid")  # bounded by RECDAG_TRAIN_USERS
-    valid, train_rows = _labelled_rows_within(warehouse, valid, config.max_train_rows)
+    # only the labelled lists (bounded by RECDAG_TRAIN_USERS, then by max_train_rows) leave DuckDB
+    valid, train_rows = _labelled_rows_within(warehouse, "features.ranker_valid", config.max_train_rows)
     context.log.info(f"lgbm_ranker: trains on {train_rows}")
     # OutRank's two feature lists (MI-only, 3MR) × the settings grid, judged on held-out valid users
     feature_sets = _feature_sets(warehouse, valid, config.feature_selections)
@@ -353,22 +353,26 @@ def lgbm_ranker(
     )
 
 
-def _labelled_rows_within(warehouse: Warehouse, frame: pl.DataFrame, budget: int) -> tuple[pl.DataFrame, str]:
-    """(the rows LightGBM trains on, the words for it): ``frame`` itself when its labelled lists (users
-    with a positive) hold at most ``budget`` rows (0 = no budget), else those lists of a seeded uniform
-    sample of the labelled users whose rows stay within ``budget`` (``sample_within_size``, users in order
-    of their first valid-window event, so relabelling ids never changes who)."""
+def _labelled_rows_within(warehouse: Warehouse, table: str, budget: int) -> tuple[pl.DataFrame, str]:
+    """(the rows LightGBM trains on, read from ``table``; the words for it): the labelled lists (users with
+    a positive; the others teach LambdaRank nothing and ``LGBMRanker.fit`` drops them) when they hold at most
+    ``budget`` rows (0 = no budget), else those lists of a seeded uniform sample of the labelled users whose
+    rows stay within ``budget`` (``sample_within_size``, users in order of their first valid-window event, so
+    relabelling ids never changes who). List sizes are counted in DuckDB and only the kept users' rows are
+    read, so memory follows the budget, not the table."""
     from recsys.metrics.sampling import sample_within_size, users_in_event_order
 
-    sizes = frame.group_by("user_id").agg(pl.len().alias("n"), (pl.col(LABEL) > 0).any().alias("pos")).filter("pos").drop("pos")
+    sizes = warehouse.query_file("features/labelled_list_sizes", {"table": table})
     rows, users = int(sizes["n"].sum()), sizes.height
     if not budget or rows <= budget:
-        return frame, f"all {rows:,} rows of labelled lists ({users:,} users with a positive)"
-    target = warehouse.query_file("staging/split_fold", {"fold": "valid"})
-    order = users_in_event_order(target.filter(pl.col("user_id").is_in(sizes["user_id"].implode())))
-    kept = sample_within_size(order, sizes, budget, seed=TRAIN_USERS_SEED)
-    out = frame.filter(pl.col("user_id").is_in(kept.implode()))
-    said = (
+        kept, said = sizes["user_id"], f"all {rows:,} rows of labelled lists ({users:,} users with a positive)"
+    else:
+        target = warehouse.query_file("staging/split_fold", {"fold": "valid"})
+        order = users_in_event_order(target.filter(pl.col("user_id").is_in(sizes["user_id"].implode())))
+        kept = sample_within_size(order, sizes, budget, seed=TRAIN_USERS_SEED)
+        said = None
+    out = warehouse.query_file("features/rows_of_users", {"table": table, "users": kept.sort().to_list()})
+    said = said or (
         f"{out.height:,} of {rows:,} rows of labelled lists ({kept.len():,} of {users:,} users with a positive; "
         f"seeded uniform sample, seed {TRAIN_USERS_SEED})"
     )

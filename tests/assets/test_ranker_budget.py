@@ -99,18 +99,24 @@ def test_channel_search_scores_a_seeded_sample_of_valid_users_past_its_budget():
     assert _search_users(users, target, 5).equals(kept)
 
 
-class _SplitStub:
-    """Just what _labelled_rows_within reads of the warehouse: the valid fold's events."""
+def _frame_warehouse(tmp_path, target: pl.DataFrame, frame: pl.DataFrame):
+    """A real warehouse holding what _labelled_rows_within reads: the frame table and the valid fold's events."""
+    from resources.warehouse import Warehouse
 
-    def __init__(self, target: pl.DataFrame):
-        self.target = target
+    wh = Warehouse(data_dir=str(tmp_path))
+    with wh.connect() as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS features; CREATE SCHEMA IF NOT EXISTS staging")
+        con.register("f", frame.to_arrow())
+        con.execute("CREATE OR REPLACE TABLE features.ranker_valid AS SELECT * FROM f")
+        con.register("t", target.with_columns(pl.lit("valid").alias("fold")).to_arrow())
+        con.execute(
+            "CREATE OR REPLACE TABLE staging.split AS SELECT user_id, item_id, 'rate' AS event_type, 1.0 AS value, ts, "
+            "CAST(ts AS DATE) AS event_date, NULL::BIGINT AS session_id, 'test' AS source, seq, fold FROM t"
+        )
+    return wh
 
-    def query_file(self, name: str, params: dict) -> pl.DataFrame:
-        assert name == "staging/split_fold" and params == {"fold": "valid"}
-        return self.target
 
-
-def test_lgbm_trains_on_whole_labelled_lists_within_its_row_budget():
+def test_lgbm_trains_on_whole_labelled_lists_within_its_row_budget(tmp_path):
     from assets.rankers import _labelled_rows_within
 
     _, history, target = _fold(80)  # 40 valid users (even ids), one event each
@@ -121,15 +127,18 @@ def test_lgbm_trains_on_whole_labelled_lists_within_its_row_budget():
             "label": [int(u % 2 == 0 and i == 0) for u in range(80) for i in range(3)],  # even users have a positive
         }
     )
-    same, said = _labelled_rows_within(_SplitStub(target), frame, 0)
-    assert same is frame and said == "all 120 rows of labelled lists (40 users with a positive)"
-    assert _labelled_rows_within(_SplitStub(target), frame, 120)[0] is frame
-    kept, said = _labelled_rows_within(_SplitStub(target), frame, 30)
+    labelled = frame.filter(pl.col("user_id") % 2 == 0)  # only lists with a positive leave DuckDB
+    wh = _frame_warehouse(tmp_path / "a", target, frame)
+    same, said = _labelled_rows_within(wh, "features.ranker_valid", 0)
+    assert same.equals(labelled) and said == "all 120 rows of labelled lists (40 users with a positive)"
+    assert _labelled_rows_within(wh, "features.ranker_valid", 120)[0].equals(labelled)
+    kept, said = _labelled_rows_within(wh, "features.ranker_valid", 30)
     users = kept["user_id"].unique()
     assert kept.height == 30 and users.len() == 10 and (users % 2 == 0).all()  # whole labelled lists only
     assert kept.group_by("user_id").len()["len"].to_list() == [3] * 10
     assert said == "30 of 120 rows of labelled lists (10 of 40 users with a positive; seeded uniform sample, seed 0)"
     # relabelled ids, same event order: the same users by position
     _, _, target2 = _fold(80, offset=1000)
-    kept2, _ = _labelled_rows_within(_SplitStub(target2), frame.with_columns(pl.col("user_id") + 1000), 30)
+    wh2 = _frame_warehouse(tmp_path / "b", target2, frame.with_columns(pl.col("user_id") + 1000))
+    kept2, _ = _labelled_rows_within(wh2, "features.ranker_valid", 30)
     assert kept2.with_columns(pl.col("user_id") - 1000).equals(kept)
