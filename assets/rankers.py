@@ -443,7 +443,8 @@ def sequence_ranker(
 
     # the histories only (Split.fold: valid fold -> train; test fold -> train + valid), never the test events
     train_events, valid_events = load_fold_events(warehouse, "train"), load_fold_events(warehouse, "valid")
-    valid = warehouse.table("features.ranker_valid")  # bounded by RECDAG_TRAIN_USERS
+    # the labelled lists only (fit drops the others), bounded by RECDAG_TRAIN_USERS; each epoch samples them
+    valid, _ = _labelled_rows_within(warehouse, "features.ranker_valid", 0)
     runtime = compute.runtime(log=context.log.info)
     budget = {"max_samples_per_epoch": config.max_samples_per_epoch or None, "max_valid_users": config.max_valid_users or None}
     params = SequenceRankerParams(**{**budget, **config.params})
