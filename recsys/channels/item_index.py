@@ -278,10 +278,10 @@ def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_thr
         block = np.concatenate([block[t::n_threads] for t in range(n_threads)])
         c = sp_matmul_topn(left_t[block], right_p, top_n=top_n, threshold=0.0, sort=False, n_threads=n_threads, idx_dtype=dtype)
         lengths = np.diff(c.indptr)
-        r = np.repeat(block, lengths)
-        slot = np.arange(c.nnz) - np.repeat(c.indptr[:-1], lengths)
-        idx[r, slot] = col_order[c.indices[: c.nnz]]
-        val[r, slot] = c.data[: c.nnz]
+        # flat positions row * top_n + slot (one 1-D scatter per array, not a 2-D fancy index)
+        flat = np.repeat(block.astype(np.int64) * top_n - c.indptr[:-1], lengths) + np.arange(c.nnz)
+        idx.ravel()[flat] = col_order[c.indices[: c.nnz]]
+        val.ravel()[flat] = c.data[: c.nnz]
     return idx, val, col_rank
 
 
@@ -309,22 +309,27 @@ def _topk_product(
     n = left_t.shape[0]
     idx, val, col_rank = _topn_product(left_t, right, depth + 1, threads)
     val32 = val.astype(np.float32)
+    width = idx.shape[1]
     # One sort per row on a uint64 key: descending score, then support rank; the item itself and
-    # empty slots last.
+    # empty slots last (marked -1 in idx, so the kept slots read -1 there).
+    idx[idx == np.arange(n, dtype=np.int32)[:, None]] = -1
+    empty = idx < 0
     key = (_descending_key(val32).astype(np.uint64) << np.uint64(32)) | col_rank[np.maximum(idx, 0)].astype(np.uint64)
-    key[(idx < 0) | (idx == np.arange(n)[:, None])] = np.iinfo(np.uint64).max
-    order = np.argsort(key, axis=1)[:, :depth]
-    dropped = np.take_along_axis(key, order, axis=1) == np.iinfo(np.uint64).max
-    targets = np.where(dropped, -1, np.take_along_axis(idx, order, axis=1)).astype(np.int32)
-    scores = np.where(dropped, 0.0, np.take_along_axis(val32, order, axis=1)).astype(np.float32)
+    key[empty] = np.iinfo(np.uint64).max
+    # the kept slots as flat positions (1-D takes instead of take_along_axis)
+    flat = (np.argsort(key, axis=1)[:, :depth] + (np.arange(n, dtype=np.int64) * width)[:, None]).ravel()
+    targets = idx.ravel().take(flat).reshape(n, depth)
+    dropped = targets < 0
+    scores = np.where(dropped, np.float32(0.0), val32.ravel().take(flat).reshape(n, depth))
+    if count_scale is not None:
+        raw = val.ravel().take(flat).reshape(n, depth).astype(np.float64)
+        scale = count_scale[0][:, None] * count_scale[1][np.maximum(targets, 0)]
+        counts = np.where(dropped, 0.0, np.rint(raw / scale)).astype(np.float32)
+        return targets, scores, counts
     counts = np.zeros((n, depth), np.float32)
-    filled = targets >= 0
+    filled = ~dropped
     r, c = np.nonzero(filled)
     c = targets[r, c]
-    if count_scale is not None:
-        raw = np.take_along_axis(val, order, axis=1)[filled].astype(np.float64)
-        counts[filled] = np.rint(raw / (count_scale[0][r] * count_scale[1][c]))
-        return targets, scores, counts
     from sparse_dot_topn import sp_matmul
 
     ones_left, ones_right = ones
