@@ -25,6 +25,7 @@ SCRIPTS = [
     "bench_neural_budget.py",
     "bench_search_budget.py",
     "bench_ranker_budget.py",
+    "bench_ranker_cv.py",
     "bench_dense_topk.py",
     "bench_scale.py",  # the longest: the whole pipeline at 0.2M, 2M and 10M interactions
 ]
@@ -42,6 +43,7 @@ SECTIONS = [
     "results_neural_budget.md",
     "results_search_budget.md",
     "results_ranker_budget.md",
+    "results_ranker_cv.md",
     "results_dense_topk.md",
     "results_scale.md",
 ]
