@@ -201,30 +201,101 @@ def eval_rows(
     )
 
 
-def load_candidates(warehouse: Warehouse, stage: str, fold: str, complete: bool | None = None) -> pl.DataFrame:
-    """A stage's recommendation frame for ``fold``.
-
-    With ``complete`` (default: the split's rule, true under the ``files`` protocol) every target
-    user of the fold (valid: of ``fold_sample``) the stage has no list for gets the popularity fallback of the fold's history
-    (recsys.metrics.fallback), as long as the stage's longest list."""
+def fold_completion(warehouse: Warehouse, fold: str, complete: bool | None = None) -> tuple[pl.Series, pl.DataFrame] | None:
+    """(the users every stage must have a ``fold`` list for, the fold's history user_id/item_id) when the
+    split's rule completes lists (``complete`` None: the split's params decide; true under the ``files``
+    protocol), else None. The users are the fold's evaluated users (the valid fold's sample past
+    RECDAG_TRAIN_USERS); the history gives their popularity fallback."""
     with warehouse.connect(read_only=True) as con:
-        recs = con.execute(
-            f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE fold = $fold ORDER BY user_id, rank",
-            {"fold": fold},
-        ).pl()
         if complete is None:
             has_params = con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' AND table_name = 'split_params'"
             ).fetchone()[0]
             params = json.loads(con.execute("SELECT CAST(params AS VARCHAR) FROM staging.split_params").fetchone()[0]) if has_params else {}
             complete = every_target_user(params)
-        if complete:
-            target_fold, history_folds = {"valid": ("valid", ["train"]), "test": ("test", ["train", "valid"])}[fold]
-            target = con.execute(load_sql("staging/split_fold"), {"fold": target_fold}).pl().select("user_id", "ts", "seq")
-            history = pl.concat(
-                [con.execute(load_sql("staging/split_fold"), {"fold": f}).pl().select("user_id", "item_id") for f in history_folds]
-            )
-    if complete:  # the fold's evaluated users (the valid fold's sample past RECDAG_TRAIN_USERS)
-        users = fold_sample(fold, target, history, every_user=True)[0].to_frame()
+        if not complete:
+            return None
+        target_fold, history_folds = {"valid": ("valid", ["train"]), "test": ("test", ["train", "valid"])}[fold]
+        target = con.execute(load_sql("staging/split_fold"), {"fold": target_fold}).pl().select("user_id", "ts", "seq")
+        history = pl.concat(
+            [con.execute(load_sql("staging/split_fold"), {"fold": f}).pl().select("user_id", "item_id") for f in history_folds]
+        )
+    return fold_sample(fold, target, history, every_user=True)[0], history
+
+
+def load_candidates(
+    warehouse: Warehouse,
+    stage: str,
+    fold: str,
+    complete: bool | None = None,
+    user_range: tuple[int, int] | None = None,
+    completion: tuple[pl.Series, pl.DataFrame] | None = None,
+) -> pl.DataFrame:
+    """A stage's recommendation frame for ``fold``.
+
+    With ``complete`` (default: the split's rule, true under the ``files`` protocol) every target
+    user of the fold (valid: of ``fold_sample``) the stage has no list for gets the popularity fallback of the fold's history
+    (recsys.metrics.fallback), as long as the stage's longest list. ``user_range`` (lo, hi): only the users
+    with lo <= user_id <= hi, the same rows as the whole frame filtered to them (fallbacks as long as the
+    stage's longest list over the whole fold); ``completion``: ``fold_completion``'s answer, computed once by
+    a caller that reads many ranges (it then decides, not ``complete``)."""
+    where, args = "fold = $fold", {"fold": fold}
+    if user_range is not None:
+        where, args = where + " AND user_id BETWEEN $lo AND $hi", {**args, "lo": int(user_range[0]), "hi": int(user_range[1])}
+    recs = warehouse.query(f"SELECT user_id, item_id, score, rank FROM candidates.{stage} WHERE {where} ORDER BY user_id, rank", args)
     recs = recs.with_columns(pl.col("rank").cast(pl.Int32))
-    return complete_with_popularity(recs, users, history) if complete else recs
+    if completion is None and (complete or complete is None):
+        completion = fold_completion(warehouse, fold, complete)
+    if completion is None:
+        return recs
+    users, history = completion
+    depth = None  # the whole fold's frame: its own longest list
+    if user_range is not None:
+        users = users.filter(users.is_between(user_range[0], user_range[1]))
+        depth = warehouse.query(f"SELECT max(rank) AS k FROM candidates.{stage} WHERE fold = $fold", {"fold": fold})["k"][0]
+        depth = int(depth) if depth is not None else None
+    return complete_with_popularity(recs, users, history, k=depth)
+
+
+class StagedTables:
+    """Tables written block by block and published together: a table's first block replaces a staging
+    table ``<schema>._building_<name>``, later blocks are appended to it (same columns, else an error
+    naming the table), and ``publish`` renames every staging table into place in one transaction, so a
+    run that fails midway leaves the previous tables in place, never a partial one."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+        self.schemas: dict[str, pl.Schema] = {}
+
+    @staticmethod
+    def staging_name(table: str) -> str:
+        schema, name = table.split(".")
+        return f"{schema}._building_{name}"
+
+    def add(self, table: str, block: pl.DataFrame) -> None:
+        first = self.schemas.get(table)
+        if first is None:
+            self.schemas[table] = block.schema
+            self.warehouse.write_table(self.staging_name(table), block)
+        elif block.schema != first:
+            raise ValueError(f"{table}: a block's columns differ from the first block's: {block.schema} vs {first}")
+        else:
+            self.warehouse.append(self.staging_name(table), block)
+
+    def publish(self) -> None:
+        with self.warehouse.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            for table in self.schemas:
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+                con.execute(f"ALTER TABLE {self.staging_name(table)} RENAME TO {table.split('.')[1]}")
+            con.execute("COMMIT")
+
+
+def user_ranges(ids: pl.Series, block_users: int) -> list[tuple[int, int]]:
+    """Consecutive (lo, hi) user_id ranges of at most ``block_users`` of ``ids`` each, in id order;
+    ``block_users`` <= 0: one range over all of them; no ids: none."""
+    ids = ids.unique().sort().to_numpy()
+    if len(ids) == 0:
+        return []
+    step = block_users if block_users > 0 else len(ids)
+    return [(int(ids[s]), int(ids[min(s + step, len(ids)) - 1])) for s in range(0, len(ids), step)]

@@ -20,6 +20,7 @@ from assets.common import (
     DUCKDB_POOL,
     GPU_POOL,
     TRAIN_USERS_SEED,
+    StagedTables,
     every_target_user,
     fold_sample,
     load_catalogue,
@@ -131,34 +132,24 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
 
 
 def _write_blocks(warehouse: Warehouse, table: str, blocks) -> dict:
-    """Write the frames of ``blocks`` (disjoint users, in user order) as ``table``: the first replaces a
-    staging table, the others are appended to it, and only the complete table is renamed to ``table`` (one
-    transaction), so a run that fails midway leaves the previous table in place, never a partial one.
-    Returns what the metadata needs, counted over the blocks: rows, rows with a positive label, users,
-    users with a positive label (a user is in one block only) and the number of feature columns."""
-    schema, name = table.split(".")
-    staging = f"{schema}._building_{name}"
-    first = None
+    """Write the frames of ``blocks`` (disjoint users, in user order) as ``table`` through a staging table
+    renamed into place once complete (``StagedTables``). Returns what the metadata needs, counted over the
+    blocks: rows, rows with a positive label, users, users with a positive label (a user is in one block
+    only) and the number of feature columns."""
+    staged = StagedTables(warehouse)
     stats = {"rows": 0, "positive_rows": 0, "users": 0, "users_with_a_positive": 0, "n_features": 0}
     for block in blocks:
-        if first is None:
-            first = block.schema
-            warehouse.write_table(staging, block)
+        if not staged.schemas:
             stats["n_features"] = len(feature_columns(block))
-        else:
-            if block.schema != first:
-                raise ValueError(f"{table}: a block's columns differ from the first block's: {block.schema} vs {first}")
-            warehouse.append(staging, block)
+        staged.add(table, block)
         stats["rows"] += block.height
         stats["users"] += block["user_id"].n_unique()
         if LABEL in block.columns:
             stats["positive_rows"] += int((block[LABEL] > 0).sum())
             stats["users_with_a_positive"] += block.filter(pl.col(LABEL) > 0)["user_id"].n_unique()
-    with warehouse.connect() as con:
-        con.execute("BEGIN TRANSACTION")
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute(f"ALTER TABLE {staging} RENAME TO {name}")
-        con.execute("COMMIT")
+    if not staged.schemas:
+        raise ValueError(f"{table}: no block was built, nothing to write")
+    staged.publish()
     return stats
 
 

@@ -8,14 +8,17 @@ from assets.catalog import catalog, observe, results, table_spec
 from assets.common import (
     DUCKDB_POOL,
     FOLDS,
+    StagedTables,
     eval_rows,
     eval_tags,
     every_target_user,
+    fold_completion,
     fold_sample,
     fold_truth,
     load_candidates,
     load_split,
     sample_truth,
+    user_ranges,
 )
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
@@ -35,6 +38,11 @@ class PoolConfig(dg.Config):
     per_channel: int = 100  # top-N taken from each channel
     max_size: int = 300  # bound on a user's pool after fusion
     keep_top: int = 20  # each channel's top items survive the cut to max_size (recsys.pool.build_pool)
+    # Each fold's pool is built and written per block of this many users (user_id ranges): every channel's lists
+    # of those users are read from DuckDB, fused, and appended to a staging table renamed into place once
+    # complete, so memory follows the block, not the fold (users x channels x per_channel rows); the tables are
+    # identical for every value. 0 = the whole fold at once.
+    block_users: int = 20_000
 
 
 @dg.multi_asset(
@@ -60,22 +68,31 @@ class PoolConfig(dg.Config):
     partitions_def=cutoff_partitions,
 )
 def candidate_pool(context: dg.AssetExecutionContext, config: PoolConfig, warehouse: Warehouse):
-    frames = []
+    staged = StagedTables(warehouse)
     for fold in FOLDS:
-        per_channel = {stage: load_candidates(warehouse, stage, fold) for stage in CHANNEL_STAGES}
-        pool = build_pool(per_channel, per_channel=config.per_channel, max_size=config.max_size, keep_top=config.keep_top)
-        frames.append(pool.with_columns(pl.lit(fold).alias("fold")))
-    out = pl.concat(frames, how="vertical")
-    warehouse.write_table("candidates.pool", out)
-    ranked = pl.concat([pool_as_recs(f).with_columns(pl.lit(fold).alias("fold")) for f, fold in zip(frames, FOLDS)])
-    warehouse.write_table("candidates.pool_ranked", ranked.select("fold", "user_id", "item_id", "score", "rank"))
-    sizes = (
-        out.group_by("fold", "user_id")
-        .len()
-        .group_by("fold")
-        .agg(pl.col("len").mean().alias("mean_pool_size"), pl.col("len").max().alias("max_pool_size"), pl.len().alias("users"))
+        completion = fold_completion(warehouse, fold)  # files protocol: every evaluated user gets a list
+        listed = warehouse.query(
+            " UNION ".join(f"SELECT DISTINCT user_id FROM candidates.{stage} WHERE fold = $fold" for stage in CHANNEL_STAGES),
+            {"fold": fold},
+        )["user_id"]
+        ids = listed if completion is None else pl.concat([listed, completion[0].cast(listed.dtype)])
+        for user_range in user_ranges(ids, config.block_users):
+            per_channel = {
+                stage: load_candidates(warehouse, stage, fold, user_range=user_range, completion=completion) for stage in CHANNEL_STAGES
+            }
+            pool = build_pool(per_channel, per_channel=config.per_channel, max_size=config.max_size, keep_top=config.keep_top)
+            staged.add("candidates.pool", pool.with_columns(pl.lit(fold).alias("fold")))
+            ranked = pool_as_recs(pool).with_columns(pl.lit(fold).alias("fold"))
+            staged.add("candidates.pool_ranked", ranked.select("fold", "user_id", "item_id", "score", "rank"))
+            del per_channel, pool, ranked
+    if not staged.schemas:
+        raise dg.Failure("candidate_pool: no channel has a list for any valid or test user", allow_retries=False)
+    staged.publish()
+    sizes = warehouse.query(
+        "SELECT fold, avg(n) AS mean_pool_size, max(n) AS max_pool_size, count(*) AS users "
+        "FROM (SELECT fold, user_id, count(*) AS n FROM candidates.pool GROUP BY ALL) GROUP BY fold ORDER BY fold"
     )
-    overlap = out.group_by("fold", "n_channels").len().sort("fold", "n_channels")
+    overlap = warehouse.query("SELECT fold, n_channels, count(*) AS len FROM candidates.pool GROUP BY ALL ORDER BY fold, n_channels")
     yield from results(
         context,
         dg.MaterializeResult(

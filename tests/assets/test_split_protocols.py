@@ -190,6 +190,19 @@ def test_files_protocol_evaluates_users_without_history_with_the_popularity_fall
     rows = {c: (v, n) for c, _m, _k, v, n in out.iter_rows()}
     assert rows["no_history"] == (1.0, 1) and rows["all"] == (1.0, 3)
     assert load_candidates(warehouse, "pop", "test", complete=False).height == 2
+    # per user range (candidate_pool's blocks): the same rows as the whole frame filtered, fallbacks included
+    # and as long as the stage's longest list over the whole fold, with the completion read once
+    from assets.common import fold_completion, user_ranges
+
+    longer = pl.concat([recs, pl.DataFrame({"fold": ["test"], "user_id": [1], "item_id": [12], "score": [0.5], "rank": [2]})])
+    warehouse.write_table("candidates.pop", longer)
+    whole = load_candidates(warehouse, "pop", "test")
+    completion = fold_completion(warehouse, "test")
+    assert sorted(completion[0].to_list()) == [1, 2, 9] and fold_completion(warehouse, "test", complete=False) is None
+    assert user_ranges(pl.Series([9, 1, 2, 2]), 2) == [(1, 2), (9, 9)] and user_ranges(pl.Series([9, 1]), 0) == [(1, 9)]
+    parts = [load_candidates(warehouse, "pop", "test", user_range=r, completion=completion) for r in user_ranges(completion[0], 1)]
+    assert pl.concat(parts).equals(whole)
+    assert whole.filter(pl.col("user_id") == 9)["rank"].to_list() == [1, 2]  # user 9's block alone has no list of 2
 
 
 def test_temporal_protocol_still_evaluates_warm_users_only(tmp_path):
