@@ -495,8 +495,8 @@ def current_rankers(context, warehouse: Warehouse, store: ModelStore, key: tuple
 def _final_choice(warehouse: Warehouse, current: dict[str, dict], best: str) -> tuple[tuple[str, str], str, list[str], str]:
     """((model, version), table, rankers to promote, note) of what to serve, from final_stage's decision.
 
-    A ranker chosen by the guard is served and promoted; the blend promotes the rankers it fuses; a
-    channel or the pool is served as it is and promotes nothing. Without a decision that judged
+    A ranker chosen by the guard is served and promoted; a blend (``blend``, or ``blend+<channel>`` with a
+    channel's list) promotes the rankers it fuses; a channel or the pool is served as it is and promotes nothing. Without a decision that judged
     exactly the rankers (and versions) that passed now (final_stage not materialized since they
     changed), the best passed ranker is served, as before the guard, and the note says so."""
     passed = ",".join(f"{n}@{current[n]['version']}" for n in RANKER_STAGES if n in current and current[n]["gate_passed"])
@@ -512,10 +512,12 @@ def _final_choice(warehouse: Warehouse, current: dict[str, dict], best: str) -> 
     stage, kind = decision["stage"], decision["kind"]
     if kind == "ranker":
         return (stage, current[stage]["version"]), "candidates.final", [stage], "final stage: ranker, gate passed; promoted"
-    if kind == "blend":
+    if kind == "blend":  # "blend" (the rankers) or "blend+<channel>" (the rankers and that channel's list)
         fused = [entry.split("@")[0] for entry in decision["rankers_passed"].split(",")]
         version = "+".join(current[n]["version"] for n in fused)
-        return ("blend", version), "candidates.final", fused, f"final stage: blend of {', '.join(fused)}; promoted"
+        channel = stage.removeprefix("blend").removeprefix("+")
+        what = ", ".join(fused) + (f" with the channel {channel}" if channel else "")
+        return (stage, version), "candidates.final", fused, f"final stage: blend of {what}; promoted"
     return (
         (stage, f"{kind}@{decision['run_id'][:8]}"),
         "candidates.final",

@@ -13,7 +13,8 @@ ratio. The test fold is never read: this is a design study on valid, the way eve
 
 Variants: the two settings of the default ``RankerConfig.params_grid`` (31 leaves; 7 leaves, 50 rows
 per leaf), stronger regularisation, other objectives, and LightGBM boosted from EASE's order
-(``init_score`` = -log rank). Each trains a fixed number of rounds (no early stopping: the CV is the
+(``init_score`` = -log rank); and the 7-leaf ranker's list fused with EASE's by reciprocal rank, the
+final-stage guard's ``blend+ease`` candidate. Each trains a fixed number of rounds (no early stopping: the CV is the
 held-out measure), one thread, as the pipeline does.
 """
 
@@ -54,6 +55,9 @@ VARIANTS = [  # name, LightGBM params over LGBMRankerParams' defaults, rounds, b
     ("7 leaves, boosted from EASE's order, 50 rounds", BASE, 50, True),
     ("7 leaves, boosted from EASE's order, 150 rounds", BASE, 150, True),
 ]
+# The final-stage candidate ``blend+ease`` (recsys.final_stage.channel_blend): the grid's 7-leaf ranker's
+# cross-fitted scores fused with EASE's list by reciprocal rank, as ``blend`` fuses lists.
+FUSED = ("grid setting 2 fused with EASE's list (RRF, the guard's blend+ease)", BASE, 200)
 
 
 def make_warehouse(tmp: Path, split_seed: int) -> Path:
@@ -85,7 +89,9 @@ def make_warehouse(tmp: Path, split_seed: int) -> Path:
 def load(path: Path) -> pl.DataFrame:
     with duckdb.connect(str(path), read_only=True) as con:
         frame = con.execute("SELECT * FROM features.ranker_valid").pl()
-        truth = con.execute("SELECT user_id, count(DISTINCT item_id)::INT AS n_truth FROM staging.split WHERE fold = 'valid' GROUP BY 1").pl()
+        truth = con.execute(
+            "SELECT user_id, count(DISTINCT item_id)::INT AS n_truth FROM staging.split WHERE fold = 'valid' GROUP BY 1"
+        ).pl()
     return frame.join(truth, on="user_id", how="left").sort("user_id", "item_id")
 
 
@@ -108,7 +114,18 @@ def ease_prior(part: pl.DataFrame) -> np.ndarray:
     return -np.log(part["ease__rank"].cast(pl.Float64).fill_null(301.0).to_numpy())
 
 
-def cross_validate(frame: pl.DataFrame, cols: list[str], params: dict, rounds: int, from_ease: bool) -> np.ndarray:
+def rrf_with_ease(part: pl.DataFrame, score: np.ndarray, depth: int = 100) -> np.ndarray:
+    """``blend``'s reciprocal-rank fusion of the ranker's top ``depth`` (its list) and EASE's list: each
+    list an item is in adds 1/(60 + rank); ties go to the ranker's order (the first list)."""
+    ranked = part.select("user_id").with_columns(pl.Series("s", score), pl.int_range(pl.len()).alias("_i"))
+    ranked = ranked.with_columns(pl.col("s").rank("ordinal", descending=True).over("user_id").alias("r"))
+    own = np.where(ranked["r"].to_numpy() <= depth, 1.0 / (60.0 + ranked["r"].to_numpy()), 0.0)
+    ease = part["ease__rank"].cast(pl.Float64).to_numpy()
+    fused = own + np.where(np.isnan(ease), 0.0, 1.0 / (60.0 + np.nan_to_num(ease, nan=1.0)))
+    return fused - 1e-9 * ranked["r"].to_numpy() / (1.0 + ranked["r"].to_numpy().max())
+
+
+def cross_validate(frame: pl.DataFrame, cols: list[str], params: dict, rounds: int, from_ease: bool, fuse: bool = False) -> np.ndarray:
     fields = LGBMRankerParams.__dataclass_fields__
     lgb_params = {**LGBMRankerParams(**{k: v for k, v in params.items() if k in fields}).lgb_params()}
     lgb_params.update({k: v for k, v in params.items() if k not in fields})
@@ -127,7 +144,7 @@ def cross_validate(frame: pl.DataFrame, cols: list[str], params: dict, rounds: i
         )
         booster = lgb.train(lgb_params, data, num_boost_round=rounds)
         score = booster.predict(_matrix(held, cols)) + (ease_prior(held) if from_ease else 0.0)
-        scores.append(user_ndcg(held, score))
+        scores.append(user_ndcg(held, rrf_with_ease(held, score) if fuse else score))
     return np.concatenate(scores)
 
 
@@ -153,6 +170,8 @@ def main() -> int:
         start = time.monotonic()
         rows.append((name, cross_validate(frame, cols, params, rounds, from_ease), time.monotonic() - start))
         print(f"[bench_ranker_cv] {name}: {rows[-1][1].mean():.4f} ({rows[-1][2]:.0f} s)", flush=True)
+    start = time.monotonic()
+    rows.append((FUSED[0], cross_validate(frame, cols, FUSED[1], FUSED[2], False, fuse=True), time.monotonic() - start))
     lines = [
         "## LightGBM over the pool against EASE, 5-fold user CV on the valid fold (bench/bench_ranker_cv.py)",
         "",

@@ -118,7 +118,11 @@ def format_summary(summary: RunSummary, k: int = HEADLINE_K) -> str:
         for row in summary.serving.iter_rows(named=True):
             if decision is not None and decision["kind"] != "ranker" and row["model"] == decision["stage"]:
                 fused = ", ".join(r.split("@")[0] for r in (decision["rankers_passed"] or "").split(",") if r)
-                what = f"the blend of {fused} (both promoted)" if decision["kind"] == "blend" else f"the {decision['kind']} as is"
+                what = f"the {decision['kind']} as is"
+                if decision["kind"] == "blend":  # "blend" or "blend+<channel>" (recsys.final_stage.channel_blend)
+                    channel = decision["stage"].removeprefix("blend").removeprefix("+")
+                    promoted = "both promoted" if fused.count(",") == 1 else "promoted"
+                    what = f"the blend of {fused}{f' with the channel {channel}' if channel else ''} ({promoted})"
                 lines.append(f"Served: {row['model']}, {what}: {row['n_rows']:,} recommendations to {row['n_users']:,} users")
                 continue
             state = "promoted" if row["promoted"] else "NOT marked promoted in models.registry"

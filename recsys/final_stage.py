@@ -3,13 +3,16 @@
 API::
 
     blended = blend({"lgbm_ranker": recs, "sequence_ranker": recs}, k=100)   # RRF of the rankers
+    name = channel_blend(lists, kinds, truth, users, k=100)        # adds "blend+<best channel>" to lists/kinds
     table = guard_table(valid_lists, kinds, truth, users, k=10)   # one row per candidate, best first
     choice = choose_final(table)                                   # {"stage", "kind", "ndcg", ...}
 
 Candidates (``kinds`` maps each name to its kind): every ranker whose promotion gate passed
 (``ranker``), the blend of those rankers (``blend``: reciprocal-rank fusion, sum of 1/(60 + rank)
-over the rankers' lists, ties by the first ranker's order), the fused candidate pool (``pool``) and
-every single channel (``channel``). Each is scored by NDCG@10 (recsys.metrics, full valid truth)
+over the rankers' lists, ties by the first ranker's order), the blend of the rankers with the best
+channel on these users (``blend+<channel>``, kind ``blend``: a ranker learns from few labels, the
+channel from the whole history, and their fusion keeps what both rank high; ``channel_blend``), the
+fused candidate pool (``pool``) and every single channel (``channel``). Each is scored by NDCG@10 (recsys.metrics, full valid truth)
 on the same users: the rankers' held-out valid users, the early-stopping slice whose labels no
 fitted ranker saw, so a ranker is not flattered by its own training labels and the channels are
 measured on exactly the users the rankers are. The candidate with the best NDCG@10 is the final
@@ -54,6 +57,41 @@ def blend(lists: dict[str, pl.DataFrame], k: int) -> pl.DataFrame:
 def _per_user(recs: pl.DataFrame, truth: pl.DataFrame, users: pl.Series, k: int) -> pl.DataFrame:
     mine = recs.filter(pl.col("user_id").is_in(users.implode()))
     return evaluate(mine, truth.filter(pl.col("user_id").is_in(users.implode())), ks=(k,), metrics=("ndcg",), per_user=True)
+
+
+def _ndcg(recs: pl.DataFrame, truth: pl.DataFrame, users: pl.Series, k: int) -> float:
+    rows = _per_user(recs, truth, users, k)
+    return float(rows["value"].mean()) if rows.height else 0.0
+
+
+def best_channel(lists: dict[str, pl.DataFrame], kinds: dict[str, str], truth: pl.DataFrame, users: pl.Series, k: int = GUARD_K):
+    """The channel with the best NDCG@k on ``users`` (ties: the earlier one in ``lists``), None without channels."""
+    users = users.unique().sort()
+    scored = [(name, _ndcg(recs, truth, users, k)) for name, recs in lists.items() if kinds[name] == "channel"]
+    return max(scored, key=lambda x: (x[1], -scored.index(x)))[0] if scored else None
+
+
+def channel_blend(
+    lists: dict[str, pl.DataFrame], kinds: dict[str, str], truth: pl.DataFrame, users: pl.Series, k: int, guard_k: int = GUARD_K
+) -> str | None:
+    """Add ``blend+<channel>`` to ``lists`` / ``kinds`` (in place): the reciprocal-rank fusion of every ranker
+    with the best channel on ``users`` (the rankers first, so ties follow the first ranker). Returns its name,
+    or None (nothing added) without a ranker or a channel. ``with_channel_blend`` builds the same list on
+    another fold from the returned name."""
+    rankers = [n for n in lists if kinds[n] == "ranker"]
+    channel = best_channel(lists, kinds, truth, users, guard_k) if rankers else None
+    if channel is None:
+        return None
+    name = f"blend+{channel}"
+    lists[name], kinds[name] = blend({**{n: lists[n] for n in rankers}, channel: lists[channel]}, k), "blend"
+    return name
+
+
+def with_channel_blend(lists: dict[str, pl.DataFrame], kinds: dict[str, str], name: str, k: int) -> None:
+    """Add the list ``channel_blend`` named ``name`` (``blend+<channel>``) to another fold's ``lists`` / ``kinds``."""
+    rankers = [n for n in lists if kinds[n] == "ranker"]
+    channel = name.removeprefix("blend+")
+    lists[name], kinds[name] = blend({**{n: lists[n] for n in rankers}, channel: lists[channel]}, k), "blend"
 
 
 def guard_table(

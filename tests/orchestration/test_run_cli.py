@@ -244,3 +244,9 @@ def test_summary_names_the_final_stage_and_what_it_serves(warehouse_dir):
     assert "Final stage: blend (blend), chosen on 16 held-out valid users: NDCG@10 0.310; best channel pop 0.200" in text
     assert "+0.110 [+0.020, +0.200] over the best channel" in text
     assert "NOT marked promoted" not in text
+    # the rankers fused with a channel's list (recsys.final_stage.channel_blend) say so
+    with wh.connect() as con:
+        con.execute("UPDATE models.final_stage SET stage = 'blend+ease' WHERE run_id = $run", {"run": RUN})
+        con.execute("UPDATE serving.recommendations SET model = 'blend+ease'")
+    text = format_summary(load_summary(Outputs(warehouse_dir), RUN))
+    assert "Served: blend+ease, the blend of lgbm_ranker, sequence_ranker with the channel ease (both promoted)" in text

@@ -55,3 +55,27 @@ def test_only_held_out_users_count_and_ties_go_to_the_simpler_candidate():
     assert table["n_users"].to_list() == [2, 2]
     with pytest.raises(ValueError, match="unknown candidate kinds"):
         guard_table(lists, {"lgbm_ranker": "model", "swing": "channel"}, truth, pl.Series([1]))
+
+
+def test_the_rankers_blended_with_the_best_channel_are_a_candidate_built_alike_on_test():
+    from recsys.final_stage import channel_blend, with_channel_blend
+
+    # the ranker finds users 1-2's items at rank 1, the channel users 3-4's: only their fusion finds all four in 2
+    lists = {
+        "lgbm_ranker": _recs({1: [10, 98], 2: [20, 98], 3: [97, 30], 4: [97, 96]}),
+        "ease": _recs({1: [99, 10], 2: [99, 95], 3: [30, 99], 4: [40, 99]}),
+        "pop": _recs({1: [99], 2: [99], 3: [99], 4: [99]}),
+    }
+    kinds = {"lgbm_ranker": "ranker", "ease": "channel", "pop": "channel"}
+    name = channel_blend(lists, kinds, TRUTH, USERS, k=2, guard_k=2)
+    assert name == "blend+ease" and kinds[name] == "blend"
+    assert lists[name].filter(pl.col("user_id") == 1)["item_id"].to_list() == [10, 99]  # RRF: 10 in both lists, then the channel's first
+    table = guard_table(lists, kinds, TRUTH, USERS, k=2, n_boot=100)
+    assert table.filter(pl.col("stage") == name)["ndcg"][0] > max(table.filter(pl.col("stage") != name)["ndcg"])
+    # the same fusion of the test fold's lists, from the name alone
+    test = {n: recs.clone() for n, recs in lists.items() if n != name}
+    test_kinds = {n: kinds[n] for n in test}
+    with_channel_blend(test, test_kinds, name, k=2)
+    assert test[name].equals(lists[name])
+    # no ranker: nothing to blend
+    assert channel_blend({"ease": lists["ease"]}, {"ease": "channel"}, TRUTH, USERS, k=2) is None
