@@ -53,6 +53,23 @@ def _lists(warehouse: Warehouse, fold: str, passed: list[str], k: int) -> tuple[
     return lists, kinds
 
 
+def _chosen_list(warehouse: Warehouse, fold: str, chosen: str, kind: str, passed: list[str], k: int) -> pl.DataFrame:
+    """The chosen candidate's list for ``fold``, built exactly as ``_lists`` (and ``with_channel_blend``) build
+    it, reading only the lists it is made of (the test fold of every channel is never loaded for nothing)."""
+    if kind == "blend":  # "blend" (the rankers) or "blend+<channel>"
+        lists = {name: load_candidates(warehouse, name, fold, complete=False) for name in passed}
+        if chosen == "blend":
+            return blend(lists, k)
+        kinds = dict.fromkeys(lists, "ranker")
+        channel = chosen.removeprefix("blend+")
+        lists[channel], kinds[channel] = load_candidates(warehouse, channel, fold), "channel"
+        with_channel_blend(lists, kinds, chosen, k)
+        return lists[chosen]
+    if kind == "ranker":
+        return load_candidates(warehouse, chosen, fold, complete=False)
+    return load_candidates(warehouse, "pool_ranked" if kind == "pool" else chosen, fold)
+
+
 @dg.multi_asset(
     specs=[
         table_spec(
@@ -111,14 +128,12 @@ def final_stage(
             context.log.info(f"final stage: {sample.describe('held-out valid users')}")
     # the rankers fused with the best channel on these users (bench/results_ranker_cv.md: +2.0% over EASE on the
     # files split's valid CV, where either alone is within noise of EASE)
-    mixed = channel_blend(valid, kinds, truth, users, config.k)
+    channel_blend(valid, kinds, truth, users, config.k)
     table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed)
     choice = choose_final(table)
     chosen = choice["stage"]
-    test, test_kinds = _lists(warehouse, "test", passed, config.k)
-    if mixed is not None and chosen == mixed:
-        with_channel_blend(test, test_kinds, mixed, config.k)
-    out = pl.concat([with_fold(valid[chosen], "valid"), with_fold(test[chosen], "test")], how="vertical").with_columns(
+    test = _chosen_list(warehouse, "test", chosen, choice["kind"], passed, config.k)
+    out = pl.concat([with_fold(valid[chosen], "valid"), with_fold(test, "test")], how="vertical").with_columns(
         pl.lit(chosen).alias("source_stage")
     )
     dataset, protocol, rule = key
