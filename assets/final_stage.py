@@ -126,7 +126,7 @@ def final_stage(
         if sample.sampled:
             users = kept
             context.log.info(f"final stage: {sample.describe('held-out valid users')}")
-    # the rankers fused with the best channel on these users (bench/results_ranker_cv.md: +2.0% over EASE on the
+    # the rankers fused with the best channel on these users (bench/results_ranker_cv.md: +2.2% over EASE on the
     # files split's valid CV, where either alone is within noise of EASE)
     channel_blend(valid, kinds, truth, users, config.k)
     table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed)
