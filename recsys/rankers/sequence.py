@@ -210,8 +210,10 @@ class SequenceRanker:
         exprs = []
         for c in self.feature_cols:
             x = pl.col(c).cast(pl.Float64)
-            exprs.append(((1.0 / x) if c.endswith("__rank") else x.sign() * x.abs().log1p()).alias(c))
-        return frame.select(exprs).fill_null(np.nan).to_numpy().astype(np.float32)
+            # computed in float64, rounded to float32 per column (as numpy's astype rounds), so only one
+            # float32 matrix is materialized, not a float64 frame, its numpy copy and then the float32 one
+            exprs.append(((1.0 / x) if c.endswith("__rank") else x.sign() * x.abs().log1p()).cast(pl.Float32).fill_null(np.nan).alias(c))
+        return frame.select(exprs).to_numpy()
 
     def _features(self, frame: pl.DataFrame) -> np.ndarray:
         raw = self._raw_features(frame)
