@@ -52,9 +52,10 @@ SERVING_ASSETS = ("recommendations", "evaluation", "evaluation_summary")
 RETRIED_ASSETS = ("raw_interactions", "items", "users", "recommendations", "evaluation", "evaluation_summary")
 LAYERS = {"raw", "staging", "features", "candidates", "models", "serving", "quality", "evaluation"}
 
-# schema.table names in the write calls of assets/ and resources/ (f-string parts such as {stage} become a wildcard)
+# schema.table names in the write calls of assets/ and resources/ (f-string parts such as {stage} become a wildcard);
+# ``staged.add`` is assets.common.StagedTables, which writes a table block by block and publishes it
 WRITE_CALL = re.compile(
-    r"""(?:write_table|append|replace_window)\((?:con,\s*)?f?["']([a-z_]+\.[a-z_{}]+)["']|INSERT INTO ([a-z_]+\.[a-z_]+)""",
+    r"""(?:write_table|append|replace_window|staged\.add)\((?:con,\s*)?f?["']([a-z_]+\.[a-z_{}]+)["']|INSERT INTO ([a-z_]+\.[a-z_]+)""",
 )
 
 
