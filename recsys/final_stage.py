@@ -12,10 +12,10 @@ Candidates (``kinds`` maps each name to its kind): every ranker whose promotion 
 over the rankers' lists, ties by the first ranker's order), the blend of the rankers with the best
 channel on these users (``blend+<channel>``, kind ``blend``: a ranker learns from few labels, the
 channel from the whole history, and their fusion keeps what both rank high; ``channel_blend``), the
-fused candidate pool (``pool``) and every single channel (``channel``). Each is scored by NDCG@10 (recsys.metrics, full valid truth)
-on the same users: the rankers' held-out valid users, the early-stopping slice whose labels no
-fitted ranker saw, so a ranker is not flattered by its own training labels and the channels are
-measured on exactly the users the rankers are. The candidate with the best NDCG@10 is the final
+fused candidate pool (``pool``) and every single channel (``channel``). Each is scored by NDCG@10
+(recsys.metrics, full valid truth) on the same users: the rankers' held-out valid users, the
+early-stopping slice whose labels no fitted ranker saw, so a ranker is not flattered by its own
+training labels and the channels are measured on exactly the users the rankers are. The candidate with the best NDCG@10 is the final
 stage; an exact tie goes to the simpler candidate (channel, pool, blend, ranker, in that order).
 ``margin`` in the table is the paired mean difference of each candidate against the best single
 channel on these users, with a bootstrap 95% interval (recsys.metrics.stats.paired_test).
@@ -83,7 +83,7 @@ def channel_blend(
     if channel is None:
         return None
     name = f"blend+{channel}"
-    lists[name], kinds[name] = blend({**{n: lists[n] for n in rankers}, channel: lists[channel]}, k), "blend"
+    with_channel_blend(lists, kinds, name, k)
     return name
 
 
