@@ -64,11 +64,16 @@ def _ndcg(recs: pl.DataFrame, truth: pl.DataFrame, users: pl.Series, k: int) -> 
     return float(rows["value"].mean()) if rows.height else 0.0
 
 
+def _first_best(scores: dict[str, float]) -> str | None:
+    """The name with the highest score, ties to the earliest in ``scores``' order; None when empty."""
+    names = list(scores)
+    return max(names, key=lambda n: (scores[n], -names.index(n))) if names else None
+
+
 def best_channel(lists: dict[str, pl.DataFrame], kinds: dict[str, str], truth: pl.DataFrame, users: pl.Series, k: int = GUARD_K):
     """The channel with the best NDCG@k on ``users`` (ties: the earlier one in ``lists``), None without channels."""
     users = users.unique().sort()
-    scored = [(name, _ndcg(recs, truth, users, k)) for name, recs in lists.items() if kinds[name] == "channel"]
-    return max(scored, key=lambda x: (x[1], -scored.index(x)))[0] if scored else None
+    return _first_best({name: _ndcg(recs, truth, users, k) for name, recs in lists.items() if kinds[name] == "channel"})
 
 
 def channel_blend(
@@ -111,7 +116,7 @@ def guard_table(
     per_user = {name: _per_user(recs, truth, users, k) for name, recs in valid_lists.items()}
     ndcg = {name: float(rows["value"].mean()) if rows.height else 0.0 for name, rows in per_user.items()}
     channels = [n for n in valid_lists if kinds[n] == "channel"]
-    best_channel = max(channels, key=lambda n: (ndcg[n], -channels.index(n))) if channels else None
+    best_channel = _first_best({n: ndcg[n] for n in channels})
     rows = []
     for name in valid_lists:
         low = high = margin = None
