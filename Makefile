@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export GX_ANALYTICS_ENABLED := false
 export TQDM_DISABLE := 1
 
-.PHONY: venv venv-test run backtest test lint format lock browser recommend report replay ui bench clean
+.PHONY: venv venv-test venv-spark java run backtest test lint format lock browser recommend report replay ui bench clean
 
 # Runtime dependencies only (hash-checked); the test tools come on top in $(VENV)/.test.
 $(VENV)/.runtime: requirements.lock pyproject.toml
@@ -18,33 +18,46 @@ $(VENV)/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --require-hashes -r requirements.lock
 	$(PIP) --no-deps -e .
-	rm -f $(VENV)/.test
+	rm -f $(VENV)/.test $(VENV)/.spark
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements-test.lock
 	$(PIP) --require-hashes -r requirements-test.lock
 	touch $@
 
+# The Spark engine's extra (pyspark, dagster-pyspark, sqlglot); the test lock includes it.
+$(VENV)/.spark: $(VENV)/.runtime requirements-spark.lock
+	$(PIP) --require-hashes -r requirements-spark.lock
+	touch $@
+
 venv: $(VENV)/.runtime
 venv-test: $(VENV)/.test
+venv-spark: $(VENV)/.spark
+
+# A Java 17+ runtime for Spark (tools/ensure_java.sh installs Debian's when it may).
+java:
+	@tools/ensure_java.sh
+
+# RECDAG_ENGINE=spark also needs the Spark extra and Java.
+ENGINE_DEPS := $(if $(filter spark,$(RECDAG_ENGINE)),venv-spark java)
 
 $(DAGSTER_HOME)/dagster.yaml: orchestration/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp orchestration/dagster.yaml $@
 
-run: venv $(DAGSTER_HOME)/dagster.yaml
+run: venv $(ENGINE_DEPS) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration.run
 
 # Rolling-origin backtest: ingest, then train and evaluate the newest N cut-offs (one run each), pool them.
 N ?= 4
-backtest: venv $(DAGSTER_HOME)/dagster.yaml
+backtest: venv $(ENGINE_DEPS) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration.run --backtest $(N)
 
-# Everything the tests need is set up here, the browser included (tools/ensure_chromium.sh).
-test: venv-test browser lint
+# Everything the tests need is set up here: the browser (tools/ensure_chromium.sh) and Java for the Spark engine.
+test: venv-test browser java lint
 	$(PY) -m pytest -q tests
 
-test-all: venv-test browser
+test-all: venv-test browser java
 	$(PY) -m pytest -q tests -m ''
 
 browser:

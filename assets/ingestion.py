@@ -12,8 +12,9 @@ from assets.partitions import DATASET_START, daily_partitions, day_runs, window
 from recsys.ingest_stats import per_day_counts, volume_ratios
 from recsys.schema import INTERACTION_SCHEMA
 from recsys.sources import UNROUTABLE, ParsedBatch
-from resources import expectations
+from resources import expectations, settings
 from resources.datasets import DatasetSource, source_errors_are_final
+from resources.engine import SqlEngine
 from resources.gx import GreatExpectationsResource
 from resources.warehouse import Warehouse, load_sql, utcnow
 
@@ -77,6 +78,7 @@ def raw_interactions(
     source: DatasetSource,
     warehouse: Warehouse,
     gx_validator: GreatExpectationsResource,
+    engine: SqlEngine,
 ):
     start, end, keys = window(context)
     runs = day_runs(keys)  # consecutive days; a dynamic (live) partition set may skip days
@@ -97,6 +99,8 @@ def raw_interactions(
         warehouse.append("quality.quarantine", quarantine, con=con)
         warehouse.append("quality.ingestion_log", per_day, con=con)
         con.commit()
+    if engine.kind == "spark":  # the Spark engine's stages read the day-partitions from the lake
+        engine.lake.write_days("raw.interactions", raw.filter(pl.col("event_date").cast(pl.Utf8).is_in(keys)), keys)
 
     partition_label = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
     n_loaded, n_quarantined = raw.height, quarantine.height
@@ -209,6 +213,22 @@ def _catalog_asset(name: str, key: str, loader: str):
 items = _catalog_asset("items", "item_id", "items")
 users = _catalog_asset("users", "user_id", "users")
 
+
+def _days_of(keys: list[str], lo, hi) -> list[str]:
+    return [k for k in keys if lo.isoformat() <= k <= hi.isoformat()]
+
+
+def _load_lake_days(warehouse: Warehouse, con, engine: SqlEngine, params: dict, days: list[str]) -> int:
+    """Within the caller's transaction: replaces staging.interactions' rows of [$start, $end] with the
+    lake's day-partitions the Spark engine wrote; returns the rows loaded."""
+    files = engine.lake.day_files("staging.interactions", days)
+    if not files:
+        warehouse.replace_window(con, "staging.interactions", pl.DataFrame(schema=INTERACTION_SCHEMA), params["start"], params["end"])
+        return 0
+    sql = load_sql("staging/interactions_from_lake")
+    return warehouse.replace_window_from_query(con, "staging.interactions", sql, {**params, "files": files}, list(INTERACTION_SCHEMA))
+
+
 CLEAN_CHECKS = [
     _spec("contract", "interactions", True, "ERROR: unique (user, item, ts, event); referenced items and users exist"),
 ]
@@ -221,20 +241,28 @@ CLEAN_CHECKS = [
     deps=["raw_interactions", items, users],
     check_specs=CLEAN_CHECKS,
     group_name="ingestion",
-    kinds={"duckdb"},
+    kinds={"duckdb", "spark"} if settings.engine() == "spark" else {"duckdb"},
     **catalog("staging.interactions"),
     description="staging.interactions: typed, bounded, de-duplicated events of the partition (sql/staging/interactions.sql).",
 )
-def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_validator: GreatExpectationsResource):
+def interactions(context: dg.AssetExecutionContext, warehouse: Warehouse, gx_validator: GreatExpectationsResource, engine: SqlEngine):
     start, end, keys = window(context)
     n_raw = n_clean = 0
     columns = list(INTERACTION_SCHEMA)
+    runs = day_runs(keys)
+    if engine.kind == "spark":  # the same statement on Spark, lake to lake; DuckDB then loads the days below
+        for lo, hi in runs:
+            engine.spark_replace_days("staging/interactions", {"start": lo, "end": hi}, "staging.interactions", _days_of(keys, lo, hi))
     with warehouse.connect() as con:
         con.begin()
-        for lo, hi in day_runs(keys):
+        for lo, hi in runs:
             params = {"start": lo, "end": hi}
-            # typed, bounded, de-duplicated in DuckDB: the rows never leave the warehouse
-            n_clean += warehouse.replace_window_from_query(con, "staging.interactions", load_sql("staging/interactions"), params, columns)
+            if engine.kind == "duckdb":  # typed, bounded, de-duplicated in DuckDB: the rows never leave the warehouse
+                n_clean += warehouse.replace_window_from_query(
+                    con, "staging.interactions", load_sql("staging/interactions"), params, columns
+                )
+            else:
+                n_clean += _load_lake_days(warehouse, con, engine, params, _days_of(keys, lo, hi))
             n_raw += con.execute("SELECT count(*) FROM raw.interactions WHERE event_date BETWEEN $start AND $end", params).fetchone()[0]
         con.commit()
         days = {"start": start, "end": end, "days": keys}

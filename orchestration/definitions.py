@@ -14,6 +14,7 @@ from orchestration.sensors import SENSORS
 from resources.alerts import AlertSink
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
+from resources.engine import SqlEngine
 from resources.gx import GreatExpectationsResource
 from resources.model_store import ModelStore
 from resources.settings import alert_webhook_url
@@ -26,6 +27,7 @@ def build_resources() -> dict:
     return {
         "warehouse": Warehouse(),
         "source": DatasetSource(),
+        "engine": SqlEngine(),
         "gx_validator": GreatExpectationsResource(),
         "compute": ComputeResource(),
         "model_store": ModelStore(),

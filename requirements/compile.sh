@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the hash-pinned locks from pyproject.toml (run by `make lock`; needs network to PyPI).
 #   requirements.lock       runtime: what `make run` installs
-#   requirements-test.lock  runtime + the `test` extra (pytest, ranx, outrank, playwright, ruff, uv): what `make test` installs
+#   requirements-spark.lock runtime + the `spark` extra (pyspark, dagster-pyspark, sqlglot): RECDAG_ENGINE=spark
+#   requirements-test.lock  runtime + the `test`, `spark` and `k8s` extras (pytest, ranx, outrank, playwright, ruff, uv,
+#                           the Spark engine, dagster-k8s for the deployment-config test): what `make test` installs
 # Both are resolved for CPython 3.11 on x86_64 Linux. torch is the CPU build 2.13.0+cpu, which this
 # environment's pip finds in /opt/wheels (PIP_FIND_LINKS); the lock records that file's sha256.
 # Existing pins are kept where they still satisfy pyproject.toml (uv prefers the pins of the output
@@ -25,4 +27,5 @@ compile() {  # compile <output> [extra uv args...]
   rm -f "$tmp"
 }
 compile requirements.lock
-compile requirements-test.lock --extra test --constraint requirements.lock
+compile requirements-spark.lock --extra spark --constraint requirements.lock
+compile requirements-test.lock --extra test --extra spark --extra k8s --constraint requirements.lock

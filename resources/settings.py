@@ -46,6 +46,34 @@ def train_users() -> int:
     return _positive_int("RECDAG_TRAIN_USERS", TRAIN_USERS_DEFAULT, unit="users")
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def engine() -> str:
+    """RECDAG_ENGINE: where the data-parallel transforms run, ``duckdb`` (default) or ``spark``
+    (resources/engine.py; docs/scale-out.md)."""
+    value = os.environ.get("RECDAG_ENGINE", "").strip().lower() or "duckdb"
+    if value not in ENGINES:
+        raise ValueError(f"RECDAG_ENGINE={value!r}: expected one of {', '.join(ENGINES)}")
+    return value
+
+
+def lake_dir() -> str:
+    """RECDAG_LAKE_DIR: the root of the Parquet day-partitions the engines exchange (default <data dir>/lake)."""
+    return os.environ.get("RECDAG_LAKE_DIR", "").strip() or str(data_dir() / "lake")
+
+
+def spark_master() -> str:
+    """RECDAG_SPARK_MASTER: the Spark master URL (default ``local[2]``: Spark in this process's JVM);
+    ``spark://host:7077``, ``k8s://...`` or ``yarn`` reach a cluster."""
+    return os.environ.get("RECDAG_SPARK_MASTER", "").strip() or "local[2]"
+
+
+def spark_remote() -> str | None:
+    """RECDAG_SPARK_REMOTE: a Spark Connect URL (``sc://host:15002``); set, it replaces the master."""
+    return os.environ.get("RECDAG_SPARK_REMOTE", "").strip() or None
+
+
 def alert_webhook_url() -> str | None:
     return os.environ.get("RECDAG_ALERT_WEBHOOK") or None
 

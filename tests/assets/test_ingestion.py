@@ -12,6 +12,7 @@ from assets.partitions import daily_partitions
 from orchestration.tags import partition_range_tags
 from recsys.synthetic import SyntheticConfig, SyntheticReader
 from resources.datasets import DatasetSource
+from resources.engine import SqlEngine
 from resources.gx import GreatExpectationsResource
 from resources.warehouse import Warehouse
 
@@ -34,6 +35,7 @@ def _resources(tmp_path, source=None):
         "warehouse": Warehouse(data_dir=str(tmp_path)),
         "source": source or DatasetSource(dataset="synthetic:30000"),
         "gx_validator": GreatExpectationsResource(),
+        "engine": SqlEngine(),
     }
 
 

@@ -1,0 +1,151 @@
+"""Where the data-parallel transforms run: DuckDB (the default) or Spark, from one SQL definition each.
+
+The transforms are the files in sql/, written in DuckDB's dialect. ``RECDAG_ENGINE=duckdb`` runs them
+inside the warehouse. ``RECDAG_ENGINE=spark`` runs the same file on Spark through Dagster's
+``dagster-pyspark`` resource: SQLGlot transpiles it to Spark SQL (``$start`` becomes the named parameter
+``:start``; ``raw.interactions`` becomes a temporary view over the lake's Parquet day-partitions), and
+the result is written back to the lake, from where DuckDB loads the tables the UI, the checks and the
+reports read (resources/lake.py, docs/scale-out.md).
+
+API::
+
+    engine = SqlEngine()                     # RECDAG_ENGINE, RECDAG_LAKE_DIR, RECDAG_SPARK_MASTER / _REMOTE
+    engine.kind                              # "duckdb" | "spark"
+    spark_sql = to_spark_sql(load_sql("staging/interactions"))    # the transpiled text, views named
+    n = engine.spark_replace_days("staging/interactions", {"start": d0, "end": d1},
+                                  target="staging.interactions", days=["2017-11-25", ...])
+
+pyspark, dagster-pyspark and SQLGlot come with the ``spark`` extra (requirements-spark.lock); the
+DuckDB engine never imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from resources import settings
+from resources.lake import PARTITION_COLUMN, Lake, is_local
+from resources.warehouse import load_sql
+
+VIEW_SEPARATOR = "__"  # raw.interactions is the Spark view raw__interactions
+
+
+def view_name(table: str) -> str:
+    return table.replace(".", VIEW_SEPARATOR)
+
+
+def to_spark_sql(sql: str) -> tuple[str, list[str]]:
+    """(Spark SQL text, the schema-qualified tables it reads) for a DuckDB-dialect statement.
+
+    Every ``schema.table`` becomes the view ``schema__table`` (registered over the lake by the caller);
+    CTE names are left alone. Parameters keep their names (``$start`` → ``:start``)."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    tables: list[str] = []
+    for table in tree.find_all(exp.Table):
+        if table.args.get("db"):
+            qualified = f"{table.db}.{table.name}"
+            if qualified not in tables:
+                tables.append(qualified)
+            table.set("this", exp.to_identifier(view_name(qualified)))
+            table.set("db", None)
+    return tree.sql(dialect="spark"), tables
+
+
+def spark_config(master: str, remote: str | None, overrides: dict[str, str]) -> dict[str, str]:
+    """The session's Spark configuration: UTC, dynamic partition overwrite, microsecond Parquet
+    timestamps, a small shuffle for local mode; ``overrides`` (the resource's ``spark_conf``) last."""
+    conf = {
+        "spark.app.name": "recdag",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    }
+    if remote:
+        conf["spark.remote"] = remote
+    else:
+        conf["spark.master"] = master
+        if master.startswith("local"):
+            conf |= {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
+    return conf | overrides
+
+
+class SqlEngine(dg.ConfigurableResource):
+    """The engine switch: ``engine`` (default RECDAG_ENGINE), the lake root and the Spark session's
+    settings. The Spark session starts on first use, never under the DuckDB engine."""
+
+    engine: str = Field(default="", description="duckdb | spark; empty = RECDAG_ENGINE (default duckdb)")
+    lake_dir: str = Field(default="", description="root of the Parquet day-partitions; empty = RECDAG_LAKE_DIR")
+    spark_master: str = Field(default="", description="Spark master URL; empty = RECDAG_SPARK_MASTER (default local[2])")
+    spark_remote: str = Field(default="", description="Spark Connect URL (sc://host:15002); empty = RECDAG_SPARK_REMOTE")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings, applied last")
+    _pyspark: Any = PrivateAttr(default=None)
+
+    @property
+    def kind(self) -> str:
+        if not self.engine:
+            return settings.engine()
+        if self.engine not in settings.ENGINES:
+            raise ValueError(f"SqlEngine.engine={self.engine!r}: expected one of {', '.join(settings.ENGINES)}")
+        return self.engine
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.lake_dir or settings.lake_dir())
+
+    def pyspark(self):
+        """Dagster's LazyPySparkResource for this engine's settings (the session starts when first asked for)."""
+        if self._pyspark is None:
+            try:
+                from dagster_pyspark import LazyPySparkResource
+            except ImportError as err:
+                raise RuntimeError(
+                    "RECDAG_ENGINE=spark needs the spark extra: run `make venv-spark` (pyspark, dagster-pyspark, sqlglot) "
+                    "and a Java 17+ runtime (`sudo apt-get install -y openjdk-17-jre-headless`)"
+                ) from err
+            conf = spark_config(self.spark_master or settings.spark_master(), self.spark_remote or settings.spark_remote(), self.spark_conf)
+            self._pyspark = LazyPySparkResource(spark_config=conf)
+        return self._pyspark
+
+    @property
+    def spark(self):
+        return self.pyspark().spark_session
+
+    def spark_view(self, table: str) -> None:
+        """Registers the lake table ``table`` as the temporary view the transpiled SQL reads."""
+        path = self.lake.table_path(table)
+        try:
+            frame = self.spark.read.parquet(path)
+        except Exception as err:  # Spark's AnalysisException: PATH_NOT_FOUND, or an empty folder
+            raise FileNotFoundError(
+                f"lake table {table}: no Parquet day-partitions at {path} ({type(err).__name__}); "
+                f"materialize its producing asset under RECDAG_ENGINE=spark first"
+            ) from None
+        frame.createOrReplaceTempView(view_name(table))
+
+    def spark_query(self, sql_name: str, params: dict[str, Any]):
+        """The Spark DataFrame of ``sql/<sql_name>.sql`` over the lake, ``params`` bound by name."""
+        text, tables = to_spark_sql(load_sql(sql_name))
+        for table in tables:
+            self.spark_view(table)
+        return self.spark.sql(text, args=params)
+
+    def spark_replace_days(self, sql_name: str, params: dict[str, Any], target: str, days: list[str]) -> None:
+        """Runs ``sql/<sql_name>.sql`` on Spark and replaces ``days`` of the lake table ``target`` with its
+        rows, partitioned by event_date. The statement's own window (``$start``..``$end``) is what keeps
+        its rows inside ``days``; Spark's dynamic partition overwrite replaces only the days it writes, so
+        on a local lake the days are cleared first (a day that now has no rows keeps no old files)."""
+        frame = self.spark_query(sql_name, params)
+        if self.lake_is_local:
+            self.lake.clear_days(target, days)
+        frame.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(self.lake.table_path(target))
+
+    @property
+    def lake_is_local(self) -> bool:
+        return is_local(self.lake.root)

@@ -1,0 +1,78 @@
+"""The lake: Parquet day-partitions on a filesystem path, the format the engines exchange between stages.
+
+Layout (hive-style, so DuckDB's ``read_parquet(..., hive_partitioning = true)`` and Spark's partition
+discovery read the same files)::
+
+    <RECDAG_LAKE_DIR>/<schema>/<table>/event_date=YYYY-MM-DD/part-*.parquet
+
+``event_date`` lives in the directory name only, never inside the files. A stage replaces the days it
+owns: every file of those days is removed before the new ones are written, so a re-materialized day
+holds exactly its new rows (also when it now has none).
+
+This module writes with polars on a local path. On object storage the same layout is written by Spark
+(resources/engine.py); docs/scale-out.md says how the path maps onto a bucket.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+PARTITION_COLUMN = "event_date"
+
+
+def is_local(path: str) -> bool:
+    """True for a plain filesystem path (or ``file:`` URI); false for ``s3a://``, ``gs://``, ``abfss://`` …"""
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(path: str) -> Path:
+    return Path(path[len("file://") :] if path.startswith("file://") else path)
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+
+    def table_path(self, table: str) -> str:
+        """``raw.interactions`` → ``<root>/raw/interactions``."""
+        schema, _, name = table.partition(".")
+        if not schema or not name:
+            raise ValueError(f"lake table {table!r}: expected schema.table, e.g. raw.interactions")
+        return f"{self.root.rstrip('/')}/{schema}/{name}"
+
+    def day_path(self, table: str, day: str) -> str:
+        return f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
+
+    def clear_days(self, table: str, days: list[str]) -> None:
+        """Removes every file of ``days`` of ``table`` (a local lake; Spark replaces remote days itself)."""
+        if not is_local(self.root):
+            raise ValueError(f"lake {self.root}: clearing days with a local filesystem call needs a local path")
+        for day in days:
+            shutil.rmtree(_local(self.day_path(table, day)), ignore_errors=True)
+
+    def write_days(self, table: str, frame: pl.DataFrame, days: list[str]) -> int:
+        """Replaces ``days`` of ``table`` with ``frame``'s rows of those days (one file per day); rows dated
+        outside ``days`` are an error, not dropped. Returns the rows written."""
+        if PARTITION_COLUMN not in frame.columns:
+            raise ValueError(f"lake table {table}: the frame has no {PARTITION_COLUMN} column ({frame.columns})")
+        dated = frame.with_columns(pl.col(PARTITION_COLUMN).cast(pl.Date).dt.to_string("%Y-%m-%d").alias("_day"))
+        stray = dated.filter(~pl.col("_day").is_in(days))
+        if stray.height:
+            raise ValueError(f"lake table {table}: {stray.height} rows dated outside the days written, e.g. {stray['_day'][0]}")
+        self.clear_days(table, days)
+        for (day,), part in dated.partition_by("_day", as_dict=True).items():
+            target = _local(self.day_path(table, str(day)))
+            target.mkdir(parents=True, exist_ok=True)
+            part.drop("_day", PARTITION_COLUMN).write_parquet(target / "part-0.parquet")
+        return frame.height
+
+    def day_files(self, table: str, days: list[str]) -> list[str]:
+        """The Parquet files of ``days`` of ``table`` on a local lake, sorted (none for a day without rows)."""
+        files: list[str] = []
+        for day in days:
+            files += sorted(str(p) for p in _local(self.day_path(table, day)).glob("*.parquet"))
+        return files

@@ -1,0 +1,120 @@
+"""The engine switch: one SQL definition on DuckDB and on Spark (local mode), exchanging Parquet
+day-partitions through the lake (resources/engine.py, resources/lake.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from resources.engine import SqlEngine, spark_config, to_spark_sql
+from resources.lake import Lake
+from resources.warehouse import load_sql
+
+pytest.importorskip("pyspark", reason="the spark extra (requirements-test.lock installs it)")
+
+
+def test_transpiled_sql_reads_views_named_after_the_tables_and_keeps_its_parameters():
+    text, tables = to_spark_sql(load_sql("staging/interactions"))
+    assert tables == ["raw.interactions"]
+    assert "raw__interactions" in text and "raw.interactions" not in text
+    assert ":start" in text and ":end" in text and "$start" not in text
+    assert "JOIN dup" in text  # CTE names are not lake tables: left as they are
+
+
+def test_an_engine_name_outside_the_list_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("RECDAG_ENGINE", "polars")
+    with pytest.raises(ValueError, match="RECDAG_ENGINE='polars': expected one of duckdb, spark"):
+        _ = SqlEngine().kind
+    with pytest.raises(ValueError, match="SqlEngine.engine='flink'"):
+        _ = SqlEngine(engine="flink").kind
+
+
+def test_spark_connect_replaces_the_master_and_overrides_come_last():
+    conf = spark_config("local[2]", "sc://spark.example:15002", {"spark.sql.shuffle.partitions": "64"})
+    assert conf["spark.remote"] == "sc://spark.example:15002" and "spark.master" not in conf
+    assert conf["spark.sql.shuffle.partitions"] == "64" and conf["spark.sql.session.timeZone"] == "UTC"
+    assert spark_config("spark://m:7077", None, {})["spark.master"] == "spark://m:7077"
+
+
+def _frame(days: list[str], rows_per_day: int = 3) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_id": list(range(rows_per_day * len(days))),
+            "event_date": [dt.date.fromisoformat(d) for d in days for _ in range(rows_per_day)],
+        }
+    )
+
+
+def test_lake_days_are_replaced_whole_and_stray_rows_are_refused(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.write_days("raw.interactions", _frame(["2020-01-01", "2020-01-02"]), ["2020-01-01", "2020-01-02"])
+    assert len(lake.day_files("raw.interactions", ["2020-01-01", "2020-01-02"])) == 2
+    # rewriting 01-02 with no rows leaves that day empty, and 01-01 untouched
+    lake.write_days("raw.interactions", _frame([]), ["2020-01-02"])
+    assert lake.day_files("raw.interactions", ["2020-01-02"]) == []
+    assert len(lake.day_files("raw.interactions", ["2020-01-01"])) == 1
+    with pytest.raises(ValueError, match="1 rows dated outside the days written, e.g. 2020-01-03"):
+        lake.write_days("raw.interactions", _frame(["2020-01-03"], rows_per_day=1), ["2020-01-01"])
+    with pytest.raises(ValueError, match="expected schema.table"):
+        lake.table_path("interactions")
+
+
+PLANTED_DUPLICATES = """
+SELECT i % 50 AS user_id, i % 7 AS item_id, CASE WHEN i % 3 = 0 THEN 'view' ELSE 'buy' END AS event_type,
+       i::DOUBLE AS value, TIMESTAMP '2017-11-25' + to_minutes(i % 40) AS ts, DATE '2017-11-25' + (i % 2)::INT AS event_date,
+       NULL::BIGINT AS session_id, 'taobao' AS source, TIMESTAMP '2020-01-01' + to_seconds(i % 4) AS ingested_at,
+       CASE WHEN i % 11 = 0 THEN NULL ELSE i END::BIGINT AS seq
+FROM range(5000) AS t(i)
+"""
+
+
+def test_the_dedupe_statement_keeps_the_same_rows_on_spark_as_on_duckdb(tmp_path):
+    """sql/staging/interactions.sql over planted duplicates (repeated keys, ingestion times, null seq)."""
+    con = duckdb.connect()
+    raw = con.execute(PLANTED_DUPLICATES).pl()
+    days = ["2017-11-25", "2017-11-26"]
+    engine = SqlEngine(engine="spark", lake_dir=str(tmp_path / "lake"))
+    engine.lake.write_days("raw.interactions", raw, days)
+    params = {"start": dt.date(2017, 11, 25), "end": dt.date(2017, 11, 26)}
+    engine.spark_replace_days("staging/interactions", params, "staging.interactions", days)
+
+    con.register("raw_frame", raw.to_arrow())
+    con.execute("CREATE SCHEMA raw; CREATE TABLE raw.interactions AS SELECT * FROM raw_frame")
+    on_duckdb = con.execute(f"SELECT * FROM ({load_sql('staging/interactions')}) ORDER BY ALL", params).fetchall()
+    files = engine.lake.day_files("staging.interactions", days)
+    on_spark = con.execute(
+        f"SELECT * FROM ({load_sql('staging/interactions_from_lake')}) ORDER BY ALL", {**params, "files": files}
+    ).fetchall()
+    assert len(on_duckdb) < raw.height and on_spark == on_duckdb
+
+
+def test_a_lake_table_that_was_never_written_names_its_path(tmp_path):
+    engine = SqlEngine(engine="spark", lake_dir=str(tmp_path / "empty-lake"))
+    with pytest.raises(FileNotFoundError, match=r"lake table raw.interactions: no Parquet day-partitions at .*empty-lake/raw/interactions"):
+        engine.spark_query("staging/interactions", {"start": dt.date(2020, 1, 1), "end": dt.date(2020, 1, 2)})
+
+
+def test_ingesting_on_spark_gives_duckdbs_clean_interactions(tmp_path):
+    """The ingestion group under each engine on the synthetic log: identical staging.interactions and
+    counts, and only the Spark run writes the lake (planted duplicates: the test above)."""
+    from tests.assets.dagster_support import ingest_every_day, local_resources
+
+    tables, removed = {}, {}
+    for kind in ("duckdb", "spark"):
+        data = tmp_path / kind
+        resources = local_resources(data, "synthetic:30000", engine=SqlEngine(engine=kind, lake_dir=str(data / "lake")))
+        with dg.instance_for_test() as instance:
+            ingest_every_day(resources, instance)
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            tables[kind] = con.execute("SELECT * FROM staging.interactions ORDER BY ALL").fetchall()
+            removed[kind] = con.execute(
+                "SELECT (SELECT count(*) FROM raw.interactions) - (SELECT count(*) FROM staging.interactions)"
+            ).fetchone()[0]
+    assert len(tables["duckdb"]) > 20_000 and tables["spark"] == tables["duckdb"]
+    assert removed["spark"] == removed["duckdb"]
+    assert (tmp_path / "spark" / "lake" / "staging" / "interactions").is_dir()
+    assert not (tmp_path / "duckdb" / "lake").exists()
