@@ -7,6 +7,11 @@ single global cut at event quantiles (1 − valid_frac − test_frac, 1 − test
 and files do not depend on the cut-off, so every cut-off partition gives the same split for them
 (the cut-off is recorded, and `make run` materializes only the newest).
 
+``temporal`` and ``leave_last_out`` assign folds with one SQL statement each (sql/staging/split_rolling.sql,
+split_leave_last_out.sql) that the engine runs (resources/engine.py): in DuckDB, or under
+``RECDAG_ENGINE=spark`` on Spark over the lake's staging.interactions, writing the lake's staging.split that
+DuckDB then loads. Either way the Split equals recsys' in-memory one (tests/resources/test_engine.py).
+
 ``files:<dir>`` reads a RecBole benchmark folder (recsys.sources.recbole.open_benchmark_split):
 malformed lines go to quality.quarantine (partition ``split:<fold>``) in the split's transaction, a
 file with more than ``max_quarantine_share`` bad lines fails the asset naming it, the dataset label
@@ -27,10 +32,11 @@ from assets.ingestion import interactions
 from assets.metadata import md, md_table, table_metadata
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 from recsys import split as splitting
-from recsys.backtest import rolling_split
+from recsys.backtest import rolling_bounds, rolling_split, rolling_split_of
 from recsys.schema import QUARANTINE_SCHEMA
 from recsys.sources.recbole import SPLIT_PARTITION_PREFIX, BenchmarkSplit, open_benchmark_split
 from resources import settings
+from resources.engine import SqlEngine
 from resources.warehouse import Warehouse, utcnow
 
 FILES_PREFIX = "files:"
@@ -76,6 +82,35 @@ def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig, cutoff: 
     raise ValueError(f"unknown split protocol {protocol!r}; expected temporal, temporal_quantile, leave_last_out or files:<dir>")
 
 
+# Protocols whose fold assignment is one SQL statement, run by the engine (resources/engine.py): DuckDB in
+# the warehouse, Spark on the lake. temporal_quantile (a global quantile) and files stay in process.
+SQL_SPLITS = {"temporal": "staging/split_rolling", "leave_last_out": "staging/split_leave_last_out"}
+LEAVE_LAST_OUT_MIN = 3
+
+
+def sql_split(protocol: str, config: SplitConfig, cutoff: str | None, warehouse: Warehouse, engine: SqlEngine) -> splitting.Split:
+    """The split of staging.interactions by ``SQL_SPLITS[protocol]`` on the engine; the same Split (rows,
+    order and params) as ``make_split`` on the same interactions (tests/resources/test_engine.py)."""
+    if protocol == "temporal":
+        if cutoff is None:
+            raise ValueError("the temporal protocol needs a cut-off partition key (a date: the first day of the test window)")
+        day, window_days = date.fromisoformat(cutoff), config.window_days or CUTOFF_WINDOW_DAYS
+        params = rolling_bounds(day, window_days)
+    else:
+        params = {"min_interactions": LEAVE_LAST_OUT_MIN}
+    if engine.kind == "spark":
+        engine.spark_replace_table(SQL_SPLITS[protocol], params, "staging.split")
+        folded = warehouse.query_file("staging/split_from_lake", {"files": engine.lake.table_files("staging.split")})
+    else:
+        folded = warehouse.query_file(SQL_SPLITS[protocol], params)
+    # the canonical event order of staging/split_input.sql (ts, seq; nulls last), whatever order the engine returned
+    parts = splitting.parts_of(folded.sort(["ts", "seq"], nulls_last=True, maintain_order=True))
+    if protocol == "temporal":
+        n_future = warehouse.query("SELECT count(*) AS n FROM staging.interactions WHERE ts >= $t", {"t": params["test_end"]})["n"][0]
+        return rolling_split_of(*parts, day, window_days, int(n_future))
+    return splitting.leave_last_out_of(*parts, min_interactions=LEAVE_LAST_OUT_MIN)
+
+
 def _catalogue_ids(warehouse: Warehouse, table: str, key: str) -> pl.Series:
     if not warehouse.table_exists(table):
         return pl.Series(key, [], dtype=pl.Int64)
@@ -116,13 +151,16 @@ ALL_INTERACTIONS = [dg.AssetDep(interactions, partition_mapping=dg.AllPartitionM
     group_name="split",
     partitions_def=cutoff_partitions,
 )
-def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: Warehouse):
+def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: Warehouse, engine: SqlEngine):
     protocol = config.protocol or settings.split_spec()
     bench = None
     if protocol.startswith(FILES_PREFIX):
         result, bench = read_files_split(Path(protocol[len(FILES_PREFIX) :]), config)
         bench.check_catalogue(_catalogue_ids(warehouse, "raw.items", "item_id"), _catalogue_ids(warehouse, "raw.users", "user_id"))
         quarantine = bench.quarantine()
+    elif protocol in SQL_SPLITS:
+        result = sql_split(protocol, config, context.partition_key, warehouse, engine)
+        quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)
     else:
         result = make_split(protocol, warehouse.query_file("staging/split_input"), config, context.partition_key)
         quarantine = pl.DataFrame(schema=QUARANTINE_SCHEMA)

@@ -63,18 +63,30 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
 
+def rolling_bounds(cutoff: date, window_days: int) -> dict[str, datetime]:
+    """The rolling split's instants: valid_start = T − W, test_start = T, test_end = T + W."""
+    t, w = _midnight(cutoff), timedelta(days=window_days)
+    return {"valid_start": t - w, "test_start": t, "test_end": t + w}
+
+
 def rolling_split(interactions: pl.DataFrame, cutoff: date, window_days: int) -> Split:
     """train ts < T − W; valid T − W <= ts < T; test T <= ts < T + W; later events are dropped."""
     frame = conform(interactions, INTERACTION_SCHEMA)
-    t = _midnight(cutoff)
-    w = timedelta(days=window_days)
+    b = rolling_bounds(cutoff, window_days)
     ts = pl.col("ts")
-    train = frame.filter(ts < t - w)
-    valid = frame.filter((ts >= t - w) & (ts < t))
-    test = frame.filter((ts >= t) & (ts < t + w))
+    train = frame.filter(ts < b["valid_start"])
+    valid = frame.filter((ts >= b["valid_start"]) & (ts < b["test_start"]))
+    test = frame.filter((ts >= b["test_start"]) & (ts < b["test_end"]))
+    return rolling_split_of(train, valid, test, cutoff, window_days, frame.filter(ts >= b["test_end"]).height)
+
+
+def rolling_split_of(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, cutoff: date, window_days: int, n_future: int) -> Split:
+    """The rolling split of folds already assigned (by ``rolling_split`` or by sql/staging/split_rolling.sql
+    on either engine), with its params; ``n_future``: the events at or after T + W, left out."""
     if train.is_empty():
+        w = timedelta(days=window_days)
         raise ValueError(f"rolling_split: no events before {cutoff - w} (cut-off {cutoff}, window {window_days} days): train is empty")
-    n_future = frame.filter(ts >= t + w).height
+    b = rolling_bounds(cutoff, window_days)
     params = _describe(
         "temporal",
         train,
@@ -82,9 +94,9 @@ def rolling_split(interactions: pl.DataFrame, cutoff: date, window_days: int) ->
         test,
         cutoff=cutoff.isoformat(),
         window_days=window_days,
-        t_valid_start=str(t - w),
-        t_test_start=str(t),
-        t_test_end=str(t + w),
+        t_valid_start=str(b["valid_start"]),
+        t_test_start=str(b["test_start"]),
+        t_test_end=str(b["test_end"]),
         n_future_rows_excluded=n_future,
     )
     return Split(train, valid, test, params)

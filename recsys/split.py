@@ -5,6 +5,7 @@ API (every frame is an interactions frame, recsys.schema.INTERACTION_SCHEMA)::
     split = temporal_split(interactions, valid_frac=0.1, test_frac=0.1)
     split = leave_last_out_split(interactions)
     split = files_split(train, valid, test)          # e.g. RecBole *.train/valid/test.inter
+    split = leave_last_out_of(*parts_of(folded))     # folds assigned elsewhere (sql/staging/split_*.sql)
     history, target = split.fold("valid")            # (train, valid)
     history, target = split.fold("test")             # (train + valid, test)
     truth = relevant(target, pl.col("value") >= 4)   # user_id, item_id (deduplicated)
@@ -129,9 +130,21 @@ def leave_last_out_split(interactions: pl.DataFrame, min_interactions: int = 3) 
     train = ordered.filter(~pl.col("_eligible") | (pl.col("_from_end") >= 2))
     # restore the input's row order inside each part
     parts = [p.sort("_row").drop(["_row", "_from_end", "_eligible"]) for p in (train, valid, test)]
-    n_short = ordered.filter(~pl.col("_eligible"))["user_id"].n_unique()
-    params = _describe("leave_last_out", *parts, min_interactions=min_interactions, n_users_kept_in_train=n_short)
-    return Split(*parts, params)
+    return leave_last_out_of(*parts, min_interactions=min_interactions)
+
+
+def leave_last_out_of(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, min_interactions: int = 3) -> Split:
+    """The leave-last-out split of folds already assigned (by ``leave_last_out_split`` or by
+    sql/staging/split_leave_last_out.sql on either engine), with its params."""
+    # a user kept whole in train is one below min_interactions: no test row (every eligible user has one)
+    n_short = train.select("user_id").unique().join(test.select("user_id").unique(), on="user_id", how="anti").height
+    params = _describe("leave_last_out", train, valid, test, min_interactions=min_interactions, n_users_kept_in_train=n_short)
+    return Split(train, valid, test, params)
+
+
+def parts_of(folded: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(train, valid, test) of a frame with a ``fold`` column, each in the frame's row order, without it."""
+    return tuple(folded.filter(pl.col("fold") == name).drop("fold") for name in ("train", "valid", "test"))
 
 
 def files_split(

@@ -12,8 +12,9 @@ API::
     engine = SqlEngine()                     # RECDAG_ENGINE, RECDAG_LAKE_DIR, RECDAG_SPARK_MASTER / _REMOTE
     engine.kind                              # "duckdb" | "spark"
     spark_sql = to_spark_sql(load_sql("staging/interactions"))    # the transpiled text, views named
-    n = engine.spark_replace_days("staging/interactions", {"start": d0, "end": d1},
-                                  target="staging.interactions", days=["2017-11-25", ...])
+    engine.spark_replace_days("staging/interactions", {"start": d0, "end": d1},
+                              target="staging.interactions", days=["2017-11-25", ...])
+    engine.spark_replace_table("staging/split_rolling", bounds, target="staging.split")
 
 pyspark, dagster-pyspark and SQLGlot come with the ``spark`` extra (requirements-spark.lock); the
 DuckDB engine never imports them.
@@ -145,6 +146,13 @@ class SqlEngine(dg.ConfigurableResource):
         if self.lake_is_local:
             self.lake.clear_days(target, days)
         frame.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(self.lake.table_path(target))
+
+    def spark_replace_table(self, sql_name: str, params: dict[str, Any], target: str) -> None:
+        """Runs ``sql/<sql_name>.sql`` on Spark and replaces the whole lake table ``target`` with its rows,
+        partitioned by event_date."""
+        frame = self.spark_query(sql_name, params)
+        writer = frame.write.mode("overwrite").option("partitionOverwriteMode", "static")
+        writer.partitionBy(PARTITION_COLUMN).parquet(self.lake.table_path(target))
 
     @property
     def lake_is_local(self) -> bool:

@@ -76,3 +76,10 @@ class Lake:
         for day in days:
             files += sorted(str(p) for p in _local(self.day_path(table, day)).glob("*.parquet"))
         return files
+
+    def table_files(self, table: str) -> list[str]:
+        """Every Parquet file of ``table`` on a local lake, sorted; an error naming the path when there is none."""
+        files = sorted(str(p) for p in _local(self.table_path(table)).glob(f"{PARTITION_COLUMN}=*/*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"lake table {table}: no Parquet day-partitions at {self.table_path(table)}")
+        return files

@@ -96,6 +96,7 @@ def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalo
 
     from assets.partitions import latest_cutoff
     from assets.split import split as split_asset
+    from resources.engine import SqlEngine
     from resources.warehouse import Warehouse
 
     warehouse = Warehouse(data_dir=str(tmp_path / "data"))
@@ -104,7 +105,7 @@ def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalo
     result = dg.materialize(
         [split_asset],
         partition_key=latest_cutoff(),
-        resources={"warehouse": warehouse},
+        resources={"warehouse": warehouse, "engine": SqlEngine()},
         run_config={"ops": {"split": {"config": {"protocol": protocol, **config}}}},
     )
     return warehouse, result

@@ -4,6 +4,7 @@ day-partitions through the lake (resources/engine.py, resources/lake.py)."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -98,23 +99,72 @@ def test_a_lake_table_that_was_never_written_names_its_path(tmp_path):
         engine.spark_query("staging/interactions", {"start": dt.date(2020, 1, 1), "end": dt.date(2020, 1, 2)})
 
 
-def test_ingesting_on_spark_gives_duckdbs_clean_interactions(tmp_path):
-    """The ingestion group under each engine on the synthetic log: identical staging.interactions and
-    counts, and only the Spark run writes the lake (planted duplicates: the test above)."""
+ENGINES = ("duckdb", "spark")
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory) -> dict:
+    """The ingestion group run under each engine on the synthetic log, each in its own data dir and lake."""
     from tests.assets.dagster_support import ingest_every_day, local_resources
 
-    tables, removed = {}, {}
-    for kind in ("duckdb", "spark"):
-        data = tmp_path / kind
+    out = {}
+    for kind in ENGINES:
+        data = tmp_path_factory.mktemp(kind)
         resources = local_resources(data, "synthetic:30000", engine=SqlEngine(engine=kind, lake_dir=str(data / "lake")))
         with dg.instance_for_test() as instance:
             ingest_every_day(resources, instance)
-        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-            tables[kind] = con.execute("SELECT * FROM staging.interactions ORDER BY ALL").fetchall()
-            removed[kind] = con.execute(
-                "SELECT (SELECT count(*) FROM raw.interactions) - (SELECT count(*) FROM staging.interactions)"
-            ).fetchone()[0]
+        out[kind] = (data, resources)
+    return out
+
+
+def _rows(data: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_ingesting_on_spark_gives_duckdbs_clean_interactions(ingested):
+    """Identical staging.interactions and duplicate counts; only the Spark run writes the lake
+    (planted duplicates: the test above)."""
+    tables = {kind: _rows(data, "SELECT * FROM staging.interactions ORDER BY ALL") for kind, (data, _) in ingested.items()}
+    removed = {
+        kind: _rows(data, "SELECT (SELECT count(*) FROM raw.interactions) - (SELECT count(*) FROM staging.interactions)")
+        for kind, (data, _) in ingested.items()
+    }
     assert len(tables["duckdb"]) > 20_000 and tables["spark"] == tables["duckdb"]
     assert removed["spark"] == removed["duckdb"]
-    assert (tmp_path / "spark" / "lake" / "staging" / "interactions").is_dir()
-    assert not (tmp_path / "duckdb" / "lake").exists()
+    assert (ingested["spark"][0] / "lake" / "staging" / "interactions").is_dir()
+    assert not (ingested["duckdb"][0] / "lake").exists()
+
+
+@pytest.mark.parametrize("protocol", ["temporal", "leave_last_out"])
+def test_the_split_statement_gives_the_in_memory_split_on_both_engines(ingested, protocol):
+    """sql/staging/split_<protocol>.sql on DuckDB and on Spark: the same train / valid / test rows, in the
+    same order, and the same params as recsys' in-memory split of the same interactions."""
+    from assets.partitions import latest_cutoff
+    from assets.split import SplitConfig, make_split, sql_split
+
+    cutoff = latest_cutoff()
+    data, resources = ingested["duckdb"]
+    want = make_split(protocol, resources["warehouse"].query_file("staging/split_input"), SplitConfig(), cutoff)
+    assert min(want.train.height, want.valid.height, want.test.height) > 0
+    for kind, (_, res) in ingested.items():
+        got = sql_split(protocol, SplitConfig(), cutoff, res["warehouse"], res["engine"])
+        for fold in ("train", "valid", "test"):
+            assert getattr(got, fold).equals(getattr(want, fold)), f"{kind} {protocol} {fold}"
+        assert got.params == want.params, kind
+
+
+def test_the_split_asset_on_spark_writes_duckdbs_staging_split(ingested):
+    from assets.partitions import latest_cutoff
+    from orchestration.definitions import all_assets
+
+    for _, resources in ingested.values():
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                all_assets, selection=["split", "split_params"], resources=resources, instance=instance, partition_key=latest_cutoff()
+            )
+        assert result.success
+    split = {kind: _rows(data, "SELECT * FROM staging.split ORDER BY ALL") for kind, (data, _) in ingested.items()}
+    params = {kind: _rows(data, "SELECT CAST(params AS VARCHAR) FROM staging.split_params") for kind, (data, _) in ingested.items()}
+    assert len(split["duckdb"]) > 20_000 and split["spark"] == split["duckdb"] and params["spark"] == params["duckdb"]
+    assert (ingested["spark"][0] / "lake" / "staging" / "split").is_dir()
