@@ -23,6 +23,7 @@ from recsys.backtest import paired_against
 from recsys.metrics import beyond_accuracy, bootstrap_ci, cohorts, evaluate_cohorts, item_fairness, item_popularity
 from recsys.metrics.sampling import sample_note
 from resources.datasets import DatasetSource
+from resources.engine import SqlEngine
 from resources.model_store import ModelStore
 from resources.reports import write_report
 from resources.warehouse import Warehouse, utcnow
@@ -88,7 +89,12 @@ EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, "final_stage", retrieval_evalua
     retry_policy=IO_RETRY,  # writes the HTML report
 )
 def evaluation(
-    context: dg.AssetExecutionContext, config: EvaluationConfig, warehouse: Warehouse, source: DatasetSource, model_store: ModelStore
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    warehouse: Warehouse,
+    source: DatasetSource,
+    model_store: ModelStore,
+    engine: SqlEngine,
 ):
     data = load_split(warehouse)
     tags = eval_tags(context.run.run_id, data, source)
@@ -110,7 +116,10 @@ def evaluation(
     for stage in stages:
         recs = load_candidates(warehouse, "pool_ranked" if stage == "pool" else stage, "test")
         scored = recs.join(members.select("user_id").unique(), on="user_id", how="semi") if sample.sampled else recs
-        per_user = evaluate_cohorts(scored, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True)
+        # per-user accuracy by sql/eval/per_user_metrics.sql on the engine (DuckDB, or Spark under RECDAG_ENGINE=spark)
+        per_user = evaluate_cohorts(
+            scored, truth, members, pop, ks=EVAL_KS, metrics=ACCURACY_METRICS, per_user=True, scorer=engine.per_user_metrics
+        )
         per_user_all[stage] = per_user
         with_ci = bootstrap_ci(per_user, n_boot=config.n_boot, seed=config.seed)
         tag = dict(**tags, fold="test", stage=stage)

@@ -25,8 +25,10 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import polars as pl
 from pydantic import Field, PrivateAttr
 
+from recsys.metrics import METRICS
 from resources import settings
 from resources.lake import PARTITION_COLUMN, Lake, is_local
 from resources.warehouse import load_sql
@@ -67,6 +69,7 @@ def spark_config(master: str, remote: str | None, overrides: dict[str, str]) -> 
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",  # progress bars would interleave with the run's own log lines
     }
     if remote:
         conf["spark.remote"] = remote
@@ -153,6 +156,54 @@ class SqlEngine(dg.ConfigurableResource):
         frame = self.spark_query(sql_name, params)
         writer = frame.write.mode("overwrite").option("partitionOverwriteMode", "static")
         writer.partitionBy(PARTITION_COLUMN).parquet(self.lake.table_path(target))
+
+    def query_frames(self, sql_name: str, frames: dict[str, pl.DataFrame], params: dict[str, Any] | None = None) -> pl.DataFrame:
+        """``sql/<sql_name>.sql`` over in-memory ``frames`` (keyed by the schema.table names it reads), as
+        polars: in an in-memory DuckDB, or on Spark after writing each frame to the lake (the exchange format)."""
+        sql = load_sql(sql_name)
+        if self.kind == "duckdb":
+            import duckdb
+
+            with duckdb.connect() as con:
+                for table, frame in frames.items():
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+                    con.register("_frame", frame.to_arrow())
+                    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _frame")
+                    con.unregister("_frame")
+                return con.execute(sql, params or {}).pl()
+        for table, frame in frames.items():
+            self.lake.write_table(table, frame)
+        return pl.from_arrow(self.spark_query(sql_name, params or {}).toArrow())
+
+    def per_user_metrics(self, recs: pl.DataFrame, truth: pl.DataFrame, ks, metrics) -> pl.DataFrame:
+        """recsys.metrics.per_user_metrics's rows (user_id, metric, k, value; same order), computed by
+        sql/eval/per_user_metrics.sql on this engine. Ranks must be unique within a user's list."""
+        ks = sorted({int(k) for k in ks})
+        tied = recs.select("user_id", "rank").is_duplicated()
+        if tied.any():
+            example = recs.filter(tied).head(1).to_dicts()[0]
+            raise ValueError(f"per_user_metrics: ranks must be unique within a user's list; repeated, e.g. {example}")
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown or not ks or ks[0] < 1:
+            raise ValueError(f"per_user_metrics: metrics {list(metrics)} (supported {METRICS}), ks {ks} (positive)")
+        frames = {
+            "eval.lists": recs.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64), pl.col("rank").cast(pl.Int64)),
+            "eval.truth": truth.select(pl.col("user_id").cast(pl.Int64), pl.col("item_id").cast(pl.Int64)),
+            "eval.ks": pl.DataFrame({"k": ks}, schema={"k": pl.Int64}),
+            "eval.positions": pl.DataFrame({"pos": range(1, ks[-1] + 1)}, schema={"pos": pl.Int64}),
+        }
+        wide = self.query_frames("eval/per_user_metrics", frames).sort(["k", "user_id"])
+        return pl.concat(
+            [
+                wide.select(
+                    pl.col("user_id").cast(pl.Int64),
+                    pl.lit(m).alias("metric"),
+                    pl.col("k").cast(pl.Int32),
+                    pl.col(m).cast(pl.Float64).alias("value"),
+                )
+                for m in metrics
+            ]
+        )
 
     @property
     def lake_is_local(self) -> bool:

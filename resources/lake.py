@@ -70,6 +70,16 @@ class Lake:
             part.drop("_day", PARTITION_COLUMN).write_parquet(target / "part-0.parquet")
         return frame.height
 
+    def write_table(self, table: str, frame: pl.DataFrame) -> str:
+        """Replaces the unpartitioned lake table ``table`` with ``frame`` (one Parquet file); returns its folder."""
+        if not is_local(self.root):
+            raise ValueError(f"lake {self.root}: polars writes only a local lake")
+        folder = _local(self.table_path(table))
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        frame.write_parquet(folder / "part-0.parquet")
+        return str(folder)
+
     def day_files(self, table: str, days: list[str]) -> list[str]:
         """The Parquet files of ``days`` of ``table`` on a local lake, sorted (none for a day without rows)."""
         files: list[str] = []

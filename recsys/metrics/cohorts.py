@@ -31,7 +31,7 @@ the users of ``truth`` that have history (the evaluated population minus no_hist
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -108,16 +108,19 @@ def evaluate_cohorts(
     metrics: Sequence[str] = DEFAULT_METRICS,
     per_user: bool = False,
     cold_max_interactions: int = COLD_MAX_INTERACTIONS,
+    scorer: Callable[..., pl.DataFrame] = per_user_metrics,
 ) -> pl.DataFrame:
-    """evaluate() per cohort, with a leading ``cohort`` column."""
+    """evaluate() per cohort, with a leading ``cohort`` column. ``scorer(recs, truth, ks, metrics)`` computes
+    the per-user rows (default ``per_user_metrics``; the pipeline passes its engine's SQL twin,
+    resources/engine.py ``SqlEngine.per_user_metrics``)."""
     truths = cohort_truth(truth, cohort_users, items_pop, cold_max_interactions)
     # user cohorts share each user's full truth: score users once, then attach memberships
-    full = per_user_metrics(recs, truths.filter(pl.col("cohort") != "cold_items").drop("cohort").unique(), ks, metrics)
+    full = scorer(recs, truths.filter(pl.col("cohort") != "cold_items").drop("cohort").unique(), ks, metrics)
     by_user = cohort_users.filter(pl.col("cohort") != "cold_items").join(full, on="user_id")
     cold_truth = truths.filter(pl.col("cohort") == "cold_items").drop("cohort")
     parts = [by_user.select("cohort", "user_id", "metric", "k", "value")]
     if cold_truth.height:
-        cold = per_user_metrics(recs, cold_truth, ks, metrics)
+        cold = scorer(recs, cold_truth, ks, metrics)
         parts.append(cold.select(pl.lit("cold_items").alias("cohort"), "user_id", "metric", "k", "value"))
     order = [
         pl.col("cohort").replace_strict(list(COHORTS), list(range(len(COHORTS)))),

@@ -168,3 +168,30 @@ def test_the_split_asset_on_spark_writes_duckdbs_staging_split(ingested):
     params = {kind: _rows(data, "SELECT CAST(params AS VARCHAR) FROM staging.split_params") for kind, (data, _) in ingested.items()}
     assert len(split["duckdb"]) > 20_000 and split["spark"] == split["duckdb"] and params["spark"] == params["duckdb"]
     assert (ingested["spark"][0] / "lake" / "staging" / "split").is_dir()
+
+
+def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
+    """sql/eval/per_user_metrics.sql gives recsys.metrics.per_user_metrics' rows (same order) to float rounding:
+    users without a list, truth outside every list, duplicate truth rows, lists shorter than K."""
+    import numpy as np
+
+    from recsys.metrics import DEFAULT_KS, METRICS, per_user_metrics
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 200
+    depth = rng.integers(1, 101, n_users)
+    recs = pl.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(n_users), depth),
+            "item_id": np.concatenate([rng.permutation(n_items)[:d] for d in depth]),
+            "rank": np.concatenate([np.arange(1, d + 1) * 3 for d in depth]),  # gaps in rank are harmless
+        }
+    ).filter(pl.col("user_id") % 7 != 3)
+    truth = pl.DataFrame({"user_id": rng.integers(0, n_users + 20, 3000), "item_id": rng.integers(0, n_items, 3000)})
+    want = per_user_metrics(recs, truth, DEFAULT_KS, METRICS)
+    for kind in ENGINES:
+        got = SqlEngine(engine=kind, lake_dir=str(tmp_path / "lake")).per_user_metrics(recs, truth, DEFAULT_KS, METRICS)
+        assert got.select("user_id", "metric", "k").equals(want.select("user_id", "metric", "k")), kind
+        assert float((got["value"] - want["value"]).abs().max()) < 1e-12, kind
+    with pytest.raises(ValueError, match="ranks must be unique within a user's list"):
+        SqlEngine(engine="duckdb").per_user_metrics(recs.with_columns(pl.lit(1).alias("rank")), truth, DEFAULT_KS, METRICS)
