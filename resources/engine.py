@@ -69,12 +69,12 @@ def spark_config(master: str, remote: str | None, overrides: dict[str, str]) -> 
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
-        "spark.ui.showConsoleProgress": "false",  # progress bars would interleave with the run's own log lines
     }
-    if remote:
+    if remote:  # the server owns its static settings (a Connect client cannot change them)
         conf["spark.remote"] = remote
     else:
         conf["spark.master"] = master
+        conf["spark.ui.showConsoleProgress"] = "false"  # progress bars would interleave with the run's log lines
         if master.startswith("local"):
             conf |= {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
     return conf | overrides

@@ -47,16 +47,25 @@ class Lake:
     def day_path(self, table: str, day: str) -> str:
         return f"{self.table_path(table)}/{PARTITION_COLUMN}={day}"
 
+    def _local_root(self, what: str) -> None:
+        """An object-store lake (s3a://, gs://, ...) is read and written by Spark only: the DuckDB / polars side of
+        this module uses local file calls, so it refuses such a root by name instead of finding no files."""
+        if not is_local(self.root):
+            raise ValueError(
+                f"lake {self.root}: {what} needs a filesystem path (a local or shared volume); "
+                "an object-store lake is not supported on the DuckDB side yet (docs/scale-out.md)"
+            )
+
     def clear_days(self, table: str, days: list[str]) -> None:
         """Removes every file of ``days`` of ``table`` (a local lake; Spark replaces remote days itself)."""
-        if not is_local(self.root):
-            raise ValueError(f"lake {self.root}: clearing days with a local filesystem call needs a local path")
+        self._local_root(f"clearing days of {table}")
         for day in days:
             shutil.rmtree(_local(self.day_path(table, day)), ignore_errors=True)
 
     def write_days(self, table: str, frame: pl.DataFrame, days: list[str]) -> int:
         """Replaces ``days`` of ``table`` with ``frame``'s rows of those days (one file per day); rows dated
         outside ``days`` are an error, not dropped. Returns the rows written."""
+        self._local_root(f"writing {table}")
         if PARTITION_COLUMN not in frame.columns:
             raise ValueError(f"lake table {table}: the frame has no {PARTITION_COLUMN} column ({frame.columns})")
         dated = frame.with_columns(pl.col(PARTITION_COLUMN).cast(pl.Date).dt.to_string("%Y-%m-%d").alias("_day"))
@@ -72,8 +81,7 @@ class Lake:
 
     def write_table(self, table: str, frame: pl.DataFrame) -> str:
         """Replaces the unpartitioned lake table ``table`` with ``frame`` (one Parquet file); returns its folder."""
-        if not is_local(self.root):
-            raise ValueError(f"lake {self.root}: polars writes only a local lake")
+        self._local_root(f"writing {table}")
         folder = _local(self.table_path(table))
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -82,6 +90,7 @@ class Lake:
 
     def day_files(self, table: str, days: list[str]) -> list[str]:
         """The Parquet files of ``days`` of ``table`` on a local lake, sorted (none for a day without rows)."""
+        self._local_root(f"listing the files of {table}")
         files: list[str] = []
         for day in days:
             files += sorted(str(p) for p in _local(self.day_path(table, day)).glob("*.parquet"))
@@ -89,6 +98,7 @@ class Lake:
 
     def table_files(self, table: str) -> list[str]:
         """Every Parquet file of ``table`` on a local lake, sorted; an error naming the path when there is none."""
+        self._local_root(f"listing the files of {table}")
         files = sorted(str(p) for p in _local(self.table_path(table)).glob(f"{PARTITION_COLUMN}=*/*.parquet"))
         if not files:
             raise FileNotFoundError(f"lake table {table}: no Parquet day-partitions at {self.table_path(table)}")

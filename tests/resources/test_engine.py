@@ -62,6 +62,36 @@ def test_lake_days_are_replaced_whole_and_stray_rows_are_refused(tmp_path):
         lake.write_days("raw.interactions", _frame(["2020-01-03"], rows_per_day=1), ["2020-01-01"])
     with pytest.raises(ValueError, match="expected schema.table"):
         lake.table_path("interactions")
+    # an object-store root is refused by name on the local side, never read as "no files" (which would empty days)
+    with pytest.raises(ValueError, match="lake s3a://bucket/lake: listing the files of staging.interactions needs a filesystem path"):
+        Lake("s3a://bucket/lake").day_files("staging.interactions", ["2020-01-01"])
+
+
+CONNECT_CLIENT = """
+import numpy as np, polars as pl, sys
+from recsys.metrics import DEFAULT_KS, METRICS, per_user_metrics
+from resources.engine import SqlEngine
+engine = SqlEngine(engine="spark", spark_remote="local[2]", lake_dir=sys.argv[1])
+rng = np.random.default_rng(0)
+recs = pl.DataFrame({"user_id": np.repeat(np.arange(50), 20), "rank": np.tile(np.arange(1, 21), 50),
+                     "item_id": np.concatenate([rng.permutation(100)[:20] for _ in range(50)])})
+truth = pl.DataFrame({"user_id": rng.integers(0, 50, 300), "item_id": rng.integers(0, 100, 300)})
+got = engine.per_user_metrics(recs, truth, DEFAULT_KS, METRICS)
+want = per_user_metrics(recs, truth, DEFAULT_KS, METRICS)
+print(type(engine.spark).__module__, float((got["value"] - want["value"]).abs().max()))
+"""
+
+
+def test_spark_connect_runs_the_same_statement(tmp_path):
+    """RECDAG_SPARK_REMOTE: the engine through a Spark Connect client (pyspark starts a local Connect server
+    for ``local[2]``; a cluster's is ``sc://host:15002``), in its own process: one JVM cannot hold both kinds."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CONNECT_CLIENT, str(tmp_path / "lake")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    module, diff = done.stdout.split()[-2:]
+    assert module == "pyspark.sql.connect.session" and float(diff) < 1e-12
 
 
 PLANTED_DUPLICATES = """
@@ -195,3 +225,37 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
         assert float((got["value"] - want["value"]).abs().max()) < 1e-12, kind
     with pytest.raises(ValueError, match="ranks must be unique within a user's list"):
         SqlEngine(engine="duckdb").per_user_metrics(recs.with_columns(pl.lit(1).alias("rank")), truth, DEFAULT_KS, METRICS)
+
+
+def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
+    """Everything downstream of the clean interactions, under each engine: the same split, the same
+    final lists and the same eval.metrics (values and bootstrap intervals) to float rounding."""
+    from assets.partitions import latest_cutoff
+    from orchestration.definitions import all_assets, all_checks
+    from tests.assets.test_pipeline import FAST
+
+    for _, resources in ingested.values():
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [*all_assets, *all_checks],
+                selection=dg.AssetSelection.assets("interactions").downstream(include_self=False),
+                resources=resources,
+                instance=instance,
+                partition_key=latest_cutoff(),
+                run_config={"ops": FAST},
+            )
+        assert result.success
+    # eval.metrics holds several rows per (stage, fold, cohort, metric, k): the funnel's depths, beyond-accuracy rows;
+    # rows that differ only in the last bits of their value must not swap places, hence the rounding in the order
+    order = "stage, fold, cohort, metric, k, n_users, round(value, 9), round(ci_low, 9), round(ci_high, 9)"
+    metrics = {
+        kind: _rows(data, f"SELECT stage, fold, cohort, metric, k, n_users, value, ci_low, ci_high FROM eval.metrics ORDER BY {order}")
+        for kind, (data, _) in ingested.items()
+    }
+    assert len(metrics["duckdb"]) > 1000 and len(metrics["spark"]) == len(metrics["duckdb"])
+    for ours, theirs in zip(metrics["spark"], metrics["duckdb"], strict=True):
+        assert ours[:6] == theirs[:6]
+        same = [(a is None) == (b is None) and (a is None or abs(a - b) < 1e-9) for a, b in zip(ours[6:], theirs[6:], strict=True)]
+        assert all(same), (ours, theirs)
+    lists = {kind: _rows(data, "SELECT user_id, item_id, rank FROM candidates.final ORDER BY ALL") for kind, (data, _) in ingested.items()}
+    assert lists["spark"] == lists["duckdb"] and len(lists["duckdb"]) > 100
