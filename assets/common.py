@@ -13,10 +13,18 @@ import polars as pl
 from recsys.metrics.fallback import complete_with_popularity
 from recsys.schema import INTERACTION_SCHEMA, conform
 from recsys.split import Split
+from resources import settings
 from resources.warehouse import Warehouse, load_sql
 
 DUCKDB_POOL = "duckdb_writer"
 GPU_POOL = "gpu"
+
+
+def engine_kinds(*kinds: str) -> set[str]:
+    """An asset's kinds (the UI's badges), with "spark" when RECDAG_ENGINE=spark runs part of it there."""
+    return {*kinds, "spark"} if settings.engine() == "spark" else set(kinds)
+
+
 FOLDS = ("valid", "test")
 
 

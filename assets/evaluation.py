@@ -14,7 +14,17 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import IO_RETRY, SERVING_FRESHNESS, observe, results, table_spec
-from assets.common import DUCKDB_POOL, eval_rows, eval_tags, fold_truth, load_candidates, load_catalogue, load_split, sample_truth
+from assets.common import (
+    DUCKDB_POOL,
+    engine_kinds,
+    eval_rows,
+    eval_tags,
+    fold_truth,
+    load_candidates,
+    load_catalogue,
+    load_split,
+    sample_truth,
+)
 from assets.metadata import figure, headline_table, md, paired_table, paired_verdicts, png, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, lgbm_ranker, sequence_ranker
@@ -62,7 +72,7 @@ EVALUATION_DEPS = [lgbm_ranker, sequence_ranker, "final_stage", retrieval_evalua
             "exposure fairness, paired test; rows in eval.metrics (catalog: eval_metrics), per-user values in eval.per_user, "
             "the HTML report.",
             deps=EVALUATION_DEPS,
-            kinds={"polars", "duckdb"},
+            kinds=engine_kinds("polars", "duckdb"),
             freshness_policy=SERVING_FRESHNESS,
         ),
         table_spec(

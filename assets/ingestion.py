@@ -7,12 +7,13 @@ import polars as pl
 
 from assets.catalog import IO_RETRY, catalog, observe, table_spec
 from assets.checks import check_result, plain_check_result
+from assets.common import engine_kinds
 from assets.metadata import md, md_table, table_metadata
 from assets.partitions import DATASET_START, daily_partitions, day_runs, window
 from recsys.ingest_stats import per_day_counts, volume_ratios
 from recsys.schema import INTERACTION_SCHEMA
 from recsys.sources import UNROUTABLE, ParsedBatch
-from resources import expectations, settings
+from resources import expectations
 from resources.datasets import DatasetSource, source_errors_are_final
 from resources.engine import SqlEngine
 from resources.gx import GreatExpectationsResource
@@ -241,7 +242,7 @@ CLEAN_CHECKS = [
     deps=["raw_interactions", items, users],
     check_specs=CLEAN_CHECKS,
     group_name="ingestion",
-    kinds={"duckdb", "spark"} if settings.engine() == "spark" else {"duckdb"},
+    kinds=engine_kinds("duckdb"),
     **catalog("staging.interactions"),
     description="staging.interactions: typed, bounded, de-duplicated events of the partition (sql/staging/interactions.sql).",
 )

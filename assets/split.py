@@ -27,7 +27,7 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import observe, results, table_spec
-from assets.common import DUCKDB_POOL
+from assets.common import DUCKDB_POOL, engine_kinds
 from assets.ingestion import interactions
 from assets.metadata import md, md_table, table_metadata
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
@@ -136,7 +136,7 @@ ALL_INTERACTIONS = [dg.AssetDep(interactions, partition_mapping=dg.AllPartitionM
             "staging.split: every interaction with its fold (train / valid / test).",
             deps=ALL_INTERACTIONS,
             automation_condition=SPLIT_AUTOMATION,
-            kinds={"duckdb", "polars"},
+            kinds=engine_kinds("duckdb", "polars"),
         ),
         table_spec(
             "split_params",
