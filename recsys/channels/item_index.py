@@ -33,8 +33,10 @@ on users capped to their last ``max_items_per_user`` items and items capped to t
 (user pair × item) incidence of common items: no loop over pairs.
 
 Both indexes select with one top-n sparse product (sparse_dot_topn's C++ kernel, all cores): each
-row keeps only its best D + 1 entries (the item itself may be one), so memory stays bounded by the
-D-deep result, never by the item × item matrix; normalizations are folded into the operands. The
+row keeps only its best D + 1 entries (the item itself may be one; a row whose cut falls inside a
+tie is computed again wider, so the index's own tie rule decides who is kept, not the kernel's
+accumulation order), so memory stays bounded by the D-deep result, never by the item × item matrix;
+normalizations are folded into the operands. The
 raw counts of the kept pairs come free when every product term is one constant (binary cells,
 equal basket weights: the count is the value over it, exact in float64); otherwise a binary
 product in item blocks of about ``block_nnz`` entries is read at the kept pairs only.
@@ -268,7 +270,9 @@ def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_thr
     col_rank[col_order] = np.arange(n_cols)
     if left_t.nnz == 0 or right.nnz == 0 or top_n == 0:
         return idx, val, col_rank
-    right_p = sp.csr_matrix((right.data, col_rank[right.indices].astype(right.indices.dtype), right.indptr), shape=right.shape)
+    # its own copy of the data: sort_indices below permutes it in place, and ``right`` is read again
+    # when a cut falls inside a tie (_widen_tied_cuts)
+    right_p = sp.csr_matrix((right.data.copy(), col_rank[right.indices].astype(right.indices.dtype), right.indptr), shape=right.shape)
     right_p.sort_indices()  # within a basket: by support, so first touches (and so kernel ties) follow it
     work = left_t @ np.diff(right.indptr).astype(np.float64)
     rows = np.argsort(-work, kind="stable")
@@ -283,6 +287,44 @@ def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_thr
         idx.ravel()[flat] = col_order[c.indices[: c.nnz]]
         val.ravel()[flat] = c.data[: c.nnz]
     return idx, val, col_rank
+
+
+def _widen_tied_cuts(
+    left_t: sp.csr_matrix, right: sp.csr_matrix, depth: int, idx: np.ndarray, val: np.ndarray, threads: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose kernel cut fell inside a tie, recomputed wide enough to hold the whole tie.
+
+    The kernel keeps each row's ``top_n`` largest products but picks among equal values at its cut
+    by its own accumulation order. Where the smallest value it returned for a full row is the row's
+    ``depth``-th best (the item itself aside), more targets may share that value; those rows are
+    computed again with twice the width until the tie ends inside it, so the order's own tie rule
+    (support, then position) decides who is kept, as it does everywhere else in the list. Returns
+    (idx, val), widened with empty slots where needed."""
+    n = idx.shape[0]
+    rows = np.arange(n)
+    while True:
+        width = idx.shape[1]
+        sub_idx, sub_val = idx[rows], val[rows].astype(np.float32)
+        full = (sub_idx >= 0).all(axis=1)
+        own = sub_idx == rows[:, None].astype(np.int32)
+        if width <= depth or not full.any():
+            return idx, val
+        others = np.where(own, -np.inf, sub_val)
+        cut = -np.sort(-others, axis=1)[:, depth - 1]  # the depth-th best value of each row, the item itself aside
+        tied = full & (sub_val.min(axis=1) >= cut) & np.isfinite(cut)
+        if not tied.any():
+            return idx, val
+        rows = rows[tied]
+        wide = min(2 * width, right.shape[1])
+        if wide <= width:
+            return idx, val
+        w_idx, w_val, _ = _topn_product(left_t[rows], right, wide, threads)
+        # row r of the block is item rows[r]: its self-entry is found by the caller through idx == item
+        grown_idx = np.full((n, wide), -1, np.int32)
+        grown_val = np.zeros((n, wide), val.dtype)
+        grown_idx[:, :width], grown_val[:, :width] = idx, val
+        grown_idx[rows], grown_val[rows] = w_idx, w_val
+        idx, val = grown_idx, grown_val
 
 
 def _topk_product(
@@ -308,6 +350,7 @@ def _topk_product(
     threads = _n_threads(n_threads)
     n = left_t.shape[0]
     idx, val, col_rank = _topn_product(left_t, right, depth + 1, threads)
+    idx, val = _widen_tied_cuts(left_t, right, depth, idx, val, threads)
     val32 = val.astype(np.float32)
     width = idx.shape[1]
     # One sort per row on a uint64 key: descending score, then support rank; the item itself and

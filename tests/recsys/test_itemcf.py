@@ -271,3 +271,35 @@ def test_cooc_core_matches_dense_and_ignores_thread_count(weighted):
     # Each list holds the 8 best (ties aside): its last score is at least every left-out score.
     best = -np.sort(-np.where(cos > 0, cos, -np.inf), axis=1)[:, :8]
     np.testing.assert_allclose(np.where(filled, one.scores, -np.inf), np.where(np.isfinite(best), best, -np.inf), rtol=1e-5)
+
+
+def test_a_tie_across_the_cut_is_decided_by_the_tie_rule_not_the_kernel():
+    """Binary baskets where item 0 meets items 1..12 equally often: all twelve tie on score, so who is
+    kept at depth 4 follows the index's order (score, then the target's support, then its position),
+    exactly as a brute force ranks them, whatever the kernel's own accumulation order."""
+    import scipy.sparse as sp
+
+    from recsys.channels.itemcf import cooc_from_baskets
+
+    rows, cols = [], []
+    for j in range(1, 13):  # basket j holds items 0 and j: every pair (0, j) co-occurs once
+        rows += [j, j]
+        cols += [0, j]
+    extra = {5: 2, 9: 2, 11: 1}  # items with more baskets (support), in baskets without item 0: lower cosine
+    b = 13
+    for item, n in extra.items():
+        for _ in range(n):
+            rows.append(b)
+            cols.append(item)
+            b += 1
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(b, 13))
+    dense = m.toarray().astype(np.float64)
+    c = dense.T @ dense
+    cos = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
+    support = dense.sum(axis=0)
+    for depth in (1, 3, 4, 6):
+        index = cooc_from_baskets(m, None, depth, n_threads=1)
+        candidates = [j for j in range(13) if j != 0 and cos[0, j] > 0]
+        # score (float32, as the index ranks it), then support (descending), then position
+        want = sorted(candidates, key=lambda j: (-np.float32(cos[0, j]), -support[j], j))[:depth]
+        assert index.targets[0, :depth].tolist() == want, depth
