@@ -38,6 +38,7 @@ from recsys.rankers.features import cutoff_mode_for
 from resources import settings
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
+from resources.engine import SqlEngine
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
@@ -115,6 +116,7 @@ def _run_channel(
     compute: ComputeResource | None,
     model_store: ModelStore,
     source: DatasetSource,
+    engine: SqlEngine | None = None,
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
     params = config.channel_params()
@@ -136,8 +138,9 @@ def _run_channel(
             grid = config_grid(config)
             # past max_search_events, the settings are fitted on a sample of whole users' histories
             fit_on, searched_on = search_history(history, scored, config.max_search_events if len(expand_grid(grid)) > 1 else 0)
+            whole = not searched_on.sampled  # the search's fits read all of train
             search = run_search(
-                lambda setting: make({**fixed, **setting}),
+                lambda setting, whole=whole: _on_engine(make({**fixed, **setting}), engine, "valid", whole_history=whole),
                 grid,
                 fit_on,
                 target,
@@ -152,7 +155,7 @@ def _run_channel(
         params = {**fixed, **search.best_params}
         # the search's own fit on train, unless it was fitted on a sample of train (the event budget)
         reuse = fold == "valid" and search.best_channel is not None and not searched_on.sampled
-        channel = search.best_channel if reuse else make(params).fit(history, items=items, runtime=runtime)
+        channel = search.best_channel if reuse else _on_engine(make(params), engine, fold).fit(history, items=items, runtime=runtime)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         timings[fold] = round(time.monotonic() - started, 2)
         if hasattr(channel, "history_"):  # neural channels: per-epoch loss, sampled examples, validation
@@ -163,6 +166,7 @@ def _run_channel(
         frames.append(with_fold(recs, fold))
         context.log.info(f"{stage}[{fold}]: {recs.height} candidates for {users.len()} users in {timings[fold]}s")
     search.best_channel = None
+    index_engine = getattr(channel, "index_engine", None)  # the test fold's channel: where its index was built
     out = pl.concat(frames)
     warehouse.write_table(f"candidates.{stage}", out)
     per_fold = out.group_by("fold").agg(
@@ -176,9 +180,23 @@ def _run_channel(
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
             **({f"{stage}_history": dg.MetadataValue.json(_jsonable_history(training))} if training else {}),
             **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),
+            **({"item_index_built_on": f"{index_engine} (sql/index/cooc_neighbours.sql)"} if index_engine else {}),
             **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info, searched_on),
         }
     )
+
+
+def _on_engine(channel, engine: SqlEngine | None, fold: str, whole_history: bool = True):
+    """Under RECDAG_ENGINE=spark, an item CF channel's co-occurrence index is built on Spark from the lake's
+    staging.split (resources/engine.py ``index_source``), when the fit reads the fold's whole history
+    and the statement covers the channel's settings; the index is the builder's (tests/resources)."""
+    if engine is None or not whole_history or not isinstance(channel, ItemCFChannel):
+        return channel
+    source = engine.index_source(channel.method, channel.index_params, with_valid=fold == "test")
+    if source is not None:
+        channel.index_source = source
+        channel.index_engine = "spark"
+    return channel
 
 
 def _record_search(context, stage, search, params, split_params, warehouse, model_store, source, fit_info=None, searched_on=None) -> dict:
@@ -272,9 +290,14 @@ def channel_asset(
         **catalog(f"candidates.{stage}"),
     )
     def _asset(
-        context: dg.AssetExecutionContext, config: config_class, warehouse: Warehouse, model_store: ModelStore, source: DatasetSource
+        context: dg.AssetExecutionContext,
+        config: config_class,
+        warehouse: Warehouse,
+        model_store: ModelStore,
+        source: DatasetSource,
+        engine: SqlEngine,
     ):
-        return _run_channel(context, stage, make, config, warehouse, None, model_store, source)
+        return _run_channel(context, stage, make, config, warehouse, None, model_store, source, engine)
 
     return _asset
 

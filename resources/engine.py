@@ -28,12 +28,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
+from recsys.channels.item_index import ItemIndex
 from recsys.metrics import METRICS
 from resources import settings
 from resources.lake import PARTITION_COLUMN, Lake, is_local
 from resources.warehouse import load_sql
 
 VIEW_SEPARATOR = "__"  # raw.interactions is the Spark view raw__interactions
+# build_cooc_index's settings sql/index/cooc_neighbours.sql covers: the two it takes as parameters, and
+# the ones it fixes at the builder's defaults (another value keeps the build in process)
+SQL_INDEX_PARAMS = ("window_hours", "max_items_per_user", "user_weighting", "normalize")
+SQL_INDEX_FIXED = {"user_weighting": "log", "normalize": "cosine"}
+UNBOUNDED = 2**62  # the statement's "no window" / "no cap"
 
 
 def view_name(table: str) -> str:
@@ -204,6 +210,30 @@ class SqlEngine(dg.ConfigurableResource):
                 for m in metrics
             ]
         )
+
+    def index_source(self, method: str, index_params: dict, with_valid: bool):
+        """A stand-in for recsys.channels.item_index.build_item_index that builds the co-occurrence index
+        with sql/index/cooc_neighbours.sql on Spark over the lake's staging.split (train, or train + valid
+        with ``with_valid``), or None where the statement does not cover the channel's settings (another
+        method, other weights or normalisation): the channel then builds its index in process. The caller
+        hands it only fits on the whole fold history, never on a sample of it."""
+        extra = {k: v for k, v in index_params.items() if k not in SQL_INDEX_PARAMS or (k in SQL_INDEX_FIXED and v != SQL_INDEX_FIXED[k])}
+        if self.kind != "spark" or method != "cooc" or extra:
+            return None
+
+        def build(history: pl.DataFrame, depth: int, method: str, *, items, **params) -> ItemIndex:
+            hours = params.get("window_hours", 24.0)
+            cap = params.get("max_items_per_user", 200)
+            sql_params = {
+                "depth": depth,
+                "with_valid": with_valid,
+                "window_us": int(hours * 3600e6) if hours is not None else UNBOUNDED,
+                "max_items": cap or UNBOUNDED,
+            }
+            frame = pl.from_arrow(self.spark_query("index/cooc_neighbours", sql_params).toArrow())
+            return ItemIndex.from_neighbours(frame, items, depth, method)
+
+        return build
 
     @property
     def lake_is_local(self) -> bool:

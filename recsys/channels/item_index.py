@@ -144,6 +144,26 @@ class ItemIndex:
             }
         )
 
+    @classmethod
+    def from_neighbours(cls, neighbours: pl.DataFrame, items: IdIndex, depth: int, method: str = "cooc") -> ItemIndex:
+        """The index of a long neighbours frame (item_id, neighbour_id, score, count, rank 1-based), as
+        ``neighbours()`` writes it or an engine computes it (sql/index/cooc_neighbours.sql). Ids unknown
+        to ``items`` or ranks past ``depth`` are an error, not dropped."""
+        row = items.positions(neighbours["item_id"].to_numpy())
+        col = items.positions(neighbours["neighbour_id"].to_numpy())
+        slot = neighbours["rank"].to_numpy().astype(np.int64) - 1
+        bad = (row < 0) | (col < 0) | (slot < 0) | (slot >= depth)
+        if bad.any():
+            example = neighbours.filter(pl.Series(bad)).head(1).to_dicts()[0]
+            raise ValueError(f"neighbours: {int(bad.sum())} rows with an unknown item or a rank outside 1..{depth}, e.g. {example}")
+        targets = np.full((len(items), depth), -1, np.int32)
+        scores = np.zeros((len(items), depth), np.float32)
+        counts = np.zeros((len(items), depth), np.float32)
+        targets[row, slot] = col
+        scores[row, slot] = neighbours["score"].to_numpy()
+        counts[row, slot] = neighbours["count"].to_numpy()
+        return cls(items, targets, scores, counts, method)
+
 
 # ----------------------------------------------------------------------------------------------
 # Sparse helpers

@@ -140,6 +140,9 @@ class ItemCFChannel:
         self.recency_decay, self.aggregate = recency_decay, aggregate
         self.index_params = index_params
         self.name = name or ("swing" if method == "swing" else "itemcf")
+        # who builds the index: build_item_index here, or a caller's equivalent (an engine's SQL,
+        # resources/engine.py); called as build_item_index is, and must return the same index
+        self.index_source = build_item_index
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ItemCFChannel:
         return self._fit(history, items, None)
@@ -149,7 +152,7 @@ class ItemCFChannel:
         self.items_ = IdIndex.from_values(item_ids)
         self.users_ = IdIndex.from_values(history["user_id"])
         if index is None:
-            index = build_item_index(history, self.depth, self.method, items=self.items_, **self.index_params)
+            index = self.index_source(history, self.depth, self.method, items=self.items_, **self.index_params)
         self.index_ = index
         self.triggers_ = user_triggers(history, self.users_, self.items_, self.n_triggers)
         self.seen_ = seen_keys(history, self.users_, self.items_)

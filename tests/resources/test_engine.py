@@ -228,13 +228,15 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
 
 
 def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
-    """Everything downstream of the clean interactions, under each engine: the same split, the same
-    final lists and the same eval.metrics (values and bootstrap intervals) to float rounding."""
+    """Everything downstream of the clean interactions, under each engine (item CF's index built on Spark
+    from the lake under spark): the same final lists and the same eval.metrics (values and bootstrap
+    intervals) to float rounding."""
     from assets.partitions import latest_cutoff
     from orchestration.definitions import all_assets, all_checks
     from tests.assets.test_pipeline import FAST
 
-    for _, resources in ingested.values():
+    index_on = {}
+    for kind, (_, resources) in ingested.items():
         with dg.instance_for_test() as instance:
             result = dg.materialize(
                 [*all_assets, *all_checks],
@@ -245,6 +247,10 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
                 run_config={"ops": FAST},
             )
         assert result.success
+        [itemcf] = [m for m in result.asset_materializations_for_node("candidates_itemcf")]
+        index_on[kind] = itemcf.metadata.get("item_index_built_on")
+    # item CF's index: the C++ builder under DuckDB, the SQL statement on Spark under spark; the same lists
+    assert index_on["duckdb"] is None and index_on["spark"].value == "spark (sql/index/cooc_neighbours.sql)"
     # eval.metrics holds several rows per (stage, fold, cohort, metric, k): the funnel's depths, beyond-accuracy rows;
     # rows that differ only in the last bits of their value must not swap places, hence the rounding in the order
     order = "stage, fold, cohort, metric, k, n_users, round(value, 9), round(ci_low, 9), round(ci_high, 9)"
