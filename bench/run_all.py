@@ -18,6 +18,7 @@ SCRIPTS = [
     "bench_make_run.py",
     "bench_outrank.py",
     "bench_item_index.py",
+    "bench_engine_item_index.py",  # the co-occurrence index on the C++ builder, DuckDB and Spark local mode
     "bench_pi2i_ml100k.py",
     "bench_ingest.py",
     "bench_final_stage.py",
@@ -37,6 +38,7 @@ SECTIONS = [
     "results_pi2i_ml100k.md",
     "results_outrank.md",
     "results_item_index.md",
+    "results_engine_item_index.md",
     "results_ingest.md",
     "results_final_stage.md",
     "results_ease_large.md",
