@@ -180,22 +180,23 @@ def _run_channel(
             "fit_and_recommend_seconds": dg.MetadataValue.json(timings),
             **({f"{stage}_history": dg.MetadataValue.json(_jsonable_history(training))} if training else {}),
             **({"catalogue_fit": dg.MetadataValue.json(fit_info)} if fit_info else {}),
-            **({"item_index_built_on": f"{index_engine} (sql/index/cooc_neighbours.sql)"} if index_engine else {}),
+            **({"item_index_built_on": index_engine} if index_engine else {}),
             **_record_search(context, stage, search, params, data.params, warehouse, model_store, source, fit_info, searched_on),
         }
     )
 
 
 def _on_engine(channel, engine: SqlEngine | None, fold: str, whole_history: bool = True):
-    """Under RECDAG_ENGINE=spark, an item CF channel's co-occurrence index is built on Spark from the lake's
-    staging.split (resources/engine.py ``index_source``), when the fit reads the fold's whole history
-    and the statement covers the channel's settings; the index is the builder's (tests/resources)."""
+    """Under RECDAG_ENGINE=spark, an item CF channel's co-occurrence or Swing index is built on Spark from
+    the lake's staging.split (resources/engine.py ``index_source``), when the fit reads the fold's whole
+    history and a statement covers the channel's settings; the index is the builder's with its ties at
+    the depth cut decided by the index's order (tests/resources/test_engine_*_index.py)."""
     if engine is None or not whole_history or not isinstance(channel, ItemCFChannel):
         return channel
     source = engine.index_source(channel.method, channel.index_params, with_valid=fold == "test")
     if source is not None:
         channel.index_source = source
-        channel.index_engine = "spark"
+        channel.index_engine = f"spark (sql/index/{channel.method}_neighbours.sql)"
     return channel
 
 
@@ -305,13 +306,15 @@ def channel_asset(
 candidates_pop = channel_asset("pop", lambda p: PopularityChannel(**p), "Popularity: global, recent (time-decayed) and per category.")
 candidates_itemcf = channel_asset(
     "itemcf",
-    lambda p: ItemCFChannel(**{"depth": 30, "method": "cooc", **p}),
+    # exact_ties: a tie at the depth cut is decided by the index's order, not the kernel's accumulation
+    # order, so the index is the same built in process or by the engine's statement (RECDAG_ENGINE=spark)
+    lambda p: ItemCFChannel(**{"depth": 30, "method": "cooc", "exact_ties": True, **p}),
     "Item CF by session/time-windowed co-occurrence with uniform truncation (depth in the tens); n_triggers searched on valid.",
     config_class=ItemCFConfig,
 )
 candidates_swing = channel_asset(
     "swing",
-    lambda p: ItemCFChannel(**{"depth": 50, "method": "swing", **p}),
+    lambda p: ItemCFChannel(**{"depth": 50, "method": "swing", "exact_ties": True, **p}),
     "Swing item-to-item index; n_triggers searched on valid.",
     config_class=ItemCFConfig,
 )

@@ -10,8 +10,9 @@ the lake's staging.split day-partitions (Parquet, resources/lake.py); every run 
 
 Runs, each in a fresh subprocess (``--worker``), depth 50, the builder's defaults (24 h pseudo-sessions,
 200 items per user, log user weights, cosine):
-- ``builder``: recsys.channels.item_index.build_cooc_index on the train history (polars read of the
-  Parquet + the sparse_dot_topn C++ top-n product, both cores), neighbours written out;
+- ``builder``: recsys.channels.item_index.build_cooc_index(exact_ties=True) on the train history (polars
+  read of the Parquet + the sparse_dot_topn C++ top-n product, both cores; ties at the depth cut
+  decided by the index's order, as the statement decides them), neighbours written out;
 - ``duckdb``: the statement in an in-memory DuckDB over the Parquet files (DuckDB's threads = 2);
 - ``spark``: the statement on Spark local[2] through SqlEngine (the transpiled SQL over the lake);
   the session start is timed apart from the query.
@@ -80,7 +81,7 @@ def worker(kind: str, lake: str, out: str) -> None:
         split = pl.read_parquet(files, hive_partitioning=True)
         history = split.filter(pl.col("fold") == "train").sort("ts", "seq", nulls_last=False)
         phases["read_s"] = time.monotonic() - started
-        index = build_cooc_index(history, DEPTH)
+        index = build_cooc_index(history, DEPTH, exact_ties=True)  # ties at the cut by the index's order, as SQL
         neighbours = index.neighbours()
     elif kind == "duckdb":
         import duckdb

@@ -35,10 +35,20 @@ from resources.lake import PARTITION_COLUMN, Lake, is_local
 from resources.warehouse import load_sql
 
 VIEW_SEPARATOR = "__"  # raw.interactions is the Spark view raw__interactions
-# build_cooc_index's settings sql/index/cooc_neighbours.sql covers: the two it takes as parameters, and
-# the ones it fixes at the builder's defaults (another value keeps the build in process)
-SQL_INDEX_PARAMS = ("window_hours", "max_items_per_user", "user_weighting", "normalize")
-SQL_INDEX_FIXED = {"user_weighting": "log", "normalize": "cosine"}
+# The item indexes as statements (sql/index/<method>_neighbours.sql): per method, the builder's settings
+# each statement takes as parameters (name in the builder -> statement parameter, default) and the ones
+# it fixes at the builder's defaults; another value keeps the build in process. ``exact_ties`` is
+# always what the statements do (ties at the depth cut decided by the index's order).
+SQL_INDEXES = {
+    "cooc": {
+        "params": {"window_hours": ("window_us", 24.0), "max_items_per_user": ("max_items", 200)},
+        "fixed": {"user_weighting": "log", "normalize": "cosine", "exact_ties": True},
+    },
+    "swing": {
+        "params": {"alpha": ("alpha", 1.0), "max_items_per_user": ("max_items", 200), "max_users_per_item": ("max_users", 300)},
+        "fixed": {"exact_ties": True},
+    },
+}
 UNBOUNDED = 2**62  # the statement's "no window" / "no cap"
 
 
@@ -212,25 +222,28 @@ class SqlEngine(dg.ConfigurableResource):
         )
 
     def index_source(self, method: str, index_params: dict, with_valid: bool):
-        """A stand-in for recsys.channels.item_index.build_item_index that builds the co-occurrence index
-        with sql/index/cooc_neighbours.sql on Spark over the lake's staging.split (train, or train + valid
-        with ``with_valid``), or None where the statement does not cover the channel's settings (another
-        method, other weights or normalisation): the channel then builds its index in process. The caller
-        hands it only fits on the whole fold history, never on a sample of it."""
-        extra = {k: v for k, v in index_params.items() if k not in SQL_INDEX_PARAMS or (k in SQL_INDEX_FIXED and v != SQL_INDEX_FIXED[k])}
-        if self.kind != "spark" or method != "cooc" or extra:
+        """A stand-in for recsys.channels.item_index.build_item_index that builds the co-occurrence or
+        Swing index with sql/index/<method>_neighbours.sql on Spark over the lake's staging.split (train,
+        or train + valid with ``with_valid``), or None where no statement covers the channel's settings
+        (another method, weights or normalisation): the channel then builds its index in process. The
+        caller hands it only fits on the whole fold history, never on a sample of it."""
+        spec = SQL_INDEXES.get(method)
+        if self.kind != "spark" or spec is None:
+            return None
+        fixed = spec["fixed"]
+        if any(k not in spec["params"] and (k not in fixed or v != fixed[k]) for k, v in index_params.items()):
             return None
 
         def build(history: pl.DataFrame, depth: int, method: str, *, items, **params) -> ItemIndex:
-            hours = params.get("window_hours", 24.0)
-            cap = params.get("max_items_per_user", 200)
-            sql_params = {
-                "depth": depth,
-                "with_valid": with_valid,
-                "window_us": int(hours * 3600e6) if hours is not None else UNBOUNDED,
-                "max_items": cap or UNBOUNDED,
-            }
-            frame = pl.from_arrow(self.spark_query("index/cooc_neighbours", sql_params).toArrow())
+            sql_params = {"depth": depth, "with_valid": with_valid}
+            for name, (param, default) in spec["params"].items():
+                value = params.get(name, default)
+                if name == "window_hours":
+                    value = int(value * 3600e6) if value is not None else UNBOUNDED
+                elif name.startswith("max_"):
+                    value = value or UNBOUNDED
+                sql_params[param] = value
+            frame = pl.from_arrow(self.spark_query(f"index/{method}_neighbours", sql_params).toArrow())
             return ItemIndex.from_neighbours(frame, items, depth, method)
 
         return build

@@ -33,9 +33,12 @@ on users capped to their last ``max_items_per_user`` items and items capped to t
 (user pair × item) incidence of common items: no loop over pairs.
 
 Both indexes select with one top-n sparse product (sparse_dot_topn's C++ kernel, all cores): each
-row keeps only its best D + 1 entries (the item itself may be one; a row whose cut falls inside a
-tie is computed again wider, so the index's own tie rule decides who is kept, not the kernel's
-accumulation order), so memory stays bounded by the D-deep result, never by the item × item matrix;
+row keeps only its best D + 1 entries (the item itself may be one), so memory stays bounded by the
+D-deep result, never by the item × item matrix. Where a row's cut falls inside a tie the kernel picks
+among the tied targets by its own accumulation order; ``exact_ties=True`` computes those rows again
+wider so the index's order (score, support, position) decides there too, as it does everywhere else
+in the list (what sql/index/*_neighbours.sql compute; 1M binary Zipf matrix of bench_item_index:
+about 3× the build time, 72,022 of 200,000 rows tied at the cut; 1M synthetic log: about +10%);
 normalizations are folded into the operands. The
 raw counts of the kept pairs come free when every product term is one constant (binary cells,
 equal basket weights: the count is the value over it, exact in float64); otherwise a binary
@@ -291,7 +294,7 @@ def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_thr
     if left_t.nnz == 0 or right.nnz == 0 or top_n == 0:
         return idx, val, col_rank
     # its own copy of the data: sort_indices below permutes it in place, and ``right`` is read again
-    # when a cut falls inside a tie (_widen_tied_cuts)
+    # where a cut falls inside a tie (_widen_tied_cuts)
     right_p = sp.csr_matrix((right.data.copy(), col_rank[right.indices].astype(right.indices.dtype), right.indptr), shape=right.shape)
     right_p.sort_indices()  # within a basket: by support, so first touches (and so kernel ties) follow it
     work = left_t @ np.diff(right.indptr).astype(np.float64)
@@ -309,42 +312,45 @@ def _topn_product(left_t: sp.csr_matrix, right: sp.csr_matrix, top_n: int, n_thr
     return idx, val, col_rank
 
 
+def _tied_at_cut(idx: np.ndarray, val32: np.ndarray, items: np.ndarray, depth: int) -> np.ndarray:
+    """Rows (of a block whose row r is item ``items[r]``) whose cut may fall inside a tie: the kernel
+    returned a full row and its smallest value is the row's ``depth``-th best, the item itself aside."""
+    full = (idx >= 0).all(axis=1)
+    others = np.where(idx == items[:, None].astype(np.int32), -np.inf, val32)
+    cut = -np.partition(-others, depth - 1, axis=1)[:, depth - 1]
+    return full & (val32.min(axis=1) >= cut) & np.isfinite(cut)
+
+
 def _widen_tied_cuts(
-    left_t: sp.csr_matrix, right: sp.csr_matrix, depth: int, idx: np.ndarray, val: np.ndarray, threads: int
+    left_t: sp.csr_matrix, right: sp.csr_matrix, depth: int, idx: np.ndarray, val: np.ndarray, col_rank: np.ndarray, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose kernel cut fell inside a tie, recomputed wide enough to hold the whole tie.
+    """The kernel's rows, with every row whose cut fell inside a tie replaced by its exact best
+    entries under the index's order (score, then support rank), the item itself left out.
 
     The kernel keeps each row's ``top_n`` largest products but picks among equal values at its cut
-    by its own accumulation order. Where the smallest value it returned for a full row is the row's
-    ``depth``-th best (the item itself aside), more targets may share that value; those rows are
-    computed again with twice the width until the tie ends inside it, so the order's own tie rule
-    (support, then position) decides who is kept, as it does everywhere else in the list. Returns
-    (idx, val), widened with empty slots where needed."""
-    n = idx.shape[0]
-    rows = np.arange(n)
-    while True:
-        width = idx.shape[1]
-        sub_idx, sub_val = idx[rows], val[rows].astype(np.float32)
-        full = (sub_idx >= 0).all(axis=1)
-        own = sub_idx == rows[:, None].astype(np.int32)
-        if width <= depth or not full.any():
-            return idx, val
-        others = np.where(own, -np.inf, sub_val)
-        cut = -np.sort(-others, axis=1)[:, depth - 1]  # the depth-th best value of each row, the item itself aside
-        tied = full & (sub_val.min(axis=1) >= cut) & np.isfinite(cut)
-        if not tied.any():
-            return idx, val
-        rows = rows[tied]
-        wide = min(2 * width, right.shape[1])
-        if wide <= width:
-            return idx, val
-        w_idx, w_val, _ = _topn_product(left_t[rows], right, wide, threads)
-        # row r of the block is item rows[r]: its self-entry is found by the caller through idx == item
-        grown_idx = np.full((n, wide), -1, np.int32)
-        grown_val = np.zeros((n, wide), val.dtype)
-        grown_idx[:, :width], grown_val[:, :width] = idx, val
-        grown_idx[rows], grown_val[rows] = w_idx, w_val
-        idx, val = grown_idx, grown_val
+    by its own accumulation order. Those rows (only those) are computed again at twice the width until
+    the tie ends inside it; their best ``top_n`` under the order are written back in place, so the
+    arrays keep their width and memory its bound."""
+    width, n_cols = idx.shape[1], right.shape[1]
+    if width <= depth:
+        return idx, val
+    pending = np.flatnonzero(_tied_at_cut(idx, val.astype(np.float32), np.arange(idx.shape[0]), depth))
+    wide = width
+    while pending.size:
+        wide = min(2 * wide, n_cols)
+        w_idx, w_val, _ = _topn_product(left_t[pending], right, wide, threads)
+        w_val32 = w_val.astype(np.float32)
+        done = ~_tied_at_cut(w_idx, w_val32, pending, depth) if wide < n_cols else np.ones(pending.size, bool)
+        rows, w_idx, w_val, w_val32 = pending[done], w_idx[done], w_val[done], w_val32[done]
+        key = (_descending_key(w_val32).astype(np.uint64) << np.uint64(32)) | col_rank[np.maximum(w_idx, 0)].astype(np.uint64)
+        key[(w_idx < 0) | (w_idx == rows[:, None].astype(np.int32))] = np.iinfo(np.uint64).max
+        best = np.argsort(key, axis=1)[:, :width]
+        kept = np.take_along_axis(w_idx, best, axis=1)
+        self_or_empty = np.take_along_axis(key, best, axis=1) == np.iinfo(np.uint64).max
+        idx[rows] = np.where(self_or_empty, -1, kept)
+        val[rows] = np.where(self_or_empty, 0, np.take_along_axis(w_val, best, axis=1))
+        pending = pending[~done]
+    return idx, val
 
 
 def _topk_product(
@@ -356,6 +362,7 @@ def _topk_product(
     ones: tuple[sp.csr_matrix, sp.csr_matrix] | None,
     block_nnz: int,
     n_threads: int | None,
+    exact_ties: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``depth`` of each row of left_t @ right without the diagonal: (targets, scores, counts).
 
@@ -370,7 +377,8 @@ def _topk_product(
     threads = _n_threads(n_threads)
     n = left_t.shape[0]
     idx, val, col_rank = _topn_product(left_t, right, depth + 1, threads)
-    idx, val = _widen_tied_cuts(left_t, right, depth, idx, val, threads)
+    if exact_ties:
+        idx, val = _widen_tied_cuts(left_t, right, depth, idx, val, col_rank, threads)
     val32 = val.astype(np.float32)
     width = idx.shape[1]
     # One sort per row on a uint64 key: descending score, then support rank; the item itself and
@@ -494,6 +502,7 @@ def build_cooc_index(
     normalize: str = "cosine",
     block_nnz: int = _BLOCK_NNZ,
     n_threads: int | None = None,
+    exact_ties: bool = False,
 ) -> ItemIndex:
     """Session/time-windowed, behaviour-weighted co-occurrence index (see module docstring)."""
     if normalize not in ("cosine", "conditional", "none"):
@@ -517,7 +526,9 @@ def build_cooc_index(
         uw = (1.0 / np.log1p(np.maximum(n_u[basket_user], 1.0))).astype(np.float32)
     else:
         uw = np.ones(n_baskets, np.float32)
-    return cooc_from_baskets(b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz, n_threads=n_threads)
+    return cooc_from_baskets(
+        b_w, uw, depth, items=items, normalize=normalize, binary=b_1, block_nnz=block_nnz, n_threads=n_threads, exact_ties=exact_ties
+    )
 
 
 def cooc_from_baskets(
@@ -530,6 +541,7 @@ def cooc_from_baskets(
     binary: sp.csr_matrix | None = None,
     block_nnz: int = _BLOCK_NNZ,
     n_threads: int | None = None,
+    exact_ties: bool = False,
 ) -> ItemIndex:
     """The co-occurrence core on a ready basket × item matrix (weights in the cells).
 
@@ -569,7 +581,7 @@ def cooc_from_baskets(
         binary = sp.csr_matrix(binary, dtype=np.float32)
         count_scale, ones_ops = None, (binary.T.tocsr(), binary)
     targets, scores, counts = _topk_product(
-        left_t, right, depth, count_scale=count_scale, ones=ones_ops, block_nnz=block_nnz, n_threads=n_threads
+        left_t, right, depth, count_scale=count_scale, ones=ones_ops, block_nnz=block_nnz, n_threads=n_threads, exact_ties=exact_ties
     )
     items = items or IdIndex(np.arange(n_items, dtype=np.int64))
     return ItemIndex(items, targets, scores, counts, method="cooc")
@@ -602,6 +614,7 @@ def build_swing_index(
     max_users_per_item: int | None = 300,
     block_nnz: int = _BLOCK_NNZ,
     n_threads: int | None = None,
+    exact_ties: bool = False,
 ) -> ItemIndex:
     """Swing index (see module docstring); ``counts`` = number of supporting user pairs."""
     frame, users, items = _events(history, items, None)
@@ -634,7 +647,7 @@ def build_swing_index(
     right = (sp.diags(k_weight) @ incidence).tocsr()
     left_t = incidence.T.tocsr()
     targets, scores, counts = _topk_product(
-        left_t, right, depth, count_scale=None, ones=(left_t, incidence), block_nnz=block_nnz, n_threads=n_threads
+        left_t, right, depth, count_scale=None, ones=(left_t, incidence), block_nnz=block_nnz, n_threads=n_threads, exact_ties=exact_ties
     )
     return ItemIndex(items, targets, scores, counts, method="swing")
 

@@ -274,7 +274,7 @@ def test_cooc_core_matches_dense_and_ignores_thread_count(weighted):
 
 
 def test_a_tie_across_the_cut_is_decided_by_the_tie_rule_not_the_kernel():
-    """Binary baskets where item 0 meets items 1..12 equally often: all twelve tie on score, so who is
+    """``exact_ties``: binary baskets where item 0 meets items 1..12 equally often: all twelve tie on score, so who is
     kept at depth 4 follows the index's order (score, then the target's support, then its position),
     exactly as a brute force ranks them, whatever the kernel's own accumulation order."""
     import scipy.sparse as sp
@@ -298,7 +298,7 @@ def test_a_tie_across_the_cut_is_decided_by_the_tie_rule_not_the_kernel():
     cos = c / np.sqrt(np.outer(np.diag(c), np.diag(c)))
     support = dense.sum(axis=0)
     for depth in (1, 3, 4, 6):
-        index = cooc_from_baskets(m, None, depth, n_threads=1)
+        index = cooc_from_baskets(m, None, depth, n_threads=1, exact_ties=True)
         candidates = [j for j in range(13) if j != 0 and cos[0, j] > 0]
         # score (float32, as the index ranks it), then support (descending), then position
         want = sorted(candidates, key=lambda j: (-np.float32(cos[0, j]), -support[j], j))[:depth]

@@ -247,10 +247,13 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
                 run_config={"ops": FAST},
             )
         assert result.success
-        [itemcf] = [m for m in result.asset_materializations_for_node("candidates_itemcf")]
-        index_on[kind] = itemcf.metadata.get("item_index_built_on")
-    # item CF's index: the C++ builder under DuckDB, the SQL statement on Spark under spark; the same lists
-    assert index_on["duckdb"] is None and index_on["spark"].value == "spark (sql/index/cooc_neighbours.sql)"
+        for stage in ("itemcf", "swing"):
+            [m] = result.asset_materializations_for_node(f"candidates_{stage}")
+            index_on[kind, stage] = m.metadata.get("item_index_built_on")
+    # the item indexes: the C++ builder under DuckDB, the SQL statements on Spark under spark
+    assert index_on["duckdb", "itemcf"] is None and index_on["duckdb", "swing"] is None
+    assert index_on["spark", "itemcf"].value == "spark (sql/index/cooc_neighbours.sql)"
+    assert index_on["spark", "swing"].value == "spark (sql/index/swing_neighbours.sql)"
     # eval.metrics holds several rows per (stage, fold, cohort, metric, k): the funnel's depths, beyond-accuracy rows;
     # rows that differ only in the last bits of their value must not swap places, hence the rounding in the order
     order = "stage, fold, cohort, metric, k, n_users, round(value, 9), round(ci_low, 9), round(ci_high, 9)"
