@@ -184,22 +184,6 @@ def test_the_split_statement_gives_the_in_memory_split_on_both_engines(ingested,
         assert got.params == want.params, kind
 
 
-def test_the_split_asset_on_spark_writes_duckdbs_staging_split(ingested):
-    from assets.partitions import latest_cutoff
-    from orchestration.definitions import all_assets
-
-    for _, resources in ingested.values():
-        with dg.instance_for_test() as instance:
-            result = dg.materialize(
-                all_assets, selection=["split", "split_params"], resources=resources, instance=instance, partition_key=latest_cutoff()
-            )
-        assert result.success
-    split = {kind: _rows(data, "SELECT * FROM staging.split ORDER BY ALL") for kind, (data, _) in ingested.items()}
-    params = {kind: _rows(data, "SELECT CAST(params AS VARCHAR) FROM staging.split_params") for kind, (data, _) in ingested.items()}
-    assert len(split["duckdb"]) > 20_000 and split["spark"] == split["duckdb"] and params["spark"] == params["duckdb"]
-    assert (ingested["spark"][0] / "lake" / "staging" / "split").is_dir()
-
-
 def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
     """sql/eval/per_user_metrics.sql gives recsys.metrics.per_user_metrics' rows (same order) to float rounding:
     users without a list, truth outside every list, duplicate truth rows, lists shorter than K."""
@@ -228,9 +212,9 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
 
 
 def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
-    """Everything downstream of the clean interactions, under each engine (item CF's index built on Spark
-    from the lake under spark): the same final lists and the same eval.metrics (values and bootstrap
-    intervals) to float rounding."""
+    """Everything downstream of the clean interactions, under each engine (the split, item CF's and
+    Swing's indexes and the per-user accuracy on Spark under spark): the same staging.split, final
+    lists and eval.metrics (values and bootstrap intervals) to float rounding."""
     from assets.partitions import latest_cutoff
     from orchestration.definitions import all_assets, all_checks
     from tests.assets.test_pipeline import FAST
@@ -268,3 +252,8 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
         assert all(same), (ours, theirs)
     lists = {kind: _rows(data, "SELECT user_id, item_id, rank FROM candidates.final ORDER BY ALL") for kind, (data, _) in ingested.items()}
     assert lists["spark"] == lists["duckdb"] and len(lists["duckdb"]) > 100
+    # the split asset: the same staging.split and params; under spark it went through the lake
+    split = {kind: _rows(data, "SELECT * FROM staging.split ORDER BY ALL") for kind, (data, _) in ingested.items()}
+    params = {kind: _rows(data, "SELECT CAST(params AS VARCHAR) FROM staging.split_params") for kind, (data, _) in ingested.items()}
+    assert len(split["duckdb"]) > 20_000 and split["spark"] == split["duckdb"] and params["spark"] == params["duckdb"]
+    assert (ingested["spark"][0] / "lake" / "staging" / "split").is_dir()
