@@ -15,6 +15,9 @@ API::
     engine.spark_replace_days("staging/interactions", {"start": d0, "end": d1},
                               target="staging.interactions", days=["2017-11-25", ...])
     engine.spark_replace_table("staging/split_rolling", bounds, target="staging.split")
+    frame = engine.query_frames("eval/per_user_metrics", {"eval.lists": recs, ...})   # over in-memory frames
+    rows = engine.per_user_metrics(recs, truth, ks, metrics)      # recsys.metrics.per_user_metrics' rows
+    build = engine.index_source("cooc", channel.index_params, with_valid=False)  # None: build in process
 
 pyspark, dagster-pyspark and SQLGlot come with the ``spark`` extra (requirements-spark.lock); the
 DuckDB engine never imports them.
