@@ -111,17 +111,19 @@ def params(depth: int, with_valid: bool = False, window_us: int = DAY_US, max_it
     return {"depth": depth, "with_valid": with_valid, "window_us": window_us, "max_items": max_items}
 
 
-def on_duckdb(split: pl.DataFrame, p: dict) -> pl.DataFrame:
+def on_duckdb(split: pl.DataFrame, p: dict, sql: str = SQL) -> pl.DataFrame:
+    """The statement ``sql`` (default the co-occurrence one) over ``split`` as staging.split, in DuckDB."""
     with duckdb.connect() as con:
         con.register("split_frame", split.to_arrow())
         con.execute("CREATE SCHEMA staging; CREATE TABLE staging.split AS SELECT * FROM split_frame")
-        return con.execute(load_sql(SQL), p).pl()
+        return con.execute(load_sql(sql), p).pl()
 
 
-def on_spark(engine: SqlEngine, split: pl.DataFrame, p: dict) -> pl.DataFrame:
+def on_spark(engine: SqlEngine, split: pl.DataFrame, p: dict, sql: str = SQL) -> pl.DataFrame:
+    """The statement ``sql`` on Spark, ``split`` written to the engine's lake as staging.split first."""
     days = sorted({d.isoformat() for d in split["event_date"].to_list()})
     engine.lake.write_days("staging.split", split, days)
-    rows = engine.spark_query(SQL, p).collect()
+    rows = engine.spark_query(sql, p).collect()
     schema = {"item_id": pl.Int64, "neighbour_id": pl.Int64, "score": pl.Float64, "count": pl.Float64, "rank": pl.Int32}
     return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
 

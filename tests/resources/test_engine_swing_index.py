@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import time
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
+import test_engine_item_index as item_index_support
 from test_engine_item_index import Agreement, _assert_agrees, agreement, history, planted_split, synthetic_split
 
 from recsys.channels.item_index import build_swing_index
@@ -31,7 +31,6 @@ from resources.warehouse import load_sql
 
 SQL = "index/swing_neighbours"
 NO_CAP = 10**9  # the builder's None for a cap
-SCHEMA = {"item_id": pl.Int64, "neighbour_id": pl.Int64, "score": pl.Float64, "count": pl.Float64, "rank": pl.Int32}
 
 
 def params(depth: int, with_valid: bool = False, alpha: float = 1.0, max_items: int | None = 200, max_users: int | None = 300) -> dict:
@@ -58,17 +57,11 @@ def builder(split: pl.DataFrame, p: dict) -> pl.DataFrame:
 
 
 def on_duckdb(split: pl.DataFrame, p: dict) -> pl.DataFrame:
-    with duckdb.connect() as con:
-        con.register("split_frame", split.to_arrow())
-        con.execute("CREATE SCHEMA staging; CREATE TABLE staging.split AS SELECT * FROM split_frame")
-        return con.execute(load_sql(SQL), p).pl()
+    return item_index_support.on_duckdb(split, p, SQL)
 
 
 def on_spark(engine: SqlEngine, split: pl.DataFrame, p: dict) -> pl.DataFrame:
-    days = sorted({d.isoformat() for d in split["event_date"].to_list()})
-    engine.lake.write_days("staging.split", split, days)
-    rows = engine.spark_query(SQL, p).collect()
-    return pl.DataFrame([tuple(r) for r in rows], schema=SCHEMA, orient="row")
+    return item_index_support.on_spark(engine, split, p, SQL)
 
 
 def _ulp(a: float, b: float) -> int:
