@@ -130,7 +130,7 @@ class SqlEngine(dg.ConfigurableResource):
             except ImportError as err:
                 raise RuntimeError(
                     "RECDAG_ENGINE=spark needs the spark extra: run `make venv-spark` (pyspark, dagster-pyspark, sqlglot) "
-                    "and a Java 17+ runtime (`sudo apt-get install -y openjdk-17-jre-headless`)"
+                    "and a Java 17+ runtime (`make java`, or `sudo apt-get install -y default-jre-headless`)"
                 ) from err
             conf = spark_config(self.spark_master or settings.spark_master(), self.spark_remote or settings.spark_remote(), self.spark_conf)
             self._pyspark = LazyPySparkResource(spark_config=conf)
