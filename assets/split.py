@@ -7,8 +7,8 @@ single global cut at event quantiles (1 − valid_frac − test_frac, 1 − test
 and files do not depend on the cut-off, so every cut-off partition gives the same split for them
 (the cut-off is recorded, and `make run` materializes only the newest).
 
-``temporal`` and ``leave_last_out`` assign folds with one SQL statement each (sql/staging/split_rolling.sql,
-split_leave_last_out.sql) that the engine runs (resources/engine.py): in DuckDB, or under
+``temporal``, ``temporal_quantile`` and ``leave_last_out`` assign folds with one SQL statement each
+(sql/staging/split_rolling.sql, split_quantile.sql, split_leave_last_out.sql) that the engine runs (resources/engine.py): in DuckDB, or under
 ``RECDAG_ENGINE=spark`` on Spark over the lake's staging.interactions, writing the lake's staging.split that
 DuckDB then loads. Either way the Split equals recsys' in-memory one (tests/resources/test_engine.py).
 
@@ -83,8 +83,13 @@ def make_split(protocol: str, frame: pl.DataFrame, config: SplitConfig, cutoff: 
 
 
 # Protocols whose fold assignment is one SQL statement, run by the engine (resources/engine.py): DuckDB in
-# the warehouse, Spark on the lake. temporal_quantile (a global quantile) and files stay in process.
-SQL_SPLITS = {"temporal": "staging/split_rolling", "leave_last_out": "staging/split_leave_last_out"}
+# the warehouse, Spark on the lake (temporal_quantile's two cut timestamps by sql/staging/split_ts_at.sql
+# first). files reads its folder in process.
+SQL_SPLITS = {
+    "temporal": "staging/split_rolling",
+    "temporal_quantile": "staging/split_quantile",
+    "leave_last_out": "staging/split_leave_last_out",
+}
 LEAVE_LAST_OUT_MIN = 3
 
 
@@ -96,6 +101,12 @@ def sql_split(protocol: str, config: SplitConfig, cutoff: str | None, warehouse:
             raise ValueError("the temporal protocol needs a cut-off partition key (a date: the first day of the test window)")
         day, window_days = date.fromisoformat(cutoff), config.window_days or CUTOFF_WINDOW_DAYS
         params = rolling_bounds(day, window_days)
+    elif protocol == "temporal_quantile":
+        n = int(warehouse.query("SELECT count(*) AS n FROM staging.interactions")["n"][0])
+        if n == 0:
+            raise ValueError("temporal_split: interactions frame is empty")
+        positions = splitting.quantile_cut_positions(n, config.valid_frac, config.test_frac)
+        params = {name: None if pos is None else _ts_at(pos, warehouse, engine) for name, pos in zip(("t1", "t2"), positions)}
     else:
         params = {"min_interactions": LEAVE_LAST_OUT_MIN}
     if engine.kind == "spark":
@@ -105,10 +116,19 @@ def sql_split(protocol: str, config: SplitConfig, cutoff: str | None, warehouse:
         folded = warehouse.query_file(SQL_SPLITS[protocol], params)
     # the canonical event order of staging/split_input.sql (ts, seq; nulls last), whatever order the engine returned
     parts = splitting.parts_of(folded.sort(["ts", "seq"], nulls_last=True, maintain_order=True))
+    if protocol == "temporal_quantile":
+        return splitting.temporal_split_of(*parts, config.valid_frac, config.test_frac, params["t1"], params["t2"])
     if protocol == "temporal":
         n_future = warehouse.query("SELECT count(*) AS n FROM staging.interactions WHERE ts >= $t", {"t": params["test_end"]})["n"][0]
         return rolling_split_of(*parts, day, window_days, int(n_future))
     return splitting.leave_last_out_of(*parts, min_interactions=LEAVE_LAST_OUT_MIN)
+
+
+def _ts_at(pos: int, warehouse: Warehouse, engine: SqlEngine):
+    """The timestamp at sorted position ``pos`` of staging.interactions, on the engine."""
+    if engine.kind == "spark":
+        return engine.spark_query("staging/split_ts_at", {"pos": pos}).collect()[0][0]
+    return warehouse.query_file("staging/split_ts_at", {"pos": pos})["ts"][0]
 
 
 def _catalogue_ids(warehouse: Warehouse, table: str, key: str) -> pl.Series:

@@ -81,28 +81,41 @@ def _check(interactions: pl.DataFrame, what: str) -> pl.DataFrame:
         raise ValueError(f"{what}: {err}") from None
 
 
-def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
-    """Global time cuts at the (1 - valid_frac - test_frac) and (1 - test_frac) quantiles of ts."""
+def quantile_cut_positions(n: int, valid_frac: float, test_frac: float) -> tuple[int | None, int | None]:
+    """Positions, in the n sorted timestamps, of the valid and test folds' first timestamps (the
+    1 − valid_frac − test_frac and 1 − test_frac quantiles); None means "after everything"."""
     if not (0.0 <= valid_frac and 0.0 <= test_frac and valid_frac + test_frac < 1.0):
         raise ValueError(f"need 0 <= valid_frac, test_frac and their sum < 1; got {valid_frac}, {test_frac}")
+
+    def cut(frac_after: float) -> int | None:
+        pos = int(round(n * (1.0 - frac_after)))
+        return None if pos >= n else pos
+
+    return cut(valid_frac + test_frac), cut(test_frac)
+
+
+def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Global time cuts at the (1 - valid_frac - test_frac) and (1 - test_frac) quantiles of ts."""
+    p1, p2 = quantile_cut_positions(1, valid_frac, test_frac)  # checks the fractions first
     frame = _check(interactions, "temporal_split")
     if frame.is_empty():
         raise ValueError("temporal_split: interactions frame is empty")
     ts_sorted = frame["ts"].sort()
-    n = ts_sorted.len()
-
-    def cut(frac_after: float):
-        # first timestamp of the last `frac_after` share of rows; None means "after everything"
-        pos = int(round(n * (1.0 - frac_after)))
-        return None if pos >= n else ts_sorted[pos]
-
-    t1, t2 = cut(valid_frac + test_frac), cut(test_frac)
+    p1, p2 = quantile_cut_positions(ts_sorted.len(), valid_frac, test_frac)
+    t1 = None if p1 is None else ts_sorted[p1]
+    t2 = None if p2 is None else ts_sorted[p2]
     ts = pl.col("ts")
     in_train = ts < t1 if t1 is not None else pl.lit(True)
     in_test = ts >= t2 if t2 is not None else pl.lit(False)
     train = frame.filter(in_train)
     test = frame.filter(in_test)
     valid = frame.filter(~in_train & ~in_test)
+    return temporal_split_of(train, valid, test, valid_frac, test_frac, t1, t2)
+
+
+def temporal_split_of(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame, valid_frac: float, test_frac: float, t1, t2) -> Split:
+    """The temporal_quantile split of folds already assigned (by ``temporal_split`` or by
+    sql/staging/split_quantile.sql on either engine) at the cuts ``t1``, ``t2`` (None: after everything)."""
     params = _describe(
         "temporal_quantile",
         train,

@@ -166,7 +166,7 @@ def test_ingesting_on_spark_gives_duckdbs_clean_interactions(ingested):
     assert not (ingested["duckdb"][0] / "lake").exists()
 
 
-@pytest.mark.parametrize("protocol", ["temporal", "leave_last_out"])
+@pytest.mark.parametrize("protocol", ["temporal", "temporal_quantile", "leave_last_out"])
 def test_the_split_statement_gives_the_in_memory_split_on_both_engines(ingested, protocol):
     """sql/staging/split_<protocol>.sql on DuckDB and on Spark: the same train / valid / test rows, in the
     same order, and the same params as recsys' in-memory split of the same interactions."""
@@ -182,6 +182,19 @@ def test_the_split_statement_gives_the_in_memory_split_on_both_engines(ingested,
         for fold in ("train", "valid", "test"):
             assert getattr(got, fold).equals(getattr(want, fold)), f"{kind} {protocol} {fold}"
         assert got.params == want.params, kind
+
+
+def test_a_quantile_cut_after_everything_is_a_null_parameter_on_both_engines(ingested):
+    """temporal_quantile with test_frac 0: the test cut lies after every event (a null $t2), so test is
+    empty and valid runs to the end, as in recsys' in-memory split."""
+    from assets.split import SplitConfig, make_split, sql_split
+
+    config = SplitConfig(valid_frac=0.2, test_frac=0.0)
+    want = make_split("temporal_quantile", ingested["duckdb"][1]["warehouse"].query_file("staging/split_input"), config)
+    assert want.test.height == 0 and want.valid.height > 0
+    for kind, (_, res) in ingested.items():
+        got = sql_split("temporal_quantile", config, None, res["warehouse"], res["engine"])
+        assert all(getattr(got, f).equals(getattr(want, f)) for f in ("train", "valid", "test")) and got.params == want.params, kind
 
 
 def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
