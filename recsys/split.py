@@ -81,11 +81,15 @@ def _check(interactions: pl.DataFrame, what: str) -> pl.DataFrame:
         raise ValueError(f"{what}: {err}") from None
 
 
+def _check_fractions(valid_frac: float, test_frac: float) -> None:
+    if not (0.0 <= valid_frac and 0.0 <= test_frac and valid_frac + test_frac < 1.0):
+        raise ValueError(f"need 0 <= valid_frac, test_frac and their sum < 1; got {valid_frac}, {test_frac}")
+
+
 def quantile_cut_positions(n: int, valid_frac: float, test_frac: float) -> tuple[int | None, int | None]:
     """Positions, in the n sorted timestamps, of the valid and test folds' first timestamps (the
     1 − valid_frac − test_frac and 1 − test_frac quantiles); None means "after everything"."""
-    if not (0.0 <= valid_frac and 0.0 <= test_frac and valid_frac + test_frac < 1.0):
-        raise ValueError(f"need 0 <= valid_frac, test_frac and their sum < 1; got {valid_frac}, {test_frac}")
+    _check_fractions(valid_frac, test_frac)
 
     def cut(frac_after: float) -> int | None:
         pos = int(round(n * (1.0 - frac_after)))
@@ -96,7 +100,7 @@ def quantile_cut_positions(n: int, valid_frac: float, test_frac: float) -> tuple
 
 def temporal_split(interactions: pl.DataFrame, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
     """Global time cuts at the (1 - valid_frac - test_frac) and (1 - test_frac) quantiles of ts."""
-    p1, p2 = quantile_cut_positions(1, valid_frac, test_frac)  # checks the fractions first
+    _check_fractions(valid_frac, test_frac)
     frame = _check(interactions, "temporal_split")
     if frame.is_empty():
         raise ValueError("temporal_split: interactions frame is empty")

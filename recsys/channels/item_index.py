@@ -37,8 +37,8 @@ row keeps only its best D + 1 entries (the item itself may be one), so memory st
 D-deep result, never by the item × item matrix. Where a row's cut falls inside a tie the kernel picks
 among the tied targets by its own accumulation order; ``exact_ties=True`` computes those rows again
 wider so the index's order (score, support, position) decides there too, as it does everywhere else
-in the list (what sql/index/*_neighbours.sql compute; 1M binary Zipf matrix of bench_item_index:
-about 3× the build time, 72,022 of 200,000 rows tied at the cut; 1M synthetic log: about +10%);
+in the list (what sql/index/*_neighbours.sql compute; one-off timings, not a bench: on the 1M binary
+Zipf matrix of bench_item_index about 3× the build time, 72,022 of 200,000 rows tied at the cut);
 normalizations are folded into the operands. The
 raw counts of the kept pairs come free when every product term is one constant (binary cells,
 equal basket weights: the count is the value over it, exact in float64); otherwise a binary

@@ -303,12 +303,16 @@ def test_the_statement_gives_the_builders_neighbours_on_synthetic_30000(syntheti
 # ----------------------------------------------------------------------------------------------
 
 
-def test_the_statement_transpiles_to_spark_reading_one_view():
+def assert_transpiles_reading_one_view(sql: str, placeholders: set[str]) -> None:
+    """``sql`` transpiles to Spark reading only the staging.split view, with exactly ``placeholders``."""
     sqlglot = pytest.importorskip("sqlglot", reason="the spark extra (requirements-test.lock installs it)")
-    text, tables = to_spark_sql(load_sql(SQL))
+    text, tables = to_spark_sql(load_sql(sql))
     assert tables == ["staging.split"] and "staging__split" in text
-    placeholders = {p.name for p in sqlglot.parse_one(text, read="spark").find_all(sqlglot.exp.Placeholder)}
-    assert placeholders == set(params(1))
+    assert {p.name for p in sqlglot.parse_one(text, read="spark").find_all(sqlglot.exp.Placeholder)} == placeholders
+
+
+def test_the_statement_transpiles_to_spark_reading_one_view():
+    assert_transpiles_reading_one_view(SQL, set(params(1)))
 
 
 def _spark_against_duckdb(split: pl.DataFrame, p: dict, lake) -> Agreement:

@@ -26,8 +26,7 @@ import test_engine_item_index as item_index_support
 from test_engine_item_index import Agreement, _assert_agrees, agreement, history, planted_split, synthetic_split
 
 from recsys.channels.item_index import build_swing_index
-from resources.engine import SqlEngine, to_spark_sql
-from resources.warehouse import load_sql
+from resources.engine import SqlEngine
 
 SQL = "index/swing_neighbours"
 NO_CAP = 10**9  # the builder's None for a cap
@@ -100,11 +99,7 @@ def _report(name: str, a: Agreement) -> None:
 
 
 def test_the_statement_transpiles_to_spark_reading_one_view():
-    sqlglot = pytest.importorskip("sqlglot", reason="the spark extra (requirements-test.lock installs it)")
-    text, tables = to_spark_sql(load_sql(SQL))
-    assert tables == ["staging.split"] and "staging__split" in text
-    placeholders = {p.name for p in sqlglot.parse_one(text, read="spark").find_all(sqlglot.exp.Placeholder)}
-    assert placeholders == set(params(1))
+    item_index_support.assert_transpiles_reading_one_view(SQL, set(params(1)))
 
 
 # ----------------------------------------------------------------------------------------------
