@@ -7,11 +7,21 @@ import dagster as dg
 import polars as pl
 
 from assets.catalog import catalog, results, table_spec
-from assets.common import DUCKDB_POOL, load_items, load_users
+from assets.common import DUCKDB_POOL, engine_kinds, load_items, load_users
 from assets.metadata import figure, md, png, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys import outrank
-from recsys.event_features import RAW_ID_SUFFIX, bucketize, label_window_start, outrank_rows, select_features, select_features_3mr
+from recsys.event_features import (
+    RAW_ID_SUFFIX,
+    bucketize,
+    finish_outrank_rows,
+    item_categories,
+    label_window_start_at,
+    outrank_row_params,
+    select_features,
+    select_features_3mr,
+)
+from resources.engine import SqlEngine
 from resources.warehouse import Warehouse
 
 
@@ -21,8 +31,10 @@ class EventFeaturesConfig(dg.Config):
     label_window_days: float = 0.0
     label_window_frac: float = 0.1
     negatives_per_positive: int = 10  # popularity-sampled unseen items per positive, as a pool holds
+    oversample: float = 2.0  # popularity draws per wanted negative, over the share of draws a user can keep
     seed: int = 0
-    max_rows: int = 2_000_000  # a seeded sample of whole users beyond this; OutRank is O(N) but memory is not free
+    # whole users in a seeded order while their rows fit: OutRank's MI runs in memory on this frame
+    max_rows: int = 2_000_000
     control_seed: int = 0
 
 
@@ -37,42 +49,54 @@ def _train_end(params: dict) -> dt.datetime | None:
     pool=DUCKDB_POOL,
     group_name="features",
     partitions_def=cutoff_partitions,
-    kinds={"duckdb", "polars"},
+    kinds=engine_kinds("duckdb", "polars"),
     **catalog("features.event_features"),
     description=(
         "features.event_features: OutRank's input, shaped and labelled like the rankers' rows, from the train fold only: "
         "(user, unseen item) pairs as of a label window at the end of train, label = the pair occurs in that window; "
-        "categorical features plus matched-cardinality controls."
+        "categorical features plus matched-cardinality controls. The rows are sql/features/outrank_rows.sql, on the engine."
     ),
 )
-def event_features(context: dg.AssetExecutionContext, config: EventFeaturesConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+def event_features(
+    context: dg.AssetExecutionContext, config: EventFeaturesConfig, warehouse: Warehouse, engine: SqlEngine
+) -> dg.MaterializeResult:
     # the train fold only: OutRank's label must never come from the valid or test fold's events
-    train = warehouse.query_file("staging/split_fold", {"fold": "train"})
     params = json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0])
     window_days = config.label_window_days or params.get("window_days")
-    start = label_window_start(train, window_days, config.label_window_frac, end=_train_end(params))
-    rows = outrank_rows(
-        train, load_users(warehouse), load_items(warehouse), start, config.negatives_per_positive, config.seed, config.max_rows
+    n_train = int(warehouse.query_file("features/train_window", {"start": None})["n_train"][0])
+    start = label_window_start_at(
+        n_train,
+        lambda pos: warehouse.query_file("features/train_ts_at", {"pos": pos})["ts"][0],
+        window_days,
+        config.label_window_frac,
+        end=_train_end(params),
     )
-    if rows.is_empty():
+    users, items = load_users(warehouse), load_items(warehouse)
+    sql_params = outrank_row_params(start, config.negatives_per_positive, config.seed, config.max_rows, config.oversample)
+    raw = engine.query_beside("features/outrank_rows", sql_params, {"features.outrank_item_categories": item_categories(items)}, warehouse)
+    if raw.is_empty():
         raise dg.Failure(
             f"event_features: no user has both history before {start} and events after it in the train fold", allow_retries=False
         )
+    rows = finish_outrank_rows(raw, users, items)
     features = bucketize(rows)
     real = [c for c in features.columns if c != "label"]
     with_controls = outrank.add_control_features(features, real, seed=config.control_seed)
     warehouse.write_table("features.event_features", with_controls)
     positives = float(with_controls["label"].mean())
     cards = pl.DataFrame({"feature": real, "cardinality": [features[c].n_unique() for c in real]})
-    window = train.filter(pl.col("ts") >= start)
+    window = warehouse.query_file("features/train_window", {"start": start}).row(0, named=True)
+    wanted = int((raw["label"] == 1).sum()) * config.negatives_per_positive
     return dg.MaterializeResult(
         metadata={
             **table_metadata(warehouse, "features.event_features"),
             "rows": with_controls.height,
             "positive_share": positives,
-            "label_window": f"{start} .. {train['ts'].max()} (train fold; {window.height} of {train.height} train events)",
+            "negatives_drawn": f"{int((raw['label'] == 0).sum())} of {wanted} wanted (oversample {config.oversample})",
+            "label_window": f"{start} .. {window['last_ts']} (train fold; {window['n_window']} of {window['n_train']} train events)",
             "label_window_days": float(window_days) if window_days else -1.0,
             "users": int(rows["user_id_raw"].n_unique()),
+            "built_on": f"{engine.kind} (sql/features/outrank_rows.sql)",
             "features": md(cards, 60),
         }
     )

@@ -3,7 +3,10 @@
 API::
 
     start = label_window_start(train, window_days=None, window_frac=0.1)  # the label window's first instant
-    rows = outrank_rows(train, users, items, start, negatives_per_positive=10, seed=0, max_rows=None)
+    start = label_window_start_at(n, ts_at, window_days=None)            # the same from where the fold lies
+    params = outrank_row_params(start, negatives_per_positive=10, seed=0, max_rows=None)
+    raw = <sql/features/outrank_rows.sql with params, on the engine>   # features.outrank_item_categories = item_categories(items)
+    rows = finish_outrank_rows(raw, users, items)        # ordered, ids *_raw, attributes joined
     features = bucketize(rows)                           # every column a small categorical
     mi_list = select_features(ranking, redundant_pairs)  # MI-only selection (above noise, de-duplicated)
     three_mr_list = select_features_3mr(three_mr_ranking)  # 3MR's selection (ranked before every control)
@@ -13,9 +16,11 @@ The rankers learn "does (user, item) occur in the next window" over candidate po
 items; OutRank must rank features against that same label, from the train fold only. So the last
 window of train is held out as a label window (``label_window_start``), and rows are, per user with
 history before it and events in it, the items of the window the user had not seen before
-(label 1) plus popularity-sampled items the user had not seen (label 0 unless they occur in the
-window). Every feature is measured as of the window's start from the events before it
-(docs/outrank.md, "OutRank's input"). Numeric attributes with many values are then
+(label 1) plus popularity-sampled items the user had not seen (label 0). Every feature is measured
+as of the window's start from the events before it (docs/outrank.md, "OutRank's input"). The rows
+and their behavioural features are one SQL statement, sql/features/outrank_rows.sql, run where the
+train fold lies (DuckDB, or Spark under RECDAG_ENGINE=spark); its popularity sampler is a per-key
+hash, so both engines draw the same negatives. Numeric attributes with many values are then
 quantile-bucketed (age, release year, ...), zip-like codes keep their first character, and
 multi-valued genre strings keep their first genre, so every feature is a small categorical.
 """
@@ -23,13 +28,14 @@ multi-valued genre strings keep their first genre, so every feature is a small c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
-import numpy as np
 import polars as pl
 
 from recsys.outrank.controls import CONTROL_PREFIX
 
 RAW_ID_SUFFIX = "_raw"  # ids are kept raw on purpose: OutRank must show they are noise once corrected
+NO_CAP = 2**62  # the statement's "no row budget"
 
 
 def label_window_start(
@@ -43,161 +49,81 @@ def label_window_start(
     train's last event), or without ``window_days`` the last ``window_frac`` of train's events (a
     quantile cut, as ``temporal_split`` cuts). Never earlier than the ``min_history_frac`` quantile,
     so at least that share of train stays history. Only ``train`` is read."""
-    if train.height < 2:
+    ts = train["ts"].sort()
+    return label_window_start_at(ts.len(), lambda pos: ts[pos], window_days, window_frac, end, min_history_frac)
+
+
+def label_window_start_at(
+    n: int,
+    ts_at: Callable[[int], dt.datetime],
+    window_days: float | None = None,
+    window_frac: float = 0.1,
+    end: dt.datetime | None = None,
+    min_history_frac: float = 0.5,
+) -> dt.datetime:
+    """``label_window_start`` from train's size ``n`` and ``ts_at(pos)``, the timestamp at 0-based
+    position ``pos`` of train's timestamps in ascending order (a query where the fold lies:
+    sql/features/train_ts_at.sql). At most three positions are asked for."""
+    if n < 2:
         raise ValueError("label_window_start: train needs at least two events")
     if not 0.0 < window_frac < 1.0 or not 0.0 < min_history_frac < 1.0:
         raise ValueError(f"label_window_start: need 0 < window_frac, min_history_frac < 1; got {window_frac}, {min_history_frac}")
-    ts = train["ts"].sort()
-    n = ts.len()
-    floor = ts[min(n - 1, int(round(n * min_history_frac)))]
+    floor = ts_at(min(n - 1, int(round(n * min_history_frac))))
     if window_days:
-        start = (end or ts[-1]) - dt.timedelta(days=window_days)
+        start = (end or ts_at(n - 1)) - dt.timedelta(days=window_days)
     else:
-        start = ts[min(n - 1, int(round(n * (1.0 - window_frac))))]
+        start = ts_at(min(n - 1, int(round(n * (1.0 - window_frac)))))
     return max(start, floor)
 
 
-def _event_order(frame: pl.DataFrame) -> pl.DataFrame:
-    keys = ["ts", "seq"] if "seq" in frame.columns else ["ts"]
-    return frame.sort(keys, maintain_order=True)
+def outrank_row_params(
+    window_start: dt.datetime, negatives_per_positive: int = 10, seed: int = 0, max_rows: int | None = None, oversample: float = 2.0
+) -> dict:
+    """The parameters of sql/features/outrank_rows.sql (OutRank's input rows, one statement for both
+    engines): the label window's start, the negatives per positive, the oversampling of popularity draws
+    (per wanted negative, over the share of draws a user can keep), the seed and the row budget (None:
+    no cap)."""
+    if negatives_per_positive < 0 or oversample < 1.0:
+        raise ValueError(f"outrank rows: need negatives_per_positive >= 0, oversample >= 1; got {negatives_per_positive}, {oversample}")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"outrank rows: max_rows must be positive or None; got {max_rows}")
+    return {
+        "start": window_start,
+        "negatives": int(negatives_per_positive),
+        "oversample": float(oversample),
+        "seed": int(seed),
+        "max_rows": NO_CAP if max_rows is None else int(max_rows),
+    }
 
 
-def _sample_negatives(
-    before: pl.DataFrame, positives: pl.DataFrame, seen: pl.DataFrame, negatives_per_positive: int, seed: int, rounds: int = 8
-) -> pl.DataFrame:
-    """user_id, item_id: per user, up to negatives_per_positive × (its positives) distinct items
-    drawn by popularity before the window, none seen by the user nor in its positives (draws that
-    hit one are redrawn, for up to ``rounds`` rounds). Items are indexed by first appearance in the
-    event order and users drawn in ``positives``' order, so the draw does not depend on how ids are
-    numbered."""
-    empty = positives.select("user_id", "item_id").head(0)
-    item_counts = _event_order(before).group_by("item_id", maintain_order=True).agg(pl.len().alias("n"))
-    item_ids = item_counts["item_id"].to_numpy()
-    p = item_counts["n"].to_numpy().astype(np.float64)
-    need = positives.group_by("user_id", maintain_order=True).agg((pl.len() * negatives_per_positive).alias("k"))
-    if need.is_empty() or item_ids.size == 0 or negatives_per_positive <= 0:
-        return empty
-    excluded = pl.concat([seen, positives.select("user_id", "item_id")]).unique()
-    rng = np.random.default_rng(seed)
-    kept = [empty]
-    n_kept = need.select("user_id", pl.lit(0, pl.Int64).alias("n"))
-    for _ in range(rounds):
-        short = need.join(n_kept, on="user_id", maintain_order="left").with_columns((pl.col("k") - pl.col("n")).alias("short"))
-        short = short.filter(pl.col("short") > 0)
-        if short.is_empty():
-            break
-        draws = 2 * short["short"].to_numpy() + 10  # oversample: popular draws repeat and hit seen items
-        picked = rng.choice(item_ids.size, size=int(draws.sum()), p=p / p.sum())
-        drawn = pl.DataFrame(
-            {"user_id": np.repeat(short["user_id"].to_numpy(), draws), "item_id": item_ids[picked]},
-            schema={"user_id": positives["user_id"].dtype, "item_id": positives["item_id"].dtype},
-        )
-        drawn = (
-            drawn.join(excluded, on=["user_id", "item_id"], how="anti", maintain_order="left")
-            .unique(["user_id", "item_id"], keep="first", maintain_order=True)
-            .join(short.select("user_id", "short"), on="user_id", maintain_order="left")
-            .filter(pl.int_range(pl.len()).over("user_id") < pl.col("short"))
-            .select("user_id", "item_id")
-        )
-        kept.append(drawn)
-        excluded = pl.concat([excluded, drawn])
-        n_kept = n_kept.join(drawn.group_by("user_id").len(), on="user_id", how="left", maintain_order="left").select(
-            "user_id", (pl.col("n") + pl.col("len").fill_null(0)).alias("n")
-        )
-    # one user's negatives together, in the order they were drawn
-    out = pl.concat(kept).with_row_index("_r")
-    order = need.select("user_id").with_row_index("_u")
-    return out.join(order, on="user_id", maintain_order="left").sort(["_u", "_r"]).select("user_id", "item_id")
+def item_categories(items: pl.DataFrame) -> pl.DataFrame:
+    """The statement's features.outrank_item_categories: item_id, category_id (null for a catalogue without categories)."""
+    category = pl.col("category_id") if "category_id" in items.columns else pl.lit(None, pl.Int64).alias("category_id")
+    return items.select(pl.col("item_id").cast(pl.Int64), category).unique("item_id", keep="first", maintain_order=True)
 
 
-def outrank_rows(
-    train: pl.DataFrame,
-    users: pl.DataFrame,
-    items: pl.DataFrame,
-    window_start: dt.datetime,
-    negatives_per_positive: int = 10,
-    seed: int = 0,
-    max_rows: int | None = None,
-) -> pl.DataFrame:
-    """OutRank's input: rows shaped like the rankers' (user, candidate item), labelled like theirs.
+def finish_outrank_rows(raw: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """OutRank's input from sql/features/outrank_rows.sql's rows: users in the order of their first
+    positive (ts, seq), each user's positives first (in the order of their first window event) then its
+    negatives (in draw order); ids renamed ``*_raw``; the users' and items' attributes (not ids or
+    title) joined, as the rankers can read them; ``category_id`` only when the items have one.
 
-    ``train``: the train fold's interactions (user_id, item_id, ts, [seq]); nothing later is read.
-    History = train events before ``window_start``; label window = train events at or after it.
-    Users: those with history and with events in the window. Rows per user: every item of the
-    window the user had not interacted with in history (label 1), plus ``negatives_per_positive``
-    × that many popularity-sampled items known in history that the user had not interacted with
-    (label 0). Like the candidate pool, items already seen are never candidates. Every row's label
-    is whether the pair occurs in the window. ``max_rows``: keep a seeded sample of whole users.
-
-    Columns: label Int32, user_id_raw, item_id_raw, category_id (the items'
-    column, so a selected category reaches the rankers), ctx_hour and ctx_weekday (of
-    the user's last history event), beh_user_activity (log2 bucket of the user's history events),
-    beh_item_popularity (log2 bucket of the item's history events), beh_user_category_affinity
-    (tenths of the user's history in the item's category; -1 without a category), beh_recency
-    (log2 bucket of the seconds from the user's last history event to the window start), then
-    the users' and items' attributes (not ids or title), as the rankers can read them.
-    """
-    ordered = _event_order(train)
-    before = ordered.filter(pl.col("ts") < window_start)
-    window = ordered.filter(pl.col("ts") >= window_start)
-    seen = before.select("user_id", "item_id").unique(maintain_order=True)
-    positives = (
-        window.join(before.select("user_id").unique(), on="user_id", how="semi", maintain_order="left")
-        .select("user_id", "item_id")
-        .unique(maintain_order=True)
-        .join(seen, on=["user_id", "item_id"], how="anti", maintain_order="left")
-        .join(before.select("item_id").unique(), on="item_id", how="semi", maintain_order="left")
-    )
-    negatives = _sample_negatives(before, positives, seen, negatives_per_positive, seed)
-    pairs = pl.concat(
-        [positives.with_columns(pl.lit(1, pl.Int32).alias("label")), negatives.with_columns(pl.lit(0, pl.Int32).alias("label"))]
-    )
-    # users in the order of their first window event, positives first within a user
-    user_order = positives.select("user_id").unique(maintain_order=True).with_row_index("_u")
-    pairs = pairs.join(user_order, on="user_id", how="left").with_row_index("_r").sort(["_u", "_r"]).drop("_r")
-    if max_rows is not None and pairs.height > max_rows:
-        sizes = pairs.group_by("_u", maintain_order=True).len()
-        order = np.random.default_rng([seed, 1]).permutation(sizes.height)
-        keep = sizes[order].filter(pl.col("len").cum_sum() <= max_rows)["_u"]
-        pairs = pairs.filter(pl.col("_u").is_in(keep.implode()))
-    pairs = pairs.drop("_u")
-
-    category = items.select("item_id", pl.col("category_id")) if "category_id" in items.columns else None
-    hist = before if category is None else before.join(category, on="item_id", how="left", maintain_order="left")
-    per_user = hist.group_by("user_id").agg(
-        pl.len().alias("_u_n"), pl.col("ts").last().alias("_u_last")
-    )  # before is in event order: last() is the latest event
-    per_item = hist.group_by("item_id").agg(pl.len().alias("_i_n"))
-    rows = pairs.join(per_user, on="user_id", how="left", maintain_order="left").join(
-        per_item, on="item_id", how="left", maintain_order="left"
-    )
-    if category is not None:
-        per_user_cat = hist.filter(pl.col("category_id").is_not_null()).group_by("user_id", "category_id").agg(pl.len().alias("_uc_n"))
-        rows = rows.join(category, on="item_id", how="left", maintain_order="left").join(
-            per_user_cat, on=["user_id", "category_id"], how="left", maintain_order="left"
-        )
-        affinity = (
-            pl.when(pl.col("category_id").is_null())
-            .then(-1)
-            .otherwise((10 * pl.col("_uc_n").fill_null(0) / pl.col("_u_n")).floor().clip(upper_bound=9))
-        )
-    else:
-        affinity = pl.lit(-1)
-    log2_bucket = lambda e: (1 + e.cast(pl.Float64)).log(2).floor().cast(pl.Int32)  # noqa: E731
-    gap_s = (pl.lit(window_start) - pl.col("_u_last")).dt.total_seconds()
-    out = rows.select(
-        "label",
+    Columns: label Int32, user_id_raw, item_id_raw, category_id, ctx_hour and ctx_weekday (of the user's
+    last history event), beh_user_activity (log2 bucket of the user's history events),
+    beh_item_popularity (log2 bucket of the item's history events), beh_user_category_affinity (tenths
+    of the user's history in the item's category; -1 without a category), beh_recency (log2 bucket of
+    the seconds from the user's last history event to the window start), then the attributes."""
+    behaviour = ["ctx_hour", "ctx_weekday", "beh_user_activity", "beh_item_popularity", "beh_user_category_affinity", "beh_recency"]
+    has_category = "category_id" in items.columns
+    ordered = raw.sort(["u_ts", "u_seq", "part", "ord"])
+    out = ordered.select(
+        pl.col("label").cast(pl.Int32),
         pl.col("user_id").alias("user_id_raw"),
         pl.col("item_id").alias("item_id_raw"),
-        *(["category_id"] if category is not None else []),
-        pl.col("_u_last").dt.hour().cast(pl.Int32).alias("ctx_hour"),
-        pl.col("_u_last").dt.weekday().cast(pl.Int32).alias("ctx_weekday"),
-        log2_bucket(pl.col("_u_n")).alias("beh_user_activity"),
-        log2_bucket(pl.col("_i_n").fill_null(0)).alias("beh_item_popularity"),
-        affinity.cast(pl.Int32).alias("beh_user_category_affinity"),
-        log2_bucket(gap_s).alias("beh_recency"),
-        pl.col("user_id"),
-        pl.col("item_id"),
+        *([pl.col("category_id").cast(items.schema["category_id"])] if has_category else []),
+        *[pl.col(c).cast(pl.Int32) for c in behaviour],
+        pl.col("user_id").cast(users.schema["user_id"]) if "user_id" in users.columns else pl.col("user_id"),
+        pl.col("item_id").cast(items.schema["item_id"]),
     )
     user_attrs = users.select([c for c in users.columns if c not in out.columns or c == "user_id"])
     item_attrs = items.select([c for c in items.columns if c == "item_id" or (c != "title" and c not in out.columns)])

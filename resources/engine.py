@@ -16,6 +16,7 @@ API::
                               target="staging.interactions", days=["2017-11-25", ...])
     engine.spark_replace_table("staging/split_rolling", bounds, target="staging.split")
     frame = engine.query_frames("eval/per_user_metrics", {"eval.lists": recs, ...})   # over in-memory frames
+    rows = engine.query_beside("features/outrank_rows", params, {"features.outrank_item_categories": cats}, warehouse)
     rows = engine.per_user_metrics(recs, truth, ks, metrics)      # recsys.metrics.per_user_metrics' rows
     build = engine.index_source("cooc", channel.index_params, with_valid=False)  # None: build in process
 
@@ -68,6 +69,11 @@ def to_spark_sql(sql: str) -> tuple[str, list[str]]:
     from sqlglot import exp
 
     tree = sqlglot.parse_one(sql, read="duckdb")
+    # DuckDB's xor(a, b) becomes Spark's a ^ b, which binds looser than * and %: SQLGlot 30 writes
+    # xor(a, b) * c as a ^ b * c, so every xor that is an operand is parenthesised here
+    for node in list(tree.find_all(exp.BitwiseXor)):
+        if isinstance(node.parent, exp.Binary):
+            node.replace(exp.Paren(this=node.copy()))
     tables: list[str] = []
     for table in tree.find_all(exp.Table):
         if table.args.get("db"):
@@ -193,6 +199,27 @@ class SqlEngine(dg.ConfigurableResource):
         for table, frame in frames.items():
             self.lake.write_table(table, frame)
         return pl.from_arrow(self.spark_query(sql_name, params or {}).toArrow())
+
+    def query_beside(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame], warehouse) -> pl.DataFrame:
+        """``sql/<sql_name>.sql`` where the data lies, with small in-memory ``frames`` (keyed by the schema.table
+        names it reads) beside it, as polars: under duckdb in the warehouse, the frames as tables of one
+        transaction that is rolled back (nothing stays, no other reader sees them); on Spark over the lake,
+        the frames written to the lake first."""
+        if self.kind == "duckdb":
+            with warehouse.connect() as con:
+                con.begin()
+                try:
+                    for table, frame in frames.items():
+                        con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+                        con.register("_frame", frame.to_arrow())
+                        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _frame")
+                        con.unregister("_frame")
+                    return con.execute(load_sql(sql_name), params).pl()
+                finally:
+                    con.rollback()
+        for table, frame in frames.items():
+            self.lake.write_table(table, frame)
+        return pl.from_arrow(self.spark_query(sql_name, params).toArrow())
 
     def per_user_metrics(self, recs: pl.DataFrame, truth: pl.DataFrame, ks, metrics) -> pl.DataFrame:
         """recsys.metrics.per_user_metrics's rows (user_id, metric, k, value; same order), computed by

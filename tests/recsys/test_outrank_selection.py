@@ -8,10 +8,11 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from recsys.event_features import label_window_start, outrank_rows, select_features_3mr
+from recsys.event_features import finish_outrank_rows, item_categories, label_window_start, outrank_row_params, select_features_3mr
 from recsys.outrank import rank_features
 from recsys.outrank.controls import CONTROL_PREFIX, add_control_features
 from recsys.rankers.lgbm import LGBMRanker, fit_feature_sets
+from resources.engine import SqlEngine
 
 T0 = dt.datetime(2024, 1, 1)
 
@@ -28,6 +29,18 @@ def _train(n_users: int = 60, n_items: int = 80, days: int = 40, seed: int = 0) 
             "seq": np.arange(n),
         }
     ).sort("ts", "seq")
+
+
+def outrank_rows(train, users, items, start, negatives_per_positive=10, seed=0, max_rows=None, engine=None) -> pl.DataFrame:
+    """OutRank's input as event_features builds it: sql/features/outrank_rows.sql over in-memory frames
+    (an in-memory DuckDB unless ``engine`` says otherwise), then finish_outrank_rows."""
+    frames = {
+        "staging.split": train.with_columns(pl.lit("train").alias("fold")),
+        "features.outrank_item_categories": item_categories(items),
+    }
+    params = outrank_row_params(start, negatives_per_positive, seed, max_rows)
+    raw = (engine or SqlEngine(engine="duckdb")).query_frames("features/outrank_rows", frames, params)
+    return finish_outrank_rows(raw, users, items)
 
 
 def _catalog(n_users: int = 60, n_items: int = 80):

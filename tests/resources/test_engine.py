@@ -225,9 +225,9 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
 
 
 def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
-    """Everything downstream of the clean interactions, under each engine (the split, item CF's and
-    Swing's indexes and the per-user accuracy on Spark under spark): the same staging.split, final
-    lists and eval.metrics (values and bootstrap intervals) to float rounding."""
+    """Everything downstream of the clean interactions, under each engine (the split, OutRank's input rows,
+    item CF's and Swing's indexes and the per-user accuracy on Spark under spark): the same staging.split,
+    final lists and eval.metrics (values and bootstrap intervals) to float rounding."""
     from assets.partitions import latest_cutoff
     from orchestration.definitions import all_assets, all_checks
     from tests.assets.test_pipeline import FAST
@@ -247,6 +247,8 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
         for stage in ("itemcf", "swing"):
             [m] = result.asset_materializations_for_node(f"candidates_{stage}")
             index_on[kind, stage] = m.metadata.get("item_index_built_on")
+        [m] = result.asset_materializations_for_node("event_features")
+        assert m.metadata["built_on"].value == f"{kind} (sql/features/outrank_rows.sql)"
     # the item indexes: the C++ builder under DuckDB, the SQL statements on Spark under spark
     assert index_on["duckdb", "itemcf"] is None and index_on["duckdb", "swing"] is None
     assert index_on["spark", "itemcf"].value == "spark (sql/index/cooc_neighbours.sql)"
