@@ -77,7 +77,7 @@ def label_window_start_at(
 
 
 def outrank_row_params(
-    window_start: dt.datetime, negatives_per_positive: int = 10, seed: int = 0, max_rows: int | None = None, oversample: float = 2.0
+    window_start: dt.datetime, negatives_per_positive: int = 10, seed: int = 0, max_rows: int | None = None, oversample: float = 4.0
 ) -> dict:
     """The parameters of sql/features/outrank_rows.sql (OutRank's input rows, one statement for both
     engines): the label window's start, the negatives per positive, the oversampling of popularity draws

@@ -123,12 +123,12 @@ event_hash_2 AS (
 slots AS (  -- one event per occupied slot: the smallest quotient, then the event order
     SELECT slot, item_id
     FROM (
-        SELECT e.item_id, xor(e.v, e.v >> 16) % n.n AS slot,
-               ROW_NUMBER() OVER (
-                   PARTITION BY xor(e.v, e.v >> 16) % n.n ORDER BY xor(e.v, e.v >> 16) // n.n, e.ts, e.seq, e.item_id
-               ) AS k
-        FROM event_hash_2 AS e
-        CROSS JOIN n_history AS n
+        SELECT item_id, slot, ROW_NUMBER() OVER (PARTITION BY slot ORDER BY quotient, ts, seq, item_id) AS k
+        FROM (
+            SELECT e.item_id, e.ts, e.seq, xor(e.v, e.v >> 16) % n.n AS slot, xor(e.v, e.v >> 16) // n.n AS quotient
+            FROM event_hash_2 AS e
+            CROSS JOIN n_history AS n
+        ) AS hashed
     ) AS slotted
     WHERE k = 1
 ),
@@ -165,11 +165,15 @@ draw_hash_1 AS (
 draw_hash_2 AS (
     SELECT user_id, j, (xor(v, v >> 16) * 73244475) % 2147483648 AS v FROM draw_hash_1
 ),
-drawn AS (  -- each draw's item; the first draw of an item per user; never seen, never a positive
-    SELECT d.user_id, s.item_id, MIN(d.j) AS j
+draw_slots AS (
+    SELECT d.user_id, d.j, xor(d.v, d.v >> 16) % n.n AS slot
     FROM draw_hash_2 AS d
     CROSS JOIN n_history AS n
-    JOIN slots AS s ON s.slot = xor(d.v, d.v >> 16) % n.n
+),
+drawn AS (  -- each draw's item; the first draw of an item per user; never seen, never a positive
+    SELECT d.user_id, s.item_id, MIN(d.j) AS j
+    FROM draw_slots AS d
+    JOIN slots AS s ON s.slot = d.slot
     LEFT JOIN seen AS sn ON sn.user_id = d.user_id AND sn.item_id = s.item_id
     LEFT JOIN positives AS ps ON ps.user_id = d.user_id AND ps.item_id = s.item_id
     WHERE sn.user_id IS NULL AND ps.user_id IS NULL
