@@ -115,7 +115,7 @@ def finish_outrank_rows(raw: pl.DataFrame, users: pl.DataFrame, items: pl.DataFr
     the seconds from the user's last history event to the window start), then the attributes."""
     behaviour = ["ctx_hour", "ctx_weekday", "beh_user_activity", "beh_item_popularity", "beh_user_category_affinity", "beh_recency"]
     has_category = "category_id" in items.columns
-    ordered = raw.sort(["u_ts", "u_seq", "part", "ord"])
+    ordered = raw.sort(["u_ts", "u_seq", "user_id", "part", "ord"])  # user_id only breaks a tie of two first positives
     out = ordered.select(
         pl.col("label").cast(pl.Int32),
         pl.col("user_id").alias("user_id_raw"),

@@ -25,15 +25,16 @@
 -- short users would draw, in one pass. The hash is multiply-xorshift mixing of 31-bit integers (Thomas Mueller's
 -- 0x45d9f3b), written with +, *, %, xor and >> on BIGINT values below 2^62, so DuckDB and Spark
 -- compute the same bits. It reads the events' (ts, seq) and the user's first positive (ts, seq),
--- never an id: relabelling ids draws the same events (tests/assets/test_invariance.py).
+-- never an id (ids only break exact ties of (ts, seq) in the orders below): relabelling ids draws the
+-- same events (tests/resources/test_engine_event_features.py, tests/assets/test_invariance.py).
 --
 -- Output, one row per (user, item): label (1 positive, 0 negative), user_id, item_id, category_id,
 -- ctx_hour, ctx_weekday (ISO, Monday = 1) of the user's last history event, beh_user_activity (log2
 -- bucket of the user's history events), beh_item_popularity (log2 bucket of the item's history
 -- events), beh_user_category_affinity (tenths of the user's history in the item's category, at most
 -- 9; -1 without a category), beh_recency (log2 bucket of the whole seconds from the user's last
--- history event to $start); and the row order: u_ts, u_seq (the user's first positive), part (0
--- positives, 1 negatives), ord (p, or the draw number j).
+-- history event to $start); and the row order: u_ts, u_seq (the user's first positive; then user_id),
+-- part (0 positives, 1 negatives), ord (p, or the draw number j).
 --
 -- Cost: one pass of group-bys and equi-joins over history, plus one row per draw (positives x draws).
 WITH train AS (
@@ -94,7 +95,7 @@ kept_users AS (  -- whole users in priority order while their planned rows (posi
     SELECT user_id, n_pos, u_ts, u_seq, h
     FROM (
         SELECT *, SUM(n_pos * (1 + $negatives)) OVER (
-                      ORDER BY priority, u_ts, u_seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+                      ORDER BY priority, u_ts, u_seq, user_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                   ) AS planned
         FROM user_hash
     ) AS ordered
