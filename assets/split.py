@@ -193,7 +193,7 @@ def split(context: dg.AssetExecutionContext, config: SplitConfig, warehouse: War
     )
     params = {**result.params, "protocol_spec": protocol, "cutoff_partition": context.partition_key}
     if engine.kind == "spark" and protocol not in SQL_SPLITS:
-        engine.lake.write_table("staging.split", folded)  # split in process: the Spark stages still read it from the lake
+        engine.lake.replace_days("staging.split", folded)  # split in process: the Spark stages still read it from the lake
     with warehouse.connect() as con:
         con.begin()
         warehouse.write_table("staging.split", folded, con=con)

@@ -79,6 +79,16 @@ class Lake:
             part.drop("_day", PARTITION_COLUMN).write_parquet(target / "part-0.parquet")
         return frame.height
 
+    def replace_days(self, table: str, frame: pl.DataFrame) -> int:
+        """Replaces the whole day-partitioned ``table`` with ``frame`` (every day it has; days it lacks are
+        removed). Returns the rows written."""
+        self._local_root(f"writing {table}")
+        shutil.rmtree(_local(self.table_path(table)), ignore_errors=True)
+        if PARTITION_COLUMN not in frame.columns:
+            raise ValueError(f"lake table {table}: the frame has no {PARTITION_COLUMN} column ({frame.columns})")
+        days = frame[PARTITION_COLUMN].cast(pl.Date).unique().drop_nulls().dt.to_string("%Y-%m-%d").to_list()
+        return self.write_days(table, frame, days)
+
     def write_table(self, table: str, frame: pl.DataFrame) -> str:
         """Replaces the unpartitioned lake table ``table`` with ``frame`` (one Parquet file); returns its folder."""
         self._local_root(f"writing {table}")

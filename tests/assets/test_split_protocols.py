@@ -91,7 +91,7 @@ def _write_split_folder(root, name="ml-tiny", bad_train_lines=(), catalogue=True
     return folder
 
 
-def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalogue_users=range(1, 100), **config):
+def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalogue_users=range(1, 100), engine=None, **config):
     import dagster as dg
 
     from assets.partitions import latest_cutoff
@@ -105,7 +105,7 @@ def _materialize_split(tmp_path, protocol, catalogue_items=range(1, 100), catalo
     result = dg.materialize(
         [split_asset],
         partition_key=latest_cutoff(),
-        resources={"warehouse": warehouse, "engine": SqlEngine()},
+        resources={"warehouse": warehouse, "engine": engine or SqlEngine()},
         run_config={"ops": {"split": {"config": {"protocol": protocol, **config}}}},
     )
     return warehouse, result
@@ -142,6 +142,23 @@ def test_files_split_asset_quarantines_bad_lines_in_its_transaction(tmp_path):
     # a second materialization replaces the split's quarantine rows instead of adding to them
     _, again = _materialize_split(tmp_path, f"files:{folder}", max_quarantine_share=0.5)
     assert again.success and warehouse.query("SELECT count(*) AS n FROM quality.quarantine")["n"][0] == 3
+
+
+def test_files_split_reaches_the_lake_under_spark_for_the_spark_stages_after_it(tmp_path):
+    from resources.engine import SqlEngine
+    from resources.lake import Lake
+
+    folder = _write_split_folder(tmp_path)
+    lake = str(tmp_path / "lake")
+    warehouse, result = _materialize_split(tmp_path, f"files:{folder}", engine=SqlEngine(engine="spark", lake_dir=lake))
+    assert result.success
+    order = ["fold", "seq", "user_id", "item_id"]
+    in_lake = pl.read_parquet(Lake(lake).table_files("staging.split"), hive_partitioning=True).sort(order)
+    want = warehouse.table("staging.split").sort(order)
+    assert in_lake.height == 12 and in_lake.select(want.columns).equals(want)
+    # the default engine writes no lake
+    _materialize_split(tmp_path / "duckdb", f"files:{folder}")
+    assert not (tmp_path / "duckdb" / "lake").exists()
 
 
 def test_files_split_asset_fails_over_the_bad_line_share_naming_the_file(tmp_path):
