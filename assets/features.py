@@ -31,7 +31,7 @@ class EventFeaturesConfig(dg.Config):
     label_window_days: float = 0.0
     label_window_frac: float = 0.1
     negatives_per_positive: int = 10  # popularity-sampled unseen items per positive, as a pool holds
-    oversample: float = 4.0  # popularity draws per wanted negative, over the share of draws a user can keep
+    oversample: float = 3.0  # popularity draws per wanted negative (more for heavy users): sql/features/outrank_rows.sql
     seed: int = 0
     # whole users in a seeded order while their rows fit: OutRank's MI runs in memory on this frame
     max_rows: int = 2_000_000

@@ -19,6 +19,7 @@ SCRIPTS = [
     "bench_outrank.py",
     "bench_item_index.py",
     "bench_engine_item_index.py",  # the co-occurrence index on the C++ builder, DuckDB and Spark local mode
+    "bench_event_features.py",  # OutRank's input rows: the statement on DuckDB and Spark beside the polars/numpy code it replaced
     "bench_pi2i_ml100k.py",
     "bench_ingest.py",
     "bench_final_stage.py",
@@ -39,6 +40,7 @@ SECTIONS = [
     "results_outrank.md",
     "results_item_index.md",
     "results_engine_item_index.md",
+    "results_event_features.md",
     "results_ingest.md",
     "results_final_stage.md",
     "results_ease_large.md",

@@ -77,12 +77,12 @@ def label_window_start_at(
 
 
 def outrank_row_params(
-    window_start: dt.datetime, negatives_per_positive: int = 10, seed: int = 0, max_rows: int | None = None, oversample: float = 4.0
+    window_start: dt.datetime, negatives_per_positive: int = 10, seed: int = 0, max_rows: int | None = None, oversample: float = 3.0
 ) -> dict:
     """The parameters of sql/features/outrank_rows.sql (OutRank's input rows, one statement for both
     engines): the label window's start, the negatives per positive, the oversampling of popularity draws
-    (per wanted negative, over the share of draws a user can keep), the seed and the row budget (None:
-    no cap)."""
+    (per wanted negative for a user who has taken nothing, over the share of draws that land; more for a
+    user who has taken much), the seed and the row budget (None: no cap)."""
     if negatives_per_positive < 0 or oversample < 1.0:
         raise ValueError(f"outrank rows: need negatives_per_positive >= 0, oversample >= 1; got {negatives_per_positive}, {oversample}")
     if max_rows is not None and max_rows < 1:

@@ -4,9 +4,9 @@
 --
 -- Input: staging.split's train fold (user_id, item_id, ts, seq); features.outrank_item_categories
 -- (item_id, category_id, null where unknown). Parameters: $start (the label window's first instant),
--- $negatives (negatives per positive), $oversample (draws per wanted negative, over the share of draws
--- that can be kept: a draw on an item the user has seen or has as a positive is lost, and so is a
--- repeat), $seed, $max_rows (keep whole users, in a seeded order, while their planned rows fit; 2^62 =
+-- $negatives (negatives per positive), $oversample (draws per wanted negative for a user who has taken
+-- nothing, over the share of draws that land: a draw on an item the user has seen or has as a positive
+-- is lost, and so is a repeat), $seed, $max_rows (keep whole users, in a seeded order, while their planned rows fit; 2^62 =
 -- no cap).
 --
 -- History = train events before $start, the label window = train events at or after it. Users: those
@@ -20,9 +20,10 @@
 -- slot, hash(ts, seq) mod N (N = history's events); a slot holding several events keeps one of them
 -- (the smallest hash quotient); draw j of user u picks slot hash(u, j) mod N and takes its event's
 -- item. An item is drawn in proportion to its events (about 63% of the slots hold one; a draw on an
--- empty slot is lost). A user draws $oversample x $negatives / (0.6 x the share of history's events on
--- items it has not taken) times per positive, at most 1000: what repeated rounds of redrawing the
--- short users would draw, in one pass. The hash is multiply-xorshift mixing of 31-bit integers (Thomas Mueller's
+-- empty slot is lost). A user who has taken (seen, or has as positives) items holding a share s of
+-- history's events draws $negatives x ($oversample + 4 s) / (0.6 (1 - s)) times per positive, at most
+-- 1000: what repeated rounds of redrawing the short users would draw, in one pass (the 4 s: a heavy
+-- user's remaining items are few, so its draws repeat more). The hash is multiply-xorshift mixing of 31-bit integers (Thomas Mueller's
 -- 0x45d9f3b), written with +, *, %, xor and >> on BIGINT values below 2^62, so DuckDB and Spark
 -- compute the same bits. It reads the events' (ts, seq) and the user's first positive (ts, seq),
 -- never an id (ids only break exact ties of (ts, seq) in the orders below): relabelling ids draws the
@@ -147,10 +148,10 @@ taken_mass AS (  -- per user: the share of history's events on items it has seen
     CROSS JOIN n_history AS n
     GROUP BY t.user_id
 ),
-user_draws AS (  -- draws per positive: $oversample x $negatives over the expected share of useful draws
-    -- (0.6: about 1 - 1/e of the slots hold an event; the rest of the popularity mass is not taken), at most 1000
+user_draws AS (  -- draws per positive: $negatives x ($oversample + 4 s) over the expected share of useful draws
+    -- (0.6: about 1 - 1/e of the slots hold an event; 1 - s: the popularity mass not taken), at most 1000
     SELECT k.user_id, k.h,
-           CAST(LEAST(1000, CEIL($negatives * $oversample / GREATEST(6e-1 * (1e0 - COALESCE(m.taken, 0e0)), 1e-2))) AS BIGINT) AS d
+           CAST(LEAST(1000, CEIL($negatives * ($oversample + 4e0 * COALESCE(m.taken, 0e0)) / GREATEST(6e-1 * (1e0 - COALESCE(m.taken, 0e0)), 1e-2))) AS BIGINT) AS d
     FROM kept_users AS k
     LEFT JOIN taken_mass AS m ON m.user_id = k.user_id
 ),
