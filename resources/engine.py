@@ -204,7 +204,9 @@ class SqlEngine(dg.ConfigurableResource):
         """``sql/<sql_name>.sql`` where the data lies, with small in-memory ``frames`` (keyed by the schema.table
         names it reads) beside it, as polars: under duckdb in the warehouse, the frames as tables of one
         transaction that is rolled back (nothing stays, no other reader sees them); on Spark over the lake,
-        the frames written to the lake first."""
+        the frames written to the lake first, and the result written there too (the lake table
+        ``results.<file name>``, e.g. results.outrank_rows) and read back from its Parquet files: a large
+        result is never collected through the Spark driver's memory."""
         if self.kind == "duckdb":
             with warehouse.connect() as con:
                 con.begin()
@@ -219,7 +221,9 @@ class SqlEngine(dg.ConfigurableResource):
                     con.rollback()
         for table, frame in frames.items():
             self.lake.write_table(table, frame)
-        return pl.from_arrow(self.spark_query(sql_name, params).toArrow())
+        result = f"results.{sql_name.rsplit('/', 1)[-1]}"
+        self.spark_query(sql_name, params).write.mode("overwrite").parquet(self.lake.table_path(result))
+        return pl.read_parquet(self.lake.plain_files(result))
 
     def per_user_metrics(self, recs: pl.DataFrame, truth: pl.DataFrame, ks, metrics) -> pl.DataFrame:
         """recsys.metrics.per_user_metrics's rows (user_id, metric, k, value; same order), computed by

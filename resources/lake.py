@@ -106,6 +106,14 @@ class Lake:
             files += sorted(str(p) for p in _local(self.day_path(table, day)).glob("*.parquet"))
         return files
 
+    def plain_files(self, table: str) -> list[str]:
+        """The Parquet files of the unpartitioned ``table`` on a local lake, sorted (Spark's part files or write_table's)."""
+        self._local_root(f"listing the files of {table}")
+        files = sorted(str(p) for p in _local(self.table_path(table)).glob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"lake table {table}: no Parquet files at {self.table_path(table)}")
+        return files
+
     def table_files(self, table: str) -> list[str]:
         """Every Parquet file of ``table`` on a local lake, sorted; an error naming the path when there is none."""
         self._local_root(f"listing the files of {table}")
