@@ -16,7 +16,8 @@
 -- among its positives, the first $negatives x (its positives) distinct ones in draw order.
 --
 -- The popularity draw, with no global order or numbering of events (each step is a per-key hash, a
--- group-by or an equi-join, so Spark spreads every step over executors): every history event gets a
+-- group-by or an equi-join, so Spark spreads every step over executors; only the row budget's running
+-- sum orders all users, one row each): every history event gets a
 -- slot, hash(ts, seq) mod N (N = history's events); a slot holding several events keeps one of them
 -- (the smallest hash quotient); draw j of user u picks slot hash(u, j) mod N and takes its event's
 -- item. An item is drawn in proportion to its events (about 63% of the slots hold one; a draw on an
