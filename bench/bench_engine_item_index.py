@@ -105,9 +105,10 @@ def worker(kind: str, lake: str, out: str) -> None:
     Path(out + ".json").write_text(json.dumps({k: round(v, 2) for k, v in phases.items()}))
 
 
-def measure(kind: str, lake: str, tmp: str) -> dict:
-    out = os.path.join(tmp, f"{kind}.parquet")
-    proc = subprocess.Popen([sys.executable, __file__, "--worker", kind, "--lake", lake, "--out", out], cwd=ROOT)
+def run_measured(kind: str, cmd: list[str]) -> tuple[int, tuple[float, float]]:
+    """Runs ``cmd`` from the repository root; (peak RSS in bytes of the process and its children, sampled
+    every 0.1 s; the 1-minute load average before and after). A failed worker stops the bench, named."""
+    proc = subprocess.Popen(cmd, cwd=ROOT)
     parent, peak = psutil.Process(proc.pid), 0
     load_before = os.getloadavg()[0]
     while proc.poll() is None:
@@ -119,8 +120,14 @@ def measure(kind: str, lake: str, tmp: str) -> dict:
         time.sleep(0.1)
     if proc.returncode:
         raise SystemExit(f"{kind} worker failed with exit code {proc.returncode}")
+    return peak, (load_before, os.getloadavg()[0])
+
+
+def measure(kind: str, lake: str, tmp: str) -> dict:
+    out = os.path.join(tmp, f"{kind}.parquet")
+    peak, load = run_measured(kind, [sys.executable, __file__, "--worker", kind, "--lake", lake, "--out", out])
     phases = json.loads(Path(out + ".json").read_text())
-    return {"kind": kind, "out": out, "peak_mib": peak / 2**20, "load": (load_before, os.getloadavg()[0]), **phases}
+    return {"kind": kind, "out": out, "peak_mib": peak / 2**20, "load": load, **phases}
 
 
 def agreement(want_path: str, got_path: str) -> tuple[float, float]:

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import polars as pl
-import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,22 +108,12 @@ def worker(kind: str, lake: str, n: int, start: str, out: str) -> None:
 
 def measure(kind: str, lake: str, n: int, start: str, tmp: str) -> dict:
     out = os.path.join(tmp, f"{kind}.parquet")
+    from bench_engine_item_index import run_measured
+
     cmd = [sys.executable, __file__, "--worker", kind, "--lake", lake, "--n", str(n), "--start", start, "--out", out]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    parent, peak = psutil.Process(proc.pid), 0
-    load_before = os.getloadavg()[0]
-    while proc.poll() is None:
-        try:
-            rss = parent.memory_info().rss + sum(c.memory_info().rss for c in parent.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    if proc.returncode:
-        raise SystemExit(f"{kind} worker failed with exit code {proc.returncode}")
+    peak, load = run_measured(kind, cmd)
     phases = json.loads(Path(out + ".json").read_text())
-    rows = pl.read_parquet(out)
-    return {"kind": kind, "rows": rows, "peak_mib": peak / 2**20, "load": (load_before, os.getloadavg()[0]), **phases}
+    return {"kind": kind, "rows": pl.read_parquet(out), "peak_mib": peak / 2**20, "load": load, **phases}
 
 
 def main() -> None:
