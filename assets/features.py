@@ -63,13 +63,13 @@ def event_features(
     # the train fold only: OutRank's label must never come from the valid or test fold's events
     params = json.loads(warehouse.query("SELECT CAST(params AS VARCHAR) AS p FROM staging.split_params").row(0)[0])
     window_days = config.label_window_days or params.get("window_days")
-    n_train = int(warehouse.query_file("features/train_window", {"start": None})["n_train"][0])
+    train = warehouse.query_file("features/train_window", {"start": None}).row(0, named=True)
     start = label_window_start_at(
-        n_train,
+        int(train["n_train"]),
         lambda pos: warehouse.query_file("features/train_ts_at", {"pos": pos})["ts"][0],
         window_days,
         config.label_window_frac,
-        end=_train_end(params),
+        end=_train_end(params) or train["last_ts"],  # train's end, or its last event
     )
     users, items = load_users(warehouse), load_items(warehouse)
     sql_params = outrank_row_params(start, config.negatives_per_positive, config.seed, config.max_rows, config.oversample)

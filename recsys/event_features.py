@@ -122,7 +122,7 @@ def finish_outrank_rows(raw: pl.DataFrame, users: pl.DataFrame, items: pl.DataFr
         pl.col("item_id").alias("item_id_raw"),
         *([pl.col("category_id").cast(items.schema["category_id"])] if has_category else []),
         *[pl.col(c).cast(pl.Int32) for c in behaviour],
-        pl.col("user_id").cast(users.schema["user_id"]) if "user_id" in users.columns else pl.col("user_id"),
+        pl.col("user_id").cast(users.schema["user_id"]),
         pl.col("item_id").cast(items.schema["item_id"]),
     )
     user_attrs = users.select([c for c in users.columns if c not in out.columns or c == "user_id"])

@@ -56,6 +56,15 @@ SQL_INDEXES = {
 UNBOUNDED = 2**62  # the statement's "no window" / "no cap"
 
 
+def _load_frames(con, frames: dict[str, pl.DataFrame]) -> None:
+    """Each frame as the DuckDB table its key names (schema.table), on ``con``."""
+    for table, frame in frames.items():
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
+        con.register("_frame", frame.to_arrow())
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _frame")
+        con.unregister("_frame")
+
+
 def view_name(table: str) -> str:
     return table.replace(".", VIEW_SEPARATOR)
 
@@ -185,40 +194,34 @@ class SqlEngine(dg.ConfigurableResource):
     def query_frames(self, sql_name: str, frames: dict[str, pl.DataFrame], params: dict[str, Any] | None = None) -> pl.DataFrame:
         """``sql/<sql_name>.sql`` over in-memory ``frames`` (keyed by the schema.table names it reads), as
         polars: in an in-memory DuckDB, or on Spark after writing each frame to the lake (the exchange format)."""
-        sql = load_sql(sql_name)
         if self.kind == "duckdb":
             import duckdb
 
             with duckdb.connect() as con:
-                for table, frame in frames.items():
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
-                    con.register("_frame", frame.to_arrow())
-                    con.execute(f"CREATE TABLE {table} AS SELECT * FROM _frame")
-                    con.unregister("_frame")
-                return con.execute(sql, params or {}).pl()
-        for table, frame in frames.items():
-            self.lake.write_table(table, frame)
-        return pl.from_arrow(self.spark_query(sql_name, params or {}).toArrow())
+                _load_frames(con, frames)
+                return con.execute(load_sql(sql_name), params or {}).pl()
+        return self._spark_result(sql_name, params or {}, frames)
 
     def query_beside(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame], warehouse) -> pl.DataFrame:
         """``sql/<sql_name>.sql`` where the data lies, with small in-memory ``frames`` (keyed by the schema.table
         names it reads) beside it, as polars: under duckdb in the warehouse, the frames as tables of one
         transaction that is rolled back (nothing stays, no other reader sees them); on Spark over the lake,
-        the frames written to the lake first, and the result written there too (the lake table
-        ``results.<file name>``, e.g. results.outrank_rows) and read back from its Parquet files: a large
-        result is never collected through the Spark driver's memory."""
+        the frames written to the lake first."""
         if self.kind == "duckdb":
             with warehouse.connect() as con:
                 con.begin()
                 try:
-                    for table, frame in frames.items():
-                        con.execute(f"CREATE SCHEMA IF NOT EXISTS {table.split('.')[0]}")
-                        con.register("_frame", frame.to_arrow())
-                        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _frame")
-                        con.unregister("_frame")
+                    _load_frames(con, frames)
                     return con.execute(load_sql(sql_name), params).pl()
                 finally:
                     con.rollback()
+        return self._spark_result(sql_name, params, frames)
+
+    def _spark_result(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        """The statement on Spark over the lake, ``frames`` written there first; the result is written to the
+        lake table ``results.<file name>`` (e.g. results.outrank_rows) and read back from its Parquet files, so a
+        large result never passes through the Spark driver's memory (collecting 5.2M rows through a 2 GiB
+        local driver ran out of heap, bench/bench_event_features.py)."""
         for table, frame in frames.items():
             self.lake.write_table(table, frame)
         result = f"results.{sql_name.rsplit('/', 1)[-1]}"
