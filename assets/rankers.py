@@ -21,6 +21,7 @@ from assets.common import (
     GPU_POOL,
     TRAIN_USERS_SEED,
     StagedTables,
+    engine_kinds,
     every_target_user,
     fold_sample,
     load_catalogue,
@@ -36,11 +37,13 @@ from assets.partitions import cutoff_partitions
 from recsys.event_features import with_selected_attributes
 from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
 from recsys.rankers import feature_columns
-from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for, iter_ranker_frames
+from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
+from resources.engine import SqlEngine
 from resources.model_store import ModelStore
+from resources.ranker_frames import fold_frames
 from resources.warehouse import Warehouse
 
 RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
@@ -54,7 +57,7 @@ class RankerDatasetConfig(dg.Config):
     # sequence ranker's cost follows the budget, not the log. ML-100K has < 1,000 such users (all kept).
     # The test fold is never sampled: its lists are what is served.
     # Both folds' frames are built and written per block of this many users (user_id order;
-    # recsys.rankers.features.iter_ranker_frames), so memory follows the block, not the fold; the tables
+    # resources.ranker_frames.fold_frames), so memory follows the block, not the fold; the tables
     # are identical for every value (each is written under a staging name and renamed into place once
     # complete). 0 = one block, the whole fold in memory.
     block_users: int = 20_000
@@ -67,14 +70,14 @@ class RankerDatasetConfig(dg.Config):
             "features.ranker_valid",
             "features.ranker_valid: the rankers' training frame, the valid fold's pools labelled by the valid window.",
             deps=["candidate_pool", selected_features],
-            kinds={"polars", "duckdb"},
+            kinds=engine_kinds("polars", "duckdb"),
         ),
         table_spec(
             "ranker_test_dataset",
             "features.ranker_test",
             "features.ranker_test: the test fold's pools with the same features, no labels (test truth is for evaluation only).",
             deps=["candidate_pool", selected_features],
-            kinds={"polars", "duckdb"},
+            kinds=engine_kinds("polars", "duckdb"),
         ),
     ],
     can_subset=True,  # selecting either key runs the step, which writes both (catalog.results)
@@ -82,7 +85,7 @@ class RankerDatasetConfig(dg.Config):
     group_name="rankers",
     partitions_def=cutoff_partitions,
 )
-def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse):
+def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse, engine: SqlEngine):
     data = load_split(warehouse)
     selected = warehouse.table("features.selected_features")["feature"].to_list()
     users, user_features = with_selected_attributes(load_users(warehouse), "user_id", selected)
@@ -90,20 +93,24 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
     chosen = [f for f in user_features if f not in item_features] + [f for f in item_features if f not in user_features]
     rows, valid_stats, train_sample = {}, None, None
     for fold in ("valid", "test"):
-        history, target = data.fold(fold)
         # this fold's pool only, in user order (the blocks are user ranges)
         fold_pool = warehouse.query(
             "SELECT * EXCLUDE (fold) FROM candidates.pool WHERE fold = $fold ORDER BY user_id, item_id", {"fold": fold}
         )
         if fold == "valid":
+            history, target = data.fold(fold)
             fold_pool, train_sample = _train_users(fold_pool, history, target, every_target_user(data.params))
-        blocks = iter_ranker_frames(
+            del history, target
+        # the history features and labels: sql/features/ranker_history.sql on the engine, where the split lies;
+        # the channel features and codes per block of users (resources/ranker_frames.py)
+        blocks = fold_frames(
+            engine,
+            warehouse,
             fold_pool,
-            history,
+            fold,
             items,
             users,
             selected_features=chosen,
-            target=target if fold == "valid" else None,
             # leave-last-out: time-relative features as of each user's own last history event
             cutoff=cutoff_mode_for(data.params.get("protocol", "")),
             label_mode=config.label_mode,
@@ -125,6 +132,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             "valid_users_with_a_positive_in_pool": valid_stats["users_with_a_positive"],
             "valid_users": valid_stats["users"],
             "train_users": train_sample.describe("valid users"),  # RECDAG_TRAIN_USERS: "N of M valid users (seeded uniform sample, seed 0)"
+            "built_on": f"{engine.kind} (sql/features/ranker_history.sql)",
         },
     )
     test_result = dg.MaterializeResult(asset_key="ranker_test_dataset", metadata=table_metadata(warehouse, "features.ranker_test"))

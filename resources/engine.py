@@ -17,6 +17,8 @@ API::
     engine.spark_replace_table("staging/split_rolling", bounds, target="staging.split")
     frame = engine.query_frames("eval/per_user_metrics", {"eval.lists": recs, ...})   # over in-memory frames
     rows = engine.query_beside("features/outrank_rows", params, {"features.outrank_item_categories": cats}, warehouse)
+    table = engine.table_beside("features/ranker_history", params, frames, warehouse, "features.ranker_history_valid")
+    block = table.read_users(lo, hi); table.drop()              # read back per range of users
     rows = engine.per_user_metrics(recs, truth, ks, metrics)      # recsys.metrics.per_user_metrics' rows
     build = engine.index_source("cooc", channel.index_params, with_valid=False)  # None: build in process
 
@@ -112,6 +114,25 @@ def spark_config(master: str, remote: str | None, overrides: dict[str, str]) -> 
         if master.startswith("local"):
             conf |= {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "2g"}
     return conf | overrides
+
+
+class EngineTable:
+    """A statement's rows kept where they were computed (``SqlEngine.table_beside``): a warehouse table, or
+    the Parquet files of a lake result. ``read_users(lo, hi)`` reads the rows with lo <= user_id <= hi
+    (DuckDB and polars' Parquet reader skip what the range excludes); ``drop`` removes a warehouse table."""
+
+    def __init__(self, warehouse=None, table: str | None = None, files: list[str] | None = None):
+        self.warehouse, self.table, self.files = warehouse, table, files
+
+    def read_users(self, lo: int, hi: int) -> pl.DataFrame:
+        if self.files is not None:
+            return pl.scan_parquet(self.files).filter(pl.col("user_id").is_between(lo, hi)).collect()
+        return self.warehouse.query(f"SELECT * FROM {self.table} WHERE user_id BETWEEN $lo AND $hi", {"lo": lo, "hi": hi})
+
+    def drop(self) -> None:
+        if self.files is None:
+            with self.warehouse.connect() as con:
+                con.execute(f"DROP TABLE IF EXISTS {self.table}")
 
 
 class SqlEngine(dg.ConfigurableResource):
@@ -217,16 +238,36 @@ class SqlEngine(dg.ConfigurableResource):
                     con.rollback()
         return self._spark_result(sql_name, params, frames)
 
+    def table_beside(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame], warehouse, target: str) -> EngineTable:
+        """``sql/<sql_name>.sql`` where the data lies, with in-memory ``frames`` beside it (keyed by the
+        schema.table names it reads), its rows kept as a table to read back per range of users
+        (``EngineTable.read_users``) and dropped afterwards: under duckdb the warehouse table ``target``,
+        written in one transaction that loads the frames and drops them again before it commits; on Spark
+        the lake table ``results.<file name>`` (``_spark_result``'s), the frames written to the lake first."""
+        if self.kind == "duckdb":
+            with warehouse.connect() as con:
+                con.begin()
+                _load_frames(con, frames)
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS {load_sql(sql_name)}", params)
+                for table in frames:
+                    con.execute(f"DROP TABLE {table}")
+                con.commit()
+            return EngineTable(warehouse=warehouse, table=target)
+        return EngineTable(files=self._spark_result_files(sql_name, params, frames))
+
     def _spark_result(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
+        return pl.read_parquet(self._spark_result_files(sql_name, params, frames))
+
+    def _spark_result_files(self, sql_name: str, params: dict[str, Any], frames: dict[str, pl.DataFrame]) -> list[str]:
         """The statement on Spark over the lake, ``frames`` written there first; the result is written to the
-        lake table ``results.<file name>`` (e.g. results.outrank_rows) and read back from its Parquet files, so a
+        lake table ``results.<file name>`` (e.g. results.outrank_rows) and its Parquet files returned, so a
         large result never passes through the Spark driver's memory (collecting 5.2M rows through a 2 GiB
         local driver ran out of heap, bench/bench_event_features.py)."""
         for table, frame in frames.items():
             self.lake.write_table(table, frame)
         result = f"results.{sql_name.rsplit('/', 1)[-1]}"
         self.spark_query(sql_name, params).write.mode("overwrite").parquet(self.lake.table_path(result))
-        return pl.read_parquet(self.lake.plain_files(result))
+        return self.lake.plain_files(result)
 
     def per_user_metrics(self, recs: pl.DataFrame, truth: pl.DataFrame, ks, metrics) -> pl.DataFrame:
         """recsys.metrics.per_user_metrics's rows (user_id, metric, k, value; same order), computed by

@@ -1,17 +1,17 @@
 """Second-stage rankers over the candidate pool.
 
-- ``features.build_ranker_frame``: one row per (user, candidate) with channel, user, item, user×item
-  and OutRank-selected categorical features, computed from history only, plus ``label``.
+- ``features``: the ranker frame, one row per (user, candidate) with channel, user, item, user×item
+  and OutRank-selected categorical features, computed from history only, plus ``label``
+  (sql/features/ranker_history.sql; resources/ranker_frames.py runs it).
 - ``lgbm.LGBMRanker``: LightGBM LambdaRank grouped by user, early stopping on held-out users' NDCG@10.
 - ``sequence.SequenceRanker``: a small BERT encoder (``transformers``) over the user's recent items,
   scoring every candidate by target attention + MLP, trained with a listwise softmax loss.
 """
 
-from recsys.rankers.features import build_ranker_frame, categorical_columns, feature_columns, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.features import categorical_columns, feature_columns, grouped_ndcg_at_k, holdout_users
 from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams
 
 __all__ = [
-    "build_ranker_frame",
     "categorical_columns",
     "feature_columns",
     "grouped_ndcg_at_k",

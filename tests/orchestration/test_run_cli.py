@@ -13,8 +13,8 @@ import pytest
 from orchestration import recommend
 from orchestration.summary import Outputs, format_summary, load_summary
 from recsys.pool import build_pool
-from recsys.rankers import build_ranker_frame
 from recsys.schema import INTERACTION_SCHEMA
+from resources.ranker_frames import build_ranker_frame
 from resources.warehouse import Warehouse
 
 RUN = "run-this"

@@ -16,8 +16,9 @@ import pytest
 from recsys.channels.base import event_weight_expr
 from recsys.channels.popularity import PopularityChannel
 from recsys.rankers import features
-from recsys.rankers.features import build_ranker_frame, cutoff_mode_for, feature_columns
+from recsys.rankers.features import cutoff_mode_for, feature_columns
 from recsys.schema import INTERACTION_SCHEMA, conform
+from resources.ranker_frames import build_ranker_frame
 
 T0 = dt.datetime(1997, 1, 1)
 DAY = 86_400_000_000.0
@@ -257,10 +258,8 @@ def _random_world(seed: int):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("mode", ["per_user", "global", "frame"])
 @pytest.mark.parametrize("cap", [200, 3])
-@pytest.mark.parametrize("block", [7, 1 << 23])  # 7: many tiny blocks, counted by sort or densely
-def test_matches_brute_force(seed, mode, cap, block, monkeypatch):
+def test_matches_brute_force(seed, mode, cap, monkeypatch):
     monkeypatch.setattr(features, "COOC_MAX_ITEMS_PER_USER", cap)
-    monkeypatch.setattr(features, "COOC_PAIR_BLOCK", block)
     history, items, pool, rng = _random_world(seed)
     ref = history["ts"].max()
     last = dict(history.group_by("user_id").agg(pl.col("ts").max()).iter_rows())

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from recsys.rankers.features import build_ranker_frame, iter_ranker_frames
 from recsys.schema import INTERACTION_SCHEMA, conform
+from resources.ranker_frames import build_ranker_frame, iter_ranker_frames
 
 T0 = dt.datetime(2024, 1, 1)
 

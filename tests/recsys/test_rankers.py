@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from recsys.rankers.features import build_ranker_frame, feature_columns, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.features import feature_columns, grouped_ndcg_at_k, holdout_users
 from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams
 from recsys.runtime import TorchRuntime
 from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA, conform
+from resources.ranker_frames import build_ranker_frame
 
 T0 = dt.datetime(2024, 1, 1)
 CUTOFF = T0 + dt.timedelta(days=30)

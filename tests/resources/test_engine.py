@@ -10,7 +10,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from recsys.rankers.features import HISTORY_COLUMNS
 from resources.engine import SqlEngine, spark_config, to_spark_sql
 from resources.lake import Lake
 from resources.warehouse import load_sql
@@ -226,8 +228,9 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
 
 def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
     """Everything downstream of the clean interactions, under each engine (the split, OutRank's input rows,
-    item CF's and Swing's indexes and the per-user accuracy on Spark under spark): the same staging.split,
-    final lists and eval.metrics (values and bootstrap intervals) to float rounding."""
+    item CF's and Swing's indexes, the rankers' history features and the per-user accuracy on Spark under
+    spark): the same staging.split, ranker frames, final lists and eval.metrics (values and bootstrap
+    intervals) to float rounding."""
     from assets.partitions import latest_cutoff
     from orchestration.definitions import all_assets, all_checks
     from tests.assets.test_pipeline import FAST
@@ -249,6 +252,8 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
             index_on[kind, stage] = m.metadata.get("item_index_built_on")
         [m] = result.asset_materializations_for_node("event_features")
         assert m.metadata["built_on"].value == f"{kind} (sql/features/outrank_rows.sql)"
+        built = {m.asset_key.path[-1]: m for m in result.asset_materializations_for_node("ranker_dataset")}
+        assert built["ranker_dataset"].metadata["built_on"].value == f"{kind} (sql/features/ranker_history.sql)"
     # the item indexes: the C++ builder under DuckDB, the SQL statements on Spark under spark
     assert index_on["duckdb", "itemcf"] is None and index_on["duckdb", "swing"] is None
     assert index_on["spark", "itemcf"].value == "spark (sql/index/cooc_neighbours.sql)"
@@ -265,6 +270,18 @@ def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
         assert ours[:6] == theirs[:6]
         same = [(a is None) == (b is None) and (a is None or abs(a - b) < 1e-9) for a, b in zip(ours[6:], theirs[6:], strict=True)]
         assert all(same), (ours, theirs)
+    # the rankers' frames: the history features and labels on each engine, bit for bit
+    for table in ("features.ranker_valid", "features.ranker_test"):
+        frames = {}
+        for kind, (data, _) in ingested.items():
+            with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+                frames[kind] = con.execute(f"SELECT * FROM {table} ORDER BY user_id, item_id").pl()
+        assert frames["duckdb"].height > 1000, table
+        # the history features bit for bit. Not the channel features: item CF's and Swing's raw scores differ in
+        # their last bits between the C++ builder (float32 sums) and the statements (DOUBLE), and a per-user
+        # min-max of close scores magnifies that; their lists and the final lists are the same (below)
+        exact = ["user_id", "item_id", *HISTORY_COLUMNS, *(["label"] if "label" in frames["duckdb"].columns else [])]
+        assert_frame_equal(frames["spark"].select(exact), frames["duckdb"].select(exact), check_exact=True)
     lists = {kind: _rows(data, "SELECT user_id, item_id, rank FROM candidates.final ORDER BY ALL") for kind, (data, _) in ingested.items()}
     assert lists["spark"] == lists["duckdb"] and len(lists["duckdb"]) > 100
     # the split asset: the same staging.split and params; under spark it went through the lake
