@@ -66,10 +66,7 @@ def make_pool(lake: str, n: int, path: str) -> dict:
     drawn = rng.choice(catalogue, (len(users), RANDOM))
     user_col = np.concatenate([np.repeat(users, POPULAR), np.repeat(users, RANDOM)])
     item_col = np.concatenate([np.tile(pop_ids, len(users)), drawn.ravel()])
-    pool = (
-        pl.DataFrame({"user_id": user_col, "item_id": item_col})
-        .unique(["user_id", "item_id"], keep="first", maintain_order=True)
-    )
+    pool = pl.DataFrame({"user_id": user_col, "item_id": item_col}).unique(["user_id", "item_id"], keep="first", maintain_order=True)
     pool = pool.with_columns(
         pl.col("item_id").replace_strict(pop_ids, pop_counts, default=None, return_dtype=pl.Float64).alias("pop__score"),
         pl.Series("rnd__score", rng.normal(size=pool.height)),
@@ -112,7 +109,9 @@ def worker(kind: str, lake: str, pool_path: str, cutoff: str, out: str) -> None:
             with warehouse.connect() as con:
                 con.execute("SET threads = 2")
                 files = Lake(lake).table_files("staging.split")
-                con.execute("CREATE OR REPLACE TABLE staging.split AS SELECT * FROM read_parquet($f, hive_partitioning = true)", {"f": files})
+                con.execute(
+                    "CREATE OR REPLACE TABLE staging.split AS SELECT * FROM read_parquet($f, hive_partitioning = true)", {"f": files}
+                )
             phases["load_s"] = time.monotonic() - started
         else:
             engine = SqlEngine(engine="spark", lake_dir=lake)

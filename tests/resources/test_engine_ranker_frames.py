@@ -38,7 +38,11 @@ def _world(seed: int = 0, n: int = 4000, n_users: int = 90, n_items: int = 120):
     )
     ids = np.arange(n_items) * 3 + 500
     items = pl.DataFrame(
-        {"item_id": ids, "category_id": [None if i % 11 == 0 else int(i % 6) for i in ids], "decade": [f"{1950 + i % 7 * 10}s" for i in ids]}
+        {
+            "item_id": ids,
+            "category_id": [None if i % 11 == 0 else int(i % 6) for i in ids],
+            "decade": [f"{1950 + i % 7 * 10}s" for i in ids],
+        }
     )
     users = pl.DataFrame({"user_id": np.arange(1, n_users + 4) * 7 + 1000, "age": [str(18 + i % 5) for i in range(n_users + 3)]})
     rows = []
