@@ -27,7 +27,6 @@ from assets.common import (
     load_catalogue,
     load_fold_events,
     load_items,
-    load_split,
     load_users,
     with_fold,
 )
@@ -86,7 +85,9 @@ class RankerDatasetConfig(dg.Config):
     partitions_def=cutoff_partitions,
 )
 def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfig, warehouse: Warehouse, engine: SqlEngine):
-    data = load_split(warehouse)
+    # no fold is loaded into memory: the features come from the engine; the valid users' sample needs only the
+    # valid fold's events and train's user ids
+    params = _split_params(warehouse)
     selected = warehouse.table("features.selected_features")["feature"].to_list()
     users, user_features = with_selected_attributes(load_users(warehouse), "user_id", selected)
     items, item_features = with_selected_attributes(load_items(warehouse), "item_id", selected)
@@ -98,9 +99,10 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             "SELECT * EXCLUDE (fold) FROM candidates.pool WHERE fold = $fold ORDER BY user_id, item_id", {"fold": fold}
         )
         if fold == "valid":
-            history, target = data.fold(fold)
-            fold_pool, train_sample = _train_users(fold_pool, history, target, every_target_user(data.params))
-            del history, target
+            target = load_fold_events(warehouse, "valid")
+            history_users = warehouse.query("SELECT DISTINCT user_id FROM staging.split WHERE fold = 'train'")
+            fold_pool, train_sample = _train_users(fold_pool, history_users, target, every_target_user(params))
+            del target, history_users
         # the history features and labels: sql/features/ranker_history.sql on the engine, where the split lies;
         # the channel features and codes per block of users (resources/ranker_frames.py)
         blocks = fold_frames(
@@ -112,7 +114,7 @@ def ranker_dataset(context: dg.AssetExecutionContext, config: RankerDatasetConfi
             users,
             selected_features=chosen,
             # leave-last-out: time-relative features as of each user's own last history event
-            cutoff=cutoff_mode_for(data.params.get("protocol", "")),
+            cutoff=cutoff_mode_for(params.get("protocol", "")),
             label_mode=config.label_mode,
             block_users=config.block_users,
         )
@@ -165,7 +167,8 @@ def _train_users(pool: pl.DataFrame, history: pl.DataFrame, target: pl.DataFrame
     """(the valid pool of the users the rankers train on, UserSample): the pool's users among the valid
     fold's users (``fold_sample``: all of them within RECDAG_TRAIN_USERS, else the seeded sample every
     valid-fold stage uses). The channels already made lists for those users only, so this keeps the pool
-    as it is unless it was built under another budget."""
+    as it is unless it was built under another budget. ``history``: at least the train fold's user_id
+    column (only who has history matters)."""
     users, sample = fold_sample("valid", target, history, every_user)
     return (pool.filter(pl.col("user_id").is_in(users.cast(pool.schema["user_id"]).implode())) if sample.sampled else pool), sample
 

@@ -193,11 +193,13 @@ item_feats AS (
 needed AS (  -- the (anchor, candidate) pairs some row asks about
     SELECT DISTINCT anchor_id, item_id FROM triples
 ),
-item_codes AS (  -- a dense code per capped item, for one join key per (anchor, candidate) pair
-    SELECT item_id, ROW_NUMBER() OVER (ORDER BY item_id) AS code FROM (SELECT DISTINCT item_id FROM recent) AS d
+item_codes AS (  -- a small distinct code per capped item, for one join key per (anchor, candidate) pair:
+                 -- (place within its bucket of item_id mod 64) x 64 + bucket; no step orders all items
+    SELECT item_id, ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY item_id) * 64 + bucket AS code
+    FROM (SELECT item_id, ((item_id % 64) + 64) % 64 AS bucket FROM (SELECT DISTINCT item_id FROM recent) AS d) AS b
 ),
 n_codes AS (
-    SELECT COUNT(*) + 1 AS n FROM item_codes
+    SELECT MAX(code) + 1 AS n FROM item_codes
 ),
 recent_coded AS (
     SELECT r.user_id, r.item_id, r.first_us, c.code FROM recent AS r JOIN item_codes AS c ON c.item_id = r.item_id
