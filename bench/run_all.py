@@ -20,6 +20,7 @@ SCRIPTS = [
     "bench_item_index.py",
     "bench_engine_item_index.py",  # the co-occurrence index on the C++ builder, DuckDB and Spark local mode
     "bench_event_features.py",  # OutRank's input rows: the statement on DuckDB and Spark beside the polars/numpy code it replaced
+    "bench_ranker_frames.py",  # the rankers' history features: the statement on DuckDB and Spark beside the polars/numpy code it replaced
     "bench_pi2i_ml100k.py",
     "bench_ingest.py",
     "bench_final_stage.py",
@@ -41,6 +42,8 @@ SECTIONS = [
     "results_item_index.md",
     "results_engine_item_index.md",
     "results_event_features.md",
+    "results_ranker_frames.md",
+    "results_ranker_frames_per_user.md",
     "results_ingest.md",
     "results_final_stage.md",
     "results_ease_large.md",
@@ -79,6 +82,8 @@ def main() -> int:
         for script in SCRIPTS:
             print(f"== {script}", flush=True)
             subprocess.run([sys.executable, str(BENCH / script)], check=True)
+        per_user = ["--sizes", "1000000", "--cutoff", "per_user", "--results", str(BENCH / "results_ranker_frames_per_user.md")]
+        subprocess.run([sys.executable, str(BENCH / "bench_ranker_frames.py"), *per_user], check=True)
         subprocess.run(
             [
                 sys.executable,

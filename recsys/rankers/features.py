@@ -62,7 +62,8 @@ Output columns (sorted by user_id, item_id):
 - ``cat__{f}`` Int32 codes for each selected categorical feature ``f`` (from users or items):
   codes are the sorted distinct values of the users/items frame, so two folds built from the same
   frames share one encoding; null stays null. List values are sorted and joined with ``|``.
-- ``label`` Int32 when ``target`` is given. ``binary``: 1 if (user, item) occurs in target.
+- ``label`` Int32 when labelled (the valid fold; ``target`` in ``build_ranker_frame``). ``binary``: 1 if
+  (user, item) occurs in the label fold.
   ``graded``: the strongest event of the pair — view/click 1, fav 2, cart 3, buy 4, and for
   ``rate`` 1 for ratings <= 3, 2 for 4, 3 for 5 — so LambdaRank's 2^label - 1 gain favours them.
 """
