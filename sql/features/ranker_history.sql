@@ -193,33 +193,29 @@ item_feats AS (
 needed AS (  -- the (anchor, candidate) pairs some row asks about
     SELECT DISTINCT anchor_id, item_id FROM triples
 ),
-item_codes AS (  -- a small distinct code per capped item, for one join key per (anchor, candidate) pair:
+item_codes AS (  -- a small distinct code per capped item, below 2^31 for any catalogue under 2^31 items:
                  -- (place within its bucket of item_id mod 64) x 64 + bucket; no step orders all items
     SELECT item_id, ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY item_id) * 64 + bucket AS code
     FROM (SELECT item_id, ((item_id % 64) + 64) % 64 AS bucket FROM (SELECT DISTINCT item_id FROM recent) AS d) AS b
-),
-n_codes AS (
-    SELECT MAX(code) + 1 AS n FROM item_codes
 ),
 recent_coded AS (
     SELECT r.user_id, r.item_id, r.first_us, c.code FROM recent AS r JOIN item_codes AS c ON c.item_id = r.item_id
 ),
 needed_keys AS (  -- a pair whose candidate no user holds has no key and no events (its count is 0)
-    SELECT n.anchor_id, n.item_id, ca.code * nc.n + cc.code AS pair_key
+    SELECT n.anchor_id, n.item_id, ca.code * 2147483648 + cc.code AS pair_key
     FROM needed AS n
     JOIN item_codes AS ca ON ca.item_id = n.anchor_id
     JOIN item_codes AS cc ON cc.item_id = n.item_id
-    CROSS JOIN n_codes AS nc
 ),
 -- per needed pair, a user holding both (capped) items, from when they hold both. The pair key is an
--- expression of both sides, so the join to the needed pairs comes after the users' item pairs (joining a
--- popular candidate to all its users first would multiply them by every anchor's users)
+-- expression of both users' items alone, so the join to the needed pairs can only come after the
+-- users' item pairs (joining a popular candidate to all its users first would multiply them by every
+-- anchor's users; DuckDB's optimizer chose that for the two-column condition)
 pair_events AS (
     SELECT nk.anchor_id, nk.item_id, GREATEST(r1.first_us, r2.first_us) AS t
     FROM recent_coded AS r1
     JOIN recent_coded AS r2 ON r2.user_id = r1.user_id
-    CROSS JOIN n_codes AS nc
-    JOIN needed_keys AS nk ON nk.pair_key = r1.code * nc.n + r2.code
+    JOIN needed_keys AS nk ON nk.pair_key = r1.code * 2147483648 + r2.code
     WHERE r1.item_id IN (SELECT anchor_id FROM needed)
 ),
 pair_stream AS (
