@@ -77,11 +77,17 @@ class RssSampler(threading.Thread):
         return opened, max(inside + [opened])
 
 
-def run_size(n: int, timeout_s: float) -> dict:
-    """One whole pipeline on synthetic:n; returns steps, jobs, exit status and peak RSS."""
-    with tempfile.TemporaryDirectory(prefix=f"recdag-scale-{n}-") as tmp:
+def run_size(n: int, timeout_s: float, keep: Path | None = None) -> dict:
+    """One whole pipeline on synthetic:n; returns steps, jobs, exit status and peak RSS.
+
+    With ``keep``, the data dir and Dagster home are made under ``keep/<n>`` and left there (to rerun
+    single steps on the same warehouse); otherwise they are a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"recdag-scale-{n}-") as scratch:
+        tmp = scratch if keep is None else keep / str(n)
         data, home = Path(tmp) / "data", Path(tmp) / "home"
-        home.mkdir()
+        if keep is not None and Path(tmp).exists():
+            raise SystemExit(f"--keep: {tmp} exists; remove it or choose another folder")
+        home.mkdir(parents=True)
         shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "RECDAG_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "RECDAG_DATASET": f"synthetic:{n}"}
         started = time.monotonic()
@@ -239,11 +245,12 @@ def main() -> int:
     ap.add_argument("--sizes", default="200000,2000000,10000000")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per size before the run is killed")
     ap.add_argument("--assemble", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep each size's data dir and Dagster home under KEEP/<size>")
     args = ap.parse_args()
     RUNS.mkdir(exist_ok=True)
     if not args.assemble:
         for n in [int(s) for s in args.sizes.split(",") if s]:
-            record = run_size(n, args.timeout)
+            record = run_size(n, args.timeout, args.keep)
             (RUNS / f"synthetic_{n}.json").write_text(json.dumps(record, indent=1))
     runs = load_runs()
     if not runs:

@@ -185,10 +185,19 @@ def _recommend_blocks(
     pos = users.positions(uids)
     known = pos >= 0
     frames = []
-    known_ids, known_pos = uids[known], pos[known]
+    # Blocks are cut in the channel's own user order (its IdIndex positions: label-free), not the
+    # caller's (often id order): a dense block is a float32 GEMM, and OpenBLAS rounds a row's products
+    # by where the row sits in the block (its edge kernels), so a user's scores, and the near-ties of
+    # its top-k, would move with the ids of the users scored beside it. The output keeps the caller's order.
+    order = np.argsort(pos[known], kind="stable")
+    known_ids, known_pos = uids[known][order], pos[known][order]
     for s, e in batched(len(known_pos), batch_size):
         idx, val = rank_block(known_pos[s:e])
         frames.append(recs_frame(known_ids[s:e], idx, val, items))
+    if len(frames) and (order[1:] < order[:-1]).any():  # back to the caller's user order
+        ranked = pl.concat(frames)
+        place = pl.DataFrame({"user_id": known_ids, "_in": order}, schema={"user_id": ranked.schema["user_id"], "_in": pl.Int64})
+        frames = [ranked.join(place.unique("user_id", keep="first"), on="user_id", how="left").sort("_in", maintain_order=True).drop("_in")]
     cold_ids = uids[~known]
     if fallback is not None and len(cold_ids) and len(items):
         idx, val = topk_rows(fallback[None, :], k)

@@ -343,3 +343,27 @@ def test_sparse_tgh_equals_dense_reference(seed, params):
             a = sparse.recommend(users, k=k, exclude_seen=exclude_seen)
             b = dense.recommend(users, k=k, exclude_seen=exclude_seen)
             assert a.equals(b), (params, k, exclude_seen)
+
+
+def test_dense_scores_do_not_depend_on_which_users_are_scored_beside_them():
+    """recommend_dense scores a block of users as one float32 GEMM, which rounds a row by where it sits
+    in the block. Blocks are cut in the channel's own (label-free) user order, so the order the caller
+    lists users in (id order, which relabelling changes) moves no score and no near-tie; the output
+    keeps the caller's order."""
+    from recsys.channels.base import IdIndex
+    from recsys.channels.popularity import recommend_dense
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, dim = 700, 900, 384
+    profiles = rng.standard_normal((n_users, dim)).astype(np.float32)
+    emb = rng.standard_normal((n_items, dim)).astype(np.float32)
+    users = IdIndex(rng.permutation(np.arange(10_000, 10_000 + n_users)).astype(np.int64))  # positions: not id order
+    items = IdIndex(np.arange(n_items, dtype=np.int64))
+    ids = np.sort(users.ids)
+    runs = []
+    for listed in (ids, ids[::-1], rng.permutation(ids)):
+        recs = recommend_dense(listed, 50, users, items, lambda p: profiles[p] @ emb.T, None, None, batch_size=256)
+        assert recs["user_id"].unique(maintain_order=True).to_list() == listed.tolist()  # the caller's order
+        runs.append(recs.sort("user_id", "rank"))
+    for other in runs[1:]:
+        assert other.equals(runs[0])
