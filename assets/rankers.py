@@ -445,14 +445,16 @@ def sequence_ranker(
 
     # the histories only (Split.fold: valid fold -> train; test fold -> train + valid), never the test events
     train_events, valid_events = load_fold_events(warehouse, "train"), load_fold_events(warehouse, "valid")
-    # the labelled lists only (fit drops the others), bounded by RECDAG_TRAIN_USERS; each epoch samples them
-    valid, _ = _labelled_rows_within(warehouse, "features.ranker_valid", 0)
     runtime = compute.runtime(log=context.log.info)
     budget = {"max_samples_per_epoch": config.max_samples_per_epoch or None, "max_valid_users": config.max_valid_users or None}
     params = SequenceRankerParams(**{**budget, **config.params})
     items = load_catalogue(warehouse, train_events)  # the vocabulary the valid fold may know
-    model = SequenceRanker(params).fit(valid, train_events, items, runtime=runtime)
-    del valid, items
+    # the labelled lists only (fit drops the others), bounded by RECDAG_TRAIN_USERS; each epoch samples them.
+    # Handed over without a name here, so fit holds the only reference and frees the frame once it has its lists.
+    model = SequenceRanker(params).fit(
+        _labelled_rows_within(warehouse, "features.ranker_valid", 0)[0], train_events, items, runtime=runtime
+    )
+    del items
     # The test fold (never sampled) per block of users, each with its users' history (train + valid). The
     # lists are padded to the table's longest list and a block is whole torch batches (score_block_users
     # rounded up to a multiple of predict_batch_users), so every batch holds the same users in the same

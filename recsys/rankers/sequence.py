@@ -161,9 +161,17 @@ class _Lists:
 
 
 def _pack(
-    user_ids: np.ndarray, tokens: np.ndarray, feats: np.ndarray, labels: np.ndarray, rows: np.ndarray, width: int | None = None
+    user_ids: np.ndarray,
+    tokens: np.ndarray,
+    feats: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    width: int | None = None,
+    feat_rows: np.ndarray | None = None,
 ) -> _Lists:
-    """Scatter rows (already ordered with each user's rows contiguous and in slot order) into [U, M]."""
+    """Scatter rows (already ordered with each user's rows contiguous and in slot order) into [U, M].
+    ``feat_rows``: row r's features are ``feats[feat_rows[r]]`` (a subset of a larger matrix, read in
+    place instead of copied out first); default ``feats[r]``."""
     users, start, counts = np.unique(user_ids, return_index=True, return_counts=True)
     g = np.repeat(np.arange(len(users)), counts)
     order = np.argsort(user_ids, kind="stable")
@@ -175,7 +183,8 @@ def _pack(
     fx = np.zeros((len(users), m, feats.shape[1]), dtype=np.float32)
     lab = np.zeros((len(users), m), dtype=np.float32)
     rix = np.full((len(users), m), -1, dtype=np.int64)
-    cand[g, pos], fx[g, pos], lab[g, pos], rix[g, pos] = tokens[src], feats[src], labels[src], rows[src]
+    cand[g, pos], lab[g, pos], rix[g, pos] = tokens[src], labels[src], rows[src]
+    fx[g, pos] = feats[src if feat_rows is None else feat_rows[src]]
     return _Lists(users, cand, fx, lab, rix)
 
 
@@ -216,9 +225,14 @@ class SequenceRanker:
         return frame.select(exprs).to_numpy()
 
     def _features(self, frame: pl.DataFrame) -> np.ndarray:
-        raw = self._raw_features(frame)
-        z = (raw - self.feat_mean) / self.feat_std
-        return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        return self._standardised(self._raw_features(frame))
+
+    def _standardised(self, raw: np.ndarray) -> np.ndarray:
+        """(raw - mean) / std with non-finite values 0, float32, computed in ``raw``'s own memory (the
+        same float32 operations, so the same bits, as out of place, without two more matrix copies)."""
+        np.subtract(raw, self.feat_mean, out=raw)
+        np.divide(raw, self.feat_std, out=raw)
+        return np.nan_to_num(raw, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _sequences(self, history: pl.DataFrame, users: np.ndarray) -> np.ndarray:
         """[U, max_len + 1] tokens: last distinct items, oldest first, right-aligned, then USER."""
@@ -310,15 +324,33 @@ class SequenceRanker:
         use_valid = p.min_valid_users <= is_valid.sum() < len(users)
         if not use_valid:
             is_valid[:] = False
-        train_frame = frame.filter(pl.col("user_id").is_in(pl.Series(users[~is_valid]).implode()))
-        valid_frame = frame.filter(pl.col("user_id").is_in(pl.Series(users[is_valid]).implode()))
 
         self.net = _Net(len(token_cat), n_categories, len(self.feature_cols), p)
         self.net.token_cat.copy_(torch.from_numpy(token_cat))
         self.net.to(device)
-        train_lists = self._lists(train_frame)
+        # Both folds' lists come from one standardised matrix of the frame's rows, each picking its rows in
+        # place: no train / valid frame copies, no second matrix (the frame is sorted by user, so each side's
+        # rows stay contiguous per user and in item order). Memory: the frame, one float32 matrix, the lists.
+        feats = self._standardised(raw)
+        del raw
+        user_col = frame["user_id"].to_numpy()
+        tokens = self._tokens(frame["item_id"])
+        labels = frame[LABEL].cast(pl.Float32).to_numpy()
+        held_row = is_valid[np.searchsorted(users, user_col)]
+        train_rows, valid_rows = np.flatnonzero(~held_row), np.flatnonzero(held_row)
+        valid_keys = frame.select("user_id", "item_id")[valid_rows]
+        del frame
+
+        train_lists = _pack(
+            user_col[train_rows], tokens[train_rows], feats, labels[train_rows], np.arange(len(train_rows)), feat_rows=train_rows
+        )
+        valid_lists = (
+            _pack(user_col[valid_rows], tokens[valid_rows], feats, labels[valid_rows], np.arange(len(valid_rows)), feat_rows=valid_rows)
+            if use_valid
+            else None
+        )
+        del feats, user_col, tokens, labels
         train_seq = torch.from_numpy(self._sequences(history, train_lists.users))
-        valid_lists = self._lists(valid_frame) if use_valid else None
         valid_seq = self._sequences(history, valid_lists.users) if use_valid else None
         # per-epoch early stopping reads a fixed seeded subset of the held-out users; all are scored once at the end
         self.n_valid_users = 0 if valid_lists is None else len(valid_lists.users)
@@ -388,10 +420,10 @@ class SequenceRanker:
             scores = self._score_lists(valid_lists, valid_seq, runtime)
             if self.n_valid_scored < self.n_valid_users:  # early stopping saw a sample: report all held-out users
                 self.valid_ndcg10 = self._ndcg(valid_lists, scores, p.eval_at)
-            held = np.full(valid_frame.height, -np.inf)
+            held = np.full(valid_keys.height, -np.inf)
             present = valid_lists.row >= 0
             held[valid_lists.row[present]] = scores[present]
-            self.holdout_scores = valid_frame.select("user_id", "item_id").with_columns(pl.Series("score", held))
+            self.holdout_scores = valid_keys.with_columns(pl.Series("score", held))
         else:
             self.best_epoch, self.valid_ndcg10 = len(self.train_losses), float("nan")
         self.net.eval()

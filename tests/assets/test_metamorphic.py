@@ -4,8 +4,11 @@ a. Relabelling user and item ids by a random permutation (rows in the same order
    of every deterministic stage unchanged: the rankings are identical, and the means over users agree
    to 1e-12 (they are summed in user-id order, so only float rounding may differ).
 b. Changing only events of the test window leaves every fold-``valid`` table and every model trained
-   on the valid fold byte-identical.
-c. Appending events after a cut-off's test window changes nothing that cut-off computed.
+   on the valid fold byte-identical (on a Taobao log: sessions and behaviours, which MovieLens lacks).
+
+"Appending events after a cut-off's test window changes nothing that cut-off computed" is checked once,
+on the MovieLens log of tests/assets/test_invariance.py (c), which also checks the fold catalogues; a
+third whole chain here cost about a minute of `make test` and read no code path that one does not.
 """
 
 from datetime import date, timedelta
@@ -60,7 +63,7 @@ def test_relabelling_ids_leaves_deterministic_stages_unchanged(tmp_path, lines, 
 
 @pytest.fixture(scope="module")
 def full_chain(tmp_path_factory, lines):
-    """The whole chain at CUTOFF on three logs: as recorded, test window altered, later events cut off."""
+    """The whole chain at CUTOFF on two logs: as recorded, and with its test window altered."""
     root = tmp_path_factory.mktemp("chain")
     start = date.fromisoformat(CUTOFF)
     test_lo, test_hi = _unix(start), _unix(start + timedelta(days=CUTOFF_WINDOW_DAYS))
@@ -70,11 +73,9 @@ def full_chain(tmp_path_factory, lines):
     altered = lines.with_row_index("_n").filter(~in_test | (pl.col("_n") % 3 != 0)).drop("_n")
     altered = altered.with_columns(pl.when(in_test).then(pl.lit("pv")).otherwise(pl.col("b")).alias("b"))
     assert altered.height < lines.height
-    truncated = lines.filter(t < test_hi)  # the log as it stood when the test window closed
-    assert truncated.height < lines.height
     return {
         name: run_dag(write_csv(frame, root / f"{name}.csv"), root / name, FULL_CHAIN, "temporal", CUTOFF)
-        for name, frame in (("recorded", lines), ("test_altered", altered), ("truncated", truncated))
+        for name, frame in (("recorded", lines), ("test_altered", altered))
     }
 
 
@@ -88,12 +89,3 @@ def test_changing_test_window_events_leaves_valid_fold_byte_identical(full_chain
     assert {"lgbm_ranker", "sequence_ranker", "pi2i_valid"} <= set(versions)
     assert versions == model_versions(b)  # the same bytes: models fit on the valid fold never saw the test window
     assert not eval_test_metrics(a).equals(eval_test_metrics(b))  # the change did reach the test fold
-
-
-def test_appending_events_after_the_window_changes_nothing_at_that_cutoff(full_chain):
-    a, c = full_chain["recorded"]["warehouse"], full_chain["truncated"]["warehouse"]
-    moved = _moved(eval_test_metrics(a), eval_test_metrics(c))
-    assert moved.is_empty(), f"cut-off {CUTOFF} results depend on events after its test window:\n{moved}"
-    for name, frame in valid_tables(a).items():
-        assert frame.equals(valid_tables(c)[name]), name
-    assert model_versions(a) == model_versions(c)
