@@ -191,8 +191,10 @@ class RankerConfig(dg.Config):
     # blocks of this many users, keeping each user's top k, so memory follows the block; the lists are
     # identical for every value. 0 = the whole table at once. The sequence ranker scores it the same way
     # (each block with only its users' history), in blocks rounded up to whole torch batches of its
-    # predict_batch_users (256): 20,000 -> 20,224 users.
-    score_block_users: int = 20_000
+    # predict_batch_users (256): 5,000 -> 5,120 users. A block of 5,000 users x 300 candidates is 1.5M rows
+    # of ~85 columns, held as a polars frame plus a feature matrix: about 1 GB each in float64 (from the row
+    # width; bench/results_step.md has what a step peaked at).
+    score_block_users: int = 5_000
     # Sequence ranker only, its cost budget: each epoch trains on a fresh seeded sample of at most this many
     # users' candidate lists (ML-100K: < 1,000, all of them), and early stopping scores at most
     # max_valid_users held-out users per epoch (all are scored once at the end); 0 = no cap. `params` wins.

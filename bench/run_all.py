@@ -53,6 +53,7 @@ SECTIONS = [
     "results_ranker_cv.md",
     "results_dense_topk.md",
     "results_scale.md",
+    "results_step.md",  # bench_step.py needs a kept run (bench_scale.py --keep): not in SCRIPTS
 ]
 
 HEADER = """# Benchmark results
