@@ -42,7 +42,7 @@ class PoolConfig(dg.Config):
     # of those users are read from DuckDB, fused, and appended to a staging table renamed into place once
     # complete, so memory follows the block, not the fold (users x channels x per_channel rows); the tables are
     # identical for every value. 0 = the whole fold at once.
-    block_users: int = 20_000
+    block_users: int = 5_000
 
 
 @dg.multi_asset(
