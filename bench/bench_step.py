@@ -6,7 +6,9 @@
 Each (asset, revision) is one ``dagster asset materialize`` of that asset alone, in a fresh subprocess, on the kept
 data dir (``RECDAG_DATA_DIR``, its Dagster home and the cut-off partition the run used). A revision other than
 ``WORKTREE`` (the files as they are now) is checked out into a temporary ``git worktree`` and put first on the
-child's path, so both sides run in this environment with only the repository's code differing. Rounds alternate
+child's path, so both sides run in this environment with only the repository's code differing. A side may add
+environment variables after a ``+``: ``--revs HEAD,HEAD+RECDAG_DUCKDB_MEMORY_LIMIT=2GB`` compares a setting on the
+same code. Rounds alternate
 the revisions (``--repeat``). Wall s is the child's; peak RSS is its ru_maxrss (``os.wait4``): the interpreter,
 Dagster and the libraries included, as a user's step process would hold. The step rewrites its own tables in the
 kept warehouse (and adds a model version), which the next round reads exactly as the first did: its inputs are
@@ -48,9 +50,16 @@ def _checkout(rev: str, scratch: Path) -> Path:
     return path
 
 
-def run_step(code: Path, keep: Path, asset: str, partition: str) -> dict:
+def _side(spec: str) -> tuple[str, dict[str, str]]:
+    """'REV' or 'REV+NAME=VALUE+...' -> (REV, {NAME: VALUE})."""
+    rev, *pairs = spec.split("+")
+    return rev, dict(p.split("=", 1) for p in pairs)
+
+
+def run_step(code: Path, keep: Path, asset: str, partition: str, extra_env: dict[str, str]) -> dict:
     env = {
         **os.environ,
+        **extra_env,
         "RECDAG_DATA_DIR": str(keep / "data"),
         "DAGSTER_HOME": str(keep / "home"),
         "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -89,12 +98,13 @@ def main() -> int:
     revs = [r for r in args.revs.split(",") if r]
     rows = []
     with tempfile.TemporaryDirectory(prefix="recdag-step-") as scratch:
-        code = {rev: _checkout(rev, Path(scratch)) for rev in revs}
+        trees = {name: _checkout(name, Path(scratch)) for name in dict.fromkeys(_side(spec)[0] for spec in revs)}
         try:
             for asset in [a for a in args.assets.split(",") if a]:
                 for r in range(args.repeat):
-                    for rev in revs if r % 2 == 0 else revs[::-1]:
-                        got = run_step(code[rev], args.keep, asset, partition)
+                    for spec in revs if r % 2 == 0 else revs[::-1]:
+                        rev, extra = _side(spec)
+                        got = run_step(trees[rev], args.keep, asset, partition, extra)
                         label = (
                             rev
                             if rev == WORKTREE
@@ -102,10 +112,11 @@ def main() -> int:
                                 ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True
                             ).stdout.strip()
                         )
+                        label += "".join(f" {k}={v}" for k, v in extra.items())
                         rows.append((asset, r + 1, label, got))
                         print(f"{asset} round {r + 1} {label}: {got}", flush=True)
         finally:
-            for path in code.values():
+            for path in trees.values():
                 if path != ROOT:
                     subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +21,22 @@ def dataset_spec() -> str:
 
 def split_spec() -> str:
     return os.environ.get("RECDAG_SPLIT", "temporal")
+
+
+DUCKDB_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+
+
+def duckdb_memory_limit() -> str | None:
+    """RECDAG_DUCKDB_MEMORY_LIMIT: the most memory the warehouse's DuckDB may hold (e.g. ``6GB``); past it,
+    DuckDB spills its joins, sorts and aggregates to disk (``<warehouse>.tmp``) instead of growing. Unset:
+    DuckDB's own default, 80% of the machine's RAM, which leaves little for the step's Python side
+    (polars, numpy, torch) in the same process. docs/scale.md, "Budgets"."""
+    value = os.environ.get("RECDAG_DUCKDB_MEMORY_LIMIT", "").strip()
+    if not value:
+        return None
+    if not DUCKDB_MEMORY.match(value):
+        raise ValueError(f"RECDAG_DUCKDB_MEMORY_LIMIT={value!r}: expected a size such as 6GB, 512MB or 4GiB")
+    return value
 
 
 def cutoff_window_days() -> int | None:

@@ -230,9 +230,13 @@ def _mark_ddl_done(path: Path) -> None:
 
 def _open(path: Path, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnection:
     """``duckdb.connect``, retried while another process holds DuckDB's own file lock (until ``deadline``)."""
+    limit = settings.duckdb_memory_limit()
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            con = duckdb.connect(str(path), read_only=read_only)
+            if limit:  # a setting of the database instance: every connection to the file shares it
+                con.execute(f"SET memory_limit = '{limit}'")
+            return con
         except duckdb.IOException as exc:  # another process has the file open in the other mode
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
