@@ -328,7 +328,7 @@ class SequenceRanker:
         self.net = _Net(len(token_cat), n_categories, len(self.feature_cols), p)
         self.net.token_cat.copy_(torch.from_numpy(token_cat))
         self.net.to(device)
-        # Both folds' lists come from one standardised matrix of the frame's rows, each picking its rows in
+        # The train and held-out lists come from one standardised matrix of the frame's rows, each picking its rows in
         # place: no train / valid frame copies, no second matrix (the frame is sorted by user, so each side's
         # rows stay contiguous per user and in item order). Memory: the frame, one float32 matrix, the lists.
         feats = self._standardised(raw)
