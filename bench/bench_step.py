@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,6 @@ WORKTREE = "WORKTREE"
 
 def _partition(keep: Path) -> str:
     """The cut-off partition the kept run materialized (the first date after 'cut-off' in its run log)."""
-    import re
-
     for log in sorted((keep / "data" / "logs").glob("run-*.log")):
         if m := re.search(r"cut-offs? \[?'?(\d{4}-\d{2}-\d{2})", log.read_text(errors="replace")):
             return m[1]
