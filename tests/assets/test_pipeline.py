@@ -92,8 +92,9 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
     assert expected - {r.data["stage"] for r in paired.records} <= {r.data["versus"] for r in paired.records}
     assert all(r.data["p_value"] <= r.data["p_holm"] <= 1 and r.data["decided_95"] == (r.data["p_holm"] < 0.05) for r in paired.records)
 
-    # candidate_pool builds per block of users: rebuilt in blocks of 7 users (the synthetic log has a few
-    # hundred per fold), both of its tables are the ones the default block wrote
+    # candidate_pool builds per block of users: rebuilt in blocks of 97 users (the synthetic log has a few
+    # hundred per fold, so several blocks each; every block queries every channel, so 7 cost a minute),
+    # both of its tables are the ones the default block wrote
     def pool_tables() -> dict:
         with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
             return {t: con.execute(f"SELECT * FROM candidates.{t} ORDER BY ALL").fetchall() for t in ("pool", "pool_ranked")}
@@ -106,6 +107,6 @@ def test_whole_pipeline_evaluates_every_stage(tmp_path):
         resources=resources,
         instance=instance,
         partition_key=latest_cutoff(),
-        run_config={"ops": {"candidate_pool": {"config": {"block_users": 7}}}},
+        run_config={"ops": {"candidate_pool": {"config": {"block_users": 97}}}},
     )
     assert rebuilt.success and pool_tables() == whole
