@@ -54,8 +54,11 @@ backtest: venv $(ENGINE_DEPS) $(DAGSTER_HOME)/dagster.yaml
 	$(PY) -m orchestration.run --backtest $(N)
 
 # Everything the tests need is set up here: the browser (tools/ensure_chromium.sh) and Java for the Spark engine.
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a whole test file per process so that a module's
+# fixtures are built once; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: venv-test browser java lint
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 test-all: venv-test browser java
 	$(PY) -m pytest -q tests -m ''
