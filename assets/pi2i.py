@@ -55,10 +55,11 @@ def pi2i_index(context: dg.AssetExecutionContext, config: PI2IIndexConfig, wareh
         # valid: past RECDAG_TRAIN_USERS, the seeded sample every valid-fold stage uses (assets.common.fold_sample)
         users, sample = fold_users(fold, target, history, every_target_user(data.params), with_sample=True)
         said[fold] = sample.describe(f"{fold} users")
-        channel = PI2IIndexChannel(depth=config.depth).fit(history)
+        # one build per fold, as deep as the curve's deepest point; the lists read its first config.depth slots
+        index = build_relaxed_index(history, depth=max(config.depth, *config.curve_depths))
+        channel = PI2IIndexChannel(depth=config.depth).fit_on_index(history, index)
         recs = channel.recommend(users, k=config.k, exclude_seen=True)
         frames.append(with_fold(recs, fold))
-        index = build_relaxed_index(history, depth=max(config.curve_depths))
         curve = hit_rate_vs_depth(
             index, history, target.join(users.to_frame(), on="user_id", how="semi"), depths=tuple(config.curve_depths)
         )

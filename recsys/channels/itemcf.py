@@ -147,12 +147,25 @@ class ItemCFChannel:
     def fit(self, history: pl.DataFrame, items: pl.DataFrame | None = None, runtime=None) -> ItemCFChannel:
         return self._fit(history, items, None)
 
+    def fit_on_index(self, history: pl.DataFrame, index: ItemIndex, items: pl.DataFrame | None = None) -> ItemCFChannel:
+        """``fit`` with an index the caller built on the same history and items, at this channel's
+        depth or deeper (cut to ``depth`` here): one build shared with another reader of the index,
+        e.g. pi2i_index's hit-rate curve, which needs it deeper."""
+        return self._fit(history, items, index)
+
     def _fit(self, history: pl.DataFrame, items: pl.DataFrame | None, index: ItemIndex | None) -> ItemCFChannel:
         item_ids = history["item_id"] if items is None else pl.concat([history["item_id"], items["item_id"]])
         self.items_ = IdIndex.from_values(item_ids)
         self.users_ = IdIndex.from_values(history["user_id"])
         if index is None:
             index = self.index_source(history, self.depth, self.method, items=self.items_, **self.index_params)
+        else:
+            if not np.array_equal(index.items.ids, self.items_.ids):
+                raise ValueError(f"{self.name}: the given index numbers other items than this history (and catalogue)")
+            if index.depth < self.depth:
+                raise ValueError(f"{self.name}: the given index is {index.depth} deep, the channel needs {self.depth}")
+            if index.depth > self.depth:
+                index = index.truncate(self.depth)
         self.index_ = index
         self.triggers_ = user_triggers(history, self.users_, self.items_, self.n_triggers)
         self.seen_ = seen_keys(history, self.users_, self.items_)

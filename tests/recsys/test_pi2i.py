@@ -58,6 +58,24 @@ def test_relaxed_depth_raises_pool_hit_rate(planted):
     assert by_depth[100] > 0.9
 
 
+def test_relaxed_lists_from_a_deeper_index_equal_their_own_build(planted):
+    """pi2i_index builds one index per fold, as deep as its hit-rate curve's deepest point, and cuts the
+    channel's lists from it: with exact tie order at every cut, the same lists as building at the depth."""
+    train, test, _, _ = planted
+    users = test["user_id"].unique().sort()
+    own = PI2IIndexChannel(depth=30, exact_ties=True).fit(train)
+    deep = build_relaxed_index(train, depth=100, exact_ties=True)
+    shared = PI2IIndexChannel(depth=30, exact_ties=True).fit_on_index(train, deep)
+    assert shared.index_.depth == 30
+    for name in ("targets", "scores", "counts"):
+        assert np.array_equal(getattr(shared.index_, name), getattr(own.index_, name)), name
+    assert shared.recommend(users, k=50).equals(own.recommend(users, k=50))
+    with pytest.raises(ValueError, match="30 deep, the channel needs 50"):
+        PI2IIndexChannel(depth=50).fit_on_index(train, shared.index_)
+    with pytest.raises(ValueError, match="numbers other items"):
+        PI2IIndexChannel(depth=30).fit_on_index(train.filter(pl.col("user_id") != users[0]), deep)
+
+
 def test_sequences_are_left_padded_and_causal(planted):
     train, _, _, _ = planted
     from recsys.channels.base import IdIndex
