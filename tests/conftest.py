@@ -8,6 +8,8 @@ temporary folders (`make` exports the user's own ones, which tests must never wr
 import os
 import tempfile
 
+import pytest
+
 _DATA = tempfile.mkdtemp(prefix="recdag-test-")
 os.environ["RECDAG_DATA_DIR"] = _DATA
 os.environ["RECDAG_DATASET"] = "synthetic:30000"
@@ -17,3 +19,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="recdag-dagster-home-")
+
+
+def _heavy_seconds(item) -> float:
+    mark = item.get_closest_marker("heavy")
+    return float(mark.args[0]) if mark is not None and mark.args else 0.0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The modules marked ``heavy(seconds)`` first, longest first; the rest in their usual order. ``make test``
+    hands whole modules to its 2 workers in this order (pytest-xdist ``--dist loadfile``): started last, a
+    5-minute module would run alone at the end while the other worker idles."""
+    items.sort(key=lambda item: -_heavy_seconds(item))  # stable: file and test order kept within a weight

@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -315,8 +316,12 @@ class SequenceRanker:
         token_cat, n_categories = self._build_vocab(frame, history, items)
         self.feature_cols = list(p.feature_cols) if p.feature_cols is not None else default_feature_cols(frame)
         raw = self._raw_features(frame)
-        self.feat_mean = np.nan_to_num(np.nanmean(raw, axis=0), nan=0.0).astype(np.float32) if raw.shape[1] else np.zeros(0, np.float32)
-        std = np.nanstd(raw, axis=0) if raw.shape[1] else np.ones(0)
+        with warnings.catch_warnings():
+            # a column missing on every row (a channel with no candidate in this window) has no mean or spread:
+            # numpy warns and returns NaN, which becomes mean 0 and scale 1 here (its values stay 0 after scaling)
+            warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom", RuntimeWarning)
+            self.feat_mean = np.nan_to_num(np.nanmean(raw, axis=0), nan=0.0).astype(np.float32) if raw.shape[1] else np.zeros(0, np.float32)
+            std = np.nanstd(raw, axis=0) if raw.shape[1] else np.ones(0)
         self.feat_std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0).astype(np.float32)
 
         users = frame["user_id"].unique().sort().to_numpy()

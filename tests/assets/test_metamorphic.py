@@ -30,6 +30,8 @@ from metamorphic_support import (
 
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 
+pytestmark = pytest.mark.heavy(170)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+
 N_INTERACTIONS = 30_000
 TOLERANCE = 1e-12
 CUTOFF = cutoff_partitions.get_partition_keys()[-2]  # an earlier cut-off: the newest comes after its test window

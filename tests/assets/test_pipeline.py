@@ -2,6 +2,7 @@
 
 import dagster as dg
 import duckdb
+import pytest
 
 from assets.partitions import daily_partitions, latest_cutoff
 from orchestration.definitions import all_assets, all_checks, build_resources
@@ -9,6 +10,8 @@ from orchestration.tags import partition_range_tags
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
+
+pytestmark = pytest.mark.heavy(100)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 FAST = {
     "candidates_two_tower": {"config": {"params": {"epochs": 1}}},

@@ -390,3 +390,20 @@ def test_sequence_ranker_scores_blocks_of_users_exactly_as_the_whole_frame(seque
     assert_frame_equal(pl.concat(recs), model.recommend(test, history, 10, runtime))
     with pytest.raises(ValueError, match="shorter"):
         model.predict(test, history, runtime, width=width - 1)
+
+
+def test_sequence_ranker_scales_a_feature_missing_on_every_row_to_zero_without_warning():
+    """A channel with no candidate in the window leaves its feature columns null on every row: their mean and
+    spread do not exist, so they scale to 0 (mean 0, scale 1), and fitting says nothing about empty slices."""
+    import warnings
+
+    from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
+
+    train, history, items = _next_category_world(0, n_users=60)
+    train = train.with_columns(pl.lit(None, pl.Float64).alias("absent_channel__norm"))
+    params = SequenceRankerParams(feature_cols=("noise__norm", "absent_channel__norm"), epochs=1, max_len=12, hidden=8, batch_users=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = SequenceRanker(params).fit(train, history, items, runtime=TorchRuntime(threads=1, seed=0, log=lambda msg: None))
+    assert model.feat_mean[1] == 0.0 and model.feat_std[1] == 1.0
+    assert np.isfinite(model.feat_mean).all() and (model._features(train)[:, 1] == 0.0).all()

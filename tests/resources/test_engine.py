@@ -17,6 +17,8 @@ from resources.engine import SqlEngine, spark_config, to_spark_sql
 from resources.lake import Lake
 from resources.warehouse import load_sql
 
+pytestmark = pytest.mark.heavy(370)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+
 pytest.importorskip("pyspark", reason="the spark extra (requirements-test.lock installs it)")
 
 
