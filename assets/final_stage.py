@@ -107,7 +107,7 @@ def final_stage(
     if listed_sample.sampled:
         truth = truth.join(listed.cast(pl.Int64).to_frame(), on="user_id", how="semi")
     valid, kinds = _lists(warehouse, "valid", passed, config.k)
-    if passed:  # the users no passed ranker saw the labels of: their early-stopping slice
+    if passed:  # the users every passed ranker scored with a model blind to their labels (early-stopping slice, or all out of fold)
         users = None
         for name in passed:
             mine = valid[name]["user_id"].unique()

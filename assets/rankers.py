@@ -274,7 +274,7 @@ def _save_judged(
 
 
 def _write_ranked(warehouse: Warehouse, stage: str, ranked: pl.DataFrame, holdout: pl.DataFrame | None, k: int) -> None:
-    """The test fold's lists, and the held-out valid users' lists of the early-stopping model (what
+    """The test fold's lists, and the held-out valid users' lists, each from a model blind to their labels (what
     final_stage compares with the channels on the same users)."""
     parts = [with_fold(ranked, "test")]
     if holdout is not None and holdout.height:

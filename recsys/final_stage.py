@@ -13,8 +13,9 @@ over the rankers' lists, ties by the first ranker's order), the blend of the ran
 channel on these users (``blend+<channel>``, kind ``blend``: a ranker learns from few labels, the
 channel from the whole history, and their fusion keeps what both rank high; ``channel_blend``), the
 fused candidate pool (``pool``) and every single channel (``channel``). Each is scored by NDCG@10
-(recsys.metrics, full valid truth) on the same users: the rankers' held-out valid users, the
-early-stopping slice whose labels no fitted ranker saw, so a ranker is not flattered by its own
+(recsys.metrics, full valid truth) on the same users: the rankers' held-out valid users, each scored
+by a model that did not see their labels (the early-stopping slice, or, under the rankers'
+``oof_max_users``, every labelled user out of fold), so a ranker is not flattered by its own
 training labels and the channels are measured on exactly the users the rankers are. The candidate with the best NDCG@10 is the final
 stage; an exact tie goes to the simpler candidate (channel, pool, blend, ranker, in that order).
 ``margin`` in the table is the paired mean difference of each candidate against the best single

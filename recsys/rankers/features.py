@@ -71,6 +71,7 @@ Output columns (sorted by user_id, item_id):
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import polars as pl
@@ -311,12 +312,26 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def holdout_users(user_ids, fraction: float, seed: int = 0) -> np.ndarray:
-    """True for the users in the held-out slice: a seeded hash of user_id, stable across runs and folds."""
+def _user_unit(user_ids, seed: int) -> np.ndarray:
+    """A seeded hash of each user_id, uniform in [0, 1): stable across runs and folds, free of id order."""
     ids = np.asarray(user_ids.to_numpy() if isinstance(user_ids, pl.Series) else user_ids).astype(np.int64)
     with np.errstate(over="ignore"):
         h = _splitmix64(ids.view(np.uint64) ^ _splitmix64(np.array([seed], dtype=np.int64).view(np.uint64)))
-    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53) < fraction
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def holdout_users(user_ids, fraction: float, seed: int = 0) -> np.ndarray:
+    """True for the users in the held-out slice: a seeded hash of user_id, stable across runs and folds."""
+    return _user_unit(user_ids, seed) < fraction
+
+
+def user_slices(user_ids, fraction: float, seed: int = 0) -> np.ndarray:
+    """Each user's slice of the same hash cut every ``fraction``: slice 0 is ``holdout_users``' slice, and
+    the ceil(1 / fraction) slices partition the users (int64, 0 .. ceil(1 / fraction) - 1)."""
+    n = math.ceil(1.0 / fraction - 1e-9)
+    u = _user_unit(user_ids, seed)
+    cut = np.minimum(np.floor(u / fraction), n - 1).astype(np.int64)
+    return np.where(u < fraction, 0, np.maximum(cut, 1))  # slice 0 exactly as holdout_users, whatever the rounding
 
 
 def grouped_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 10) -> float:

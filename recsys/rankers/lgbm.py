@@ -20,7 +20,10 @@ the validation NDCG. The remaining users are split by a seeded hash of user_id
 (``valid_fraction``, default 20%) into training and early-stopping users; LightGBM stops when
 NDCG@``eval_at`` on the held-out users has not improved for ``early_stopping_rounds``. With fewer
 than ``min_valid_users`` held-out users it trains ``n_estimators`` rounds without early stopping
-and ``valid_ndcg10`` is NaN. Rows are sorted by user so groups are contiguous.
+and ``valid_ndcg10`` is NaN. Rows are sorted by user so groups are contiguous. With at most
+``oof_max_users`` labelled users, ``holdout_scores`` (what the final-stage guard compares) covers every
+one of them out of fold (``out_of_fold``: each other hash slice scored by a model trained without it),
+so the guard reads all labelled users instead of one fifth.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from recsys.rankers.features import LABEL, categorical_columns, feature_columns, holdout_users
+from recsys.rankers.features import LABEL, categorical_columns, feature_columns, holdout_users, user_slices
 from recsys.schema import RECOMMENDATION_SCHEMA
 
 
@@ -60,6 +63,10 @@ class LGBMRankerParams:
     # slice included) for that many rounds: with few label users (ML-100K's temporal valid window
     # has ~80) the 20% slice is too much data to leave out. valid_ndcg10 stays the held-out score.
     refit_full: bool = True
+    # With at most this many labelled users, holdout_scores covers all of them, out of fold (``out_of_fold``):
+    # the final-stage guard then compares the candidates on every labelled valid user, not on the 20% slice
+    # (ML-100K's temporal valid window: about 17 users instead of about 80). Above it, or at 0, the slice only.
+    oof_max_users: int = 2000
     extra: dict = field(default_factory=dict)  # any other LightGBM parameter, passed through
 
     def lgb_params(self) -> dict:
@@ -94,6 +101,24 @@ def _group_sizes(user_ids: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _dataset(part: pl.DataFrame, cols: Sequence[str], cats: Sequence[str], reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    """LightGBM's dataset of ``part`` (sorted by user): one query group per user."""
+    return lgb.Dataset(
+        _matrix(part, cols),
+        label=part[LABEL].to_numpy(),
+        group=_group_sizes(part["user_id"].to_numpy()),
+        feature_name=list(cols),
+        categorical_feature=list(cats),
+        reference=reference,
+        free_raw_data=True,
+    )
+
+
+def _labelled_users(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the users with a positive label, sorted by user then item (contiguous query groups)."""
+    return frame.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
+
+
 def rank_frame(frame: pl.DataFrame, scores: np.ndarray, k: int) -> pl.DataFrame:
     """Top-k per user by score (ties by item_id) as a recommendation frame."""
     scored = frame.select("user_id", "item_id").with_columns(pl.Series("score", np.asarray(scores, dtype=np.float64)))
@@ -117,6 +142,8 @@ class LGBMRanker:
         self.n_train_users: int = 0
         self.n_valid_users: int = 0
         self._refit_pending = False  # fit(refit=False) leaves the refit_full step to refit_on
+        self._oof_pending = False  # and the out-of-fold scores to out_of_fold
+        self.n_oof_users: int = 0  # labelled users scored out of fold beyond the early-stopping slice
 
     def fit(
         self,
@@ -138,7 +165,7 @@ class LGBMRanker:
         if missing:
             raise ValueError(f"frame lacks feature columns {missing}")
 
-        with_pos = frame.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
+        with_pos = _labelled_users(frame)
         if with_pos.height == 0:
             raise ValueError("no user in the frame has a positive label; nothing to learn")
         users = with_pos["user_id"].unique().sort().to_numpy()
@@ -148,21 +175,10 @@ class LGBMRanker:
         train, valid = with_pos.filter(~pl.Series(is_valid)), with_pos.filter(pl.Series(is_valid))
         self.n_train_users, self.n_valid_users = train["user_id"].n_unique(), (valid["user_id"].n_unique() if use_valid else 0)
 
-        def dataset(part: pl.DataFrame, reference=None) -> lgb.Dataset:
-            return lgb.Dataset(
-                _matrix(part, self.feature_cols),
-                label=part[LABEL].to_numpy(),
-                group=_group_sizes(part["user_id"].to_numpy()),
-                feature_name=self.feature_cols,
-                categorical_feature=self.categorical_cols,
-                reference=reference,
-                free_raw_data=True,
-            )
-
-        dtrain = dataset(train)
+        dtrain = _dataset(train, self.feature_cols, self.categorical_cols)
         callbacks, valid_sets, valid_names = [], [], []
         if use_valid:
-            valid_sets, valid_names = [dataset(valid, reference=dtrain)], ["valid"]
+            valid_sets, valid_names = [_dataset(valid, self.feature_cols, self.categorical_cols, reference=dtrain)], ["valid"]
             callbacks.append(lgb.early_stopping(p.early_stopping_rounds, first_metric_only=True, verbose=False))
         if log is not None and use_valid:
             callbacks.append(_log_every(log, 50))
@@ -185,13 +201,44 @@ class LGBMRanker:
             else None
         )
         self._refit_pending = use_valid and p.refit_full
+        self._oof_pending = use_valid and len(users) <= p.oof_max_users
         if refit:
+            self.out_of_fold(frame)
             self.refit_on(frame)
         if log is not None:
             log(
-                f"lgbm_ranker: {self.n_train_users} train users, {self.n_valid_users} early-stopping users, "
+                f"lgbm_ranker: {self.n_train_users} train users, {self.n_valid_users} early-stopping users "
+                f"(+{self.n_oof_users} scored out of fold), "
                 f"best_iteration={self.best_iteration}, valid ndcg@{p.eval_at}={self.valid_ndcg10:.4f}"
             )
+        return self
+
+    def out_of_fold(self, frame: pl.DataFrame) -> LGBMRanker:
+        """With at most ``oof_max_users`` labelled users in ``frame`` (the frame ``fit`` was given), extend
+        ``holdout_scores`` from the early-stopping slice to every labelled user: the same seeded hash cut
+        into ceil(1 / valid_fraction) slices (``user_slices``; slice 0 is the early-stopping slice, scored
+        by the early-stopping model), and each other slice scored by a model of the same settings trained
+        on every other labelled user for the early-stopping round count. No user is scored by a model that
+        saw its labels. The served model is not changed. Only once, after a fit with early stopping."""
+        if not self._oof_pending:
+            return self
+        p = self.params
+        with_pos = _labelled_users(frame)
+        slices = user_slices(with_pos["user_id"].to_numpy(), p.valid_fraction, p.seed)
+        parts = [self.holdout_scores]
+        for part in range(1, int(slices.max()) + 1):
+            out = pl.Series(slices == part)
+            scored = with_pos.filter(out)
+            if scored.height == 0:
+                continue
+            data = _dataset(with_pos.filter(~out), self.feature_cols, self.categorical_cols)
+            booster = lgb.train(p.lgb_params(), data, num_boost_round=max(1, self.best_iteration))
+            parts.append(
+                scored.select("user_id", "item_id").with_columns(pl.Series("score", booster.predict(_matrix(scored, self.feature_cols))))
+            )
+            self.n_oof_users += scored["user_id"].n_unique()
+        self.holdout_scores = pl.concat(parts)
+        self._oof_pending = False
         return self
 
     def refit_on(self, frame: pl.DataFrame) -> LGBMRanker:
@@ -200,15 +247,7 @@ class LGBMRanker:
         fit that used early stopping with ``refit_full`` set; otherwise nothing to do."""
         if not self._refit_pending:
             return self
-        with_pos = frame.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
-        data = lgb.Dataset(
-            _matrix(with_pos, self.feature_cols),
-            label=with_pos[LABEL].to_numpy(),
-            group=_group_sizes(with_pos["user_id"].to_numpy()),
-            feature_name=self.feature_cols,
-            categorical_feature=self.categorical_cols,
-            free_raw_data=True,
-        )
+        data = _dataset(_labelled_users(frame), self.feature_cols, self.categorical_cols)
         self.booster = lgb.train(self.params.lgb_params(), data, num_boost_round=max(1, self.best_iteration))
         self.best_iteration = self.booster.current_iteration()
         self._refit_pending = False
@@ -294,7 +333,7 @@ def fit_feature_sets(
     Every fit splits the same users the same way (``holdout_users`` by seed), so the scores are
     comparable. Ties go to the earlier feature list, then the earlier setting. Two lists with the
     same columns are fitted once (the second list gets the first's scores). The candidates are
-    compared on their early-stopping models; only the winner gets the ``refit_full`` retraining
+    compared on their early-stopping models; only the winner gets the out-of-fold scores and the ``refit_full`` retraining
     (the same model a refit of every candidate would have picked, at one refit instead of one per fit)."""
     if not feature_sets:
         raise ValueError("fit_feature_sets needs at least one feature list")
@@ -318,6 +357,7 @@ def fit_feature_sets(
         values = [v for v in tried.filter(pl.col("selection") == name)["valid_ndcg10"].to_list() if not np.isnan(v)]
         scores[name] = max(values) if values else float("nan")
     model, params, name = best
+    model.out_of_fold(frame)
     model.refit_on(frame)
     return FeatureSetChoice(model=model, params=params, selection=name, tried=tried, scores=scores)
 

@@ -41,7 +41,10 @@ sample of at most ``max_samples_per_epoch`` training users (all when fewer; None
 and the per-epoch NDCG is computed on a fixed seeded sample of at most ``max_valid_users`` of the
 held-out users; after training, every held-out user is scored once (``holdout_scores`` and
 ``valid_ndcg10`` cover them all, as final_stage expects). A frame within both budgets (ML-100K:
-< 1,000 users) trains exactly as before; ``epoch_samples`` records each epoch's list count.
+< 1,000 users) trains exactly as before; ``epoch_samples`` records each epoch's list count. With at
+most ``oof_max_users`` labelled users, ``holdout_scores`` covers every one of them out of fold: each
+other hash slice of users is scored by a fresh network trained without it for the best epoch count
+(``_out_of_fold``), so the final-stage guard reads all labelled users instead of one fifth.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import torch
 from torch import nn
 
 from recsys.channels.base import IdIndex
-from recsys.rankers.features import CAT_PREFIX, LABEL, _last_items, feature_columns, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.features import CAT_PREFIX, LABEL, _last_items, feature_columns, grouped_ndcg_at_k, holdout_users, user_slices
 from recsys.rankers.lgbm import rank_frame
 from recsys.runtime import TorchRuntime, capped_subset, epoch_sample
 
@@ -87,6 +90,8 @@ class SequenceRankerParams:
     predict_batch_users: int = 256
     max_samples_per_epoch: int | None = 20_000  # training users (candidate lists) per epoch
     max_valid_users: int | None = 5_000  # held-out users scored after every epoch
+    # with at most this many labelled users, holdout_scores covers all of them out of fold (as LGBMRankerParams)
+    oof_max_users: int = 2000
 
 
 def default_feature_cols(frame: pl.DataFrame) -> list[str]:
@@ -200,6 +205,7 @@ class SequenceRanker:
         self.best_epoch = 0
         self.valid_ndcg10 = float("nan")
         self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
+        self.n_oof_users = 0  # labelled users scored out of fold beyond the early-stopping slice (oof_max_users)
         self.train_losses: list[float] = []
         self.valid_history: list[float] = []
         self.epoch_samples: list[int] = []
@@ -223,7 +229,8 @@ class SequenceRanker:
             # computed in float64, rounded to float32 per column (as numpy's astype rounds), so only one
             # float32 matrix is materialized, not a float64 frame, its numpy copy and then the float32 one
             exprs.append(((1.0 / x) if c.endswith("__rank") else x.sign() * x.abs().log1p()).cast(pl.Float32).fill_null(np.nan).alias(c))
-        return frame.select(exprs).to_numpy()
+        # writable: _standardised works in place, and one column comes back as a read-only view of polars' memory
+        return frame.select(exprs).to_numpy(writable=True)
 
     def _features(self, frame: pl.DataFrame) -> np.ndarray:
         return self._standardised(self._raw_features(frame))
@@ -344,6 +351,9 @@ class SequenceRanker:
         held_row = is_valid[np.searchsorted(users, user_col)]
         train_rows, valid_rows = np.flatnonzero(~held_row), np.flatnonzero(held_row)
         valid_keys = frame.select("user_id", "item_id")[valid_rows]
+        # out-of-fold scores for every labelled user (small frames only): the rows are kept for the extra fits
+        oof = use_valid and len(users) <= p.oof_max_users
+        kept = (users, user_col, tokens, feats, labels, frame.select("user_id", "item_id"), token_cat, n_categories) if oof else None
         del frame
 
         train_lists = _pack(
@@ -366,46 +376,19 @@ class SequenceRanker:
         n_train = len(train_lists.users)
         per_epoch = min(n_train, p.max_samples_per_epoch) if p.max_samples_per_epoch else n_train
 
-        opt = torch.optim.AdamW(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        rng = np.random.default_rng(runtime.seed)
         best_state, best_score, stale = None, -np.inf, 0
-        self.train_losses, self.valid_history, self.epoch_samples = [], [], []
+        self.train_losses, self.valid_history, self.epoch_samples, self.n_oof_users = [], [], [], 0
         runtime.log(
             f"sequence_ranker: {n_train} train users ({per_epoch} sampled per epoch), {self.n_valid_users} "
             f"valid users ({self.n_valid_scored} scored per epoch), {len(token_cat)} tokens, {len(self.feature_cols)} features, "
             f"device={device}"
         )
-        for epoch in range(1, p.epochs + 1):
-            self.net.train()
-            # this epoch's users: a seeded sample (the former full permutation when within the budget)
-            order = epoch_sample(n_train, p.max_samples_per_epoch, runtime.generator(epoch))
-            chosen = np.sort(order)
-            ridx, cidx = self._sample(train_lists, rng, chosen)
-            cand = torch.from_numpy(train_lists.cand[ridx, cidx])
-            feats = torch.from_numpy(train_lists.feats[ridx, cidx])
-            labels = torch.from_numpy(train_lists.labels[ridx, cidx])
-            present = torch.from_numpy(train_lists.row[ridx, cidx] >= 0)
-            seq = train_seq[torch.from_numpy(chosen)]
-            perm = torch.from_numpy(np.searchsorted(chosen, order))  # batch order, as rows of the sample
-            total, n = 0.0, 0
-            for s in range(0, len(perm), p.batch_users):
-                b = perm[s : s + p.batch_users]
-                with runtime.autocast():
-                    logits = self.net(seq[b].to(device), cand[b].to(device), feats[b].to(device)).float()
-                mask = present[b].to(device)
-                target = labels[b].to(device) * mask
-                target = target / target.sum(-1, keepdim=True)
-                logp = logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
-                loss = -(target * logp.masked_fill(~mask, 0.0)).sum(-1).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
-                opt.step()
-                total += float(loss.detach()) * len(b)
-                n += len(b)
-            self.train_losses.append(total / n)
-            self.epoch_samples.append(len(order))
-            msg = f"sequence_ranker: epoch {epoch}/{p.epochs} ({len(order)} users) loss {total / n:.4f}"
+
+        def after_epoch(epoch: int, loss: float, n_users: int) -> bool:
+            nonlocal best_state, best_score, stale
+            self.train_losses.append(loss)
+            self.epoch_samples.append(n_users)
+            msg = f"sequence_ranker: epoch {epoch}/{p.epochs} ({n_users} users) loss {loss:.4f}"
             if use_valid:
                 ndcg = self._ndcg(epoch_lists, self._score_lists(epoch_lists, epoch_seq, runtime), p.eval_at)
                 self.valid_history.append(ndcg)
@@ -416,8 +399,9 @@ class SequenceRanker:
                 else:
                     stale += 1
             runtime.log(msg)
-            if use_valid and stale >= p.patience:
-                break
+            return use_valid and stale >= p.patience
+
+        self._epochs(self.net, train_lists, train_seq, p.epochs, runtime, after_epoch)
         if best_state is not None:
             self.net.load_state_dict(best_state)
             self.valid_ndcg10 = float(best_score)
@@ -429,21 +413,92 @@ class SequenceRanker:
             present = valid_lists.row >= 0
             held[valid_lists.row[present]] = scores[present]
             self.holdout_scores = valid_keys.with_columns(pl.Series("score", held))
+            if kept is not None:
+                self.holdout_scores = pl.concat([self.holdout_scores, self._out_of_fold(kept, history, runtime)])
         else:
             self.best_epoch, self.valid_ndcg10 = len(self.train_losses), float("nan")
         self.net.eval()
         return self
 
+    def _out_of_fold(self, kept: tuple, history: pl.DataFrame, runtime: TorchRuntime) -> pl.DataFrame:
+        """user_id, item_id, score of every labelled user outside the early-stopping slice, out of fold: the same
+        seeded hash cut into ceil(1 / valid_fraction) slices (``user_slices``; slice 0 is the early-stopping
+        slice), each other slice scored by a fresh network trained on every other labelled user for the best
+        epoch count. No user is scored by a network that saw its labels; the served network is not changed."""
+        users, user_col, tokens, feats, labels, keys, token_cat, n_categories = kept
+        p, device = self.params, runtime.torch_device()
+        slices = user_slices(users, p.valid_fraction, runtime.seed)[np.searchsorted(users, user_col)]
+        parts, self.n_oof_users = [], 0
+        for part in range(1, int(slices.max()) + 1):
+            out_rows, in_rows = np.flatnonzero(slices == part), np.flatnonzero(slices != part)
+            if len(out_rows) == 0:
+                continue
+            fit_on = _pack(user_col[in_rows], tokens[in_rows], feats, labels[in_rows], np.arange(len(in_rows)), feat_rows=in_rows)
+            scored = _pack(user_col[out_rows], tokens[out_rows], feats, labels[out_rows], np.arange(len(out_rows)), feat_rows=out_rows)
+            net = _Net(len(token_cat), n_categories, len(self.feature_cols), p)
+            net.token_cat.copy_(torch.from_numpy(token_cat))
+            net.to(device)
+            self._epochs(net, fit_on, torch.from_numpy(self._sequences(history, fit_on.users)), max(1, self.best_epoch), runtime)
+            scores = self._score_lists(scored, self._sequences(history, scored.users), runtime, net=net)
+            held = np.full(len(out_rows), -np.inf)
+            present = scored.row >= 0
+            held[scored.row[present]] = scores[present]
+            parts.append(keys[out_rows].with_columns(pl.Series("score", held)))
+            self.n_oof_users += len(scored.users)
+        runtime.log(f"sequence_ranker: {self.n_oof_users} more labelled users scored out of fold ({len(parts)} networks)")
+        return pl.concat(parts) if parts else keys.clear().with_columns(pl.Series("score", [], pl.Float64))
+
+    def _epochs(self, net: _Net, lists: _Lists, seq: torch.Tensor, n_epochs: int, runtime: TorchRuntime, after_epoch=None) -> None:
+        """Train ``net`` on ``lists`` (``seq``: their users' sequences) for up to ``n_epochs``: each epoch a seeded
+        sample of users (``max_samples_per_epoch``) with freshly drawn negatives, listwise softmax loss.
+        ``after_epoch(epoch, mean loss, users)`` returning True stops early."""
+        p = self.params
+        device = runtime.torch_device()
+        opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        rng = np.random.default_rng(runtime.seed)
+        n_train = len(lists.users)
+        for epoch in range(1, n_epochs + 1):
+            net.train()
+            # this epoch's users: a seeded sample (the former full permutation when within the budget)
+            order = epoch_sample(n_train, p.max_samples_per_epoch, runtime.generator(epoch))
+            chosen = np.sort(order)
+            ridx, cidx = self._sample(lists, rng, chosen)
+            cand = torch.from_numpy(lists.cand[ridx, cidx])
+            feats = torch.from_numpy(lists.feats[ridx, cidx])
+            labels = torch.from_numpy(lists.labels[ridx, cidx])
+            present = torch.from_numpy(lists.row[ridx, cidx] >= 0)
+            users_seq = seq[torch.from_numpy(chosen)]
+            perm = torch.from_numpy(np.searchsorted(chosen, order))  # batch order, as rows of the sample
+            total, n = 0.0, 0
+            for s in range(0, len(perm), p.batch_users):
+                b = perm[s : s + p.batch_users]
+                with runtime.autocast():
+                    logits = net(users_seq[b].to(device), cand[b].to(device), feats[b].to(device)).float()
+                mask = present[b].to(device)
+                target = labels[b].to(device) * mask
+                target = target / target.sum(-1, keepdim=True)
+                logp = logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
+                loss = -(target * logp.masked_fill(~mask, 0.0)).sum(-1).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+                total += float(loss.detach()) * len(b)
+                n += len(b)
+            if after_epoch is not None and after_epoch(epoch, total / n, len(order)):
+                break
+
     # ----- inference --------------------------------------------------------------------------
     @torch.no_grad()
-    def _score_lists(self, lists: _Lists, seq: np.ndarray, runtime: TorchRuntime) -> np.ndarray:
+    def _score_lists(self, lists: _Lists, seq: np.ndarray, runtime: TorchRuntime, net: _Net | None = None) -> np.ndarray:
         device = runtime.torch_device()
-        self.net.eval()
+        net = self.net if net is None else net
+        net.eval()
         out = np.zeros(lists.cand.shape, dtype=np.float64)
         for s in range(0, len(lists.users), self.params.predict_batch_users):
             sl = slice(s, s + self.params.predict_batch_users)
             with runtime.autocast():
-                logits = self.net(
+                logits = net(
                     torch.from_numpy(seq[sl]).to(device),
                     torch.from_numpy(lists.cand[sl]).to(device),
                     torch.from_numpy(lists.feats[sl]).to(device),

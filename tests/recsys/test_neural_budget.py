@@ -92,8 +92,9 @@ def test_sequence_ranker_epoch_trains_on_the_budget():
     model = SequenceRanker(SequenceRankerParams(**small, max_samples_per_epoch=40, max_valid_users=10)).fit(frame, history, runtime=RUNTIME)
     assert model.epoch_samples == [40, 40] and len(model.train_losses) == 2
     assert model.n_valid_users > 10 and model.n_valid_scored == 10
-    # every held-out user is still scored once at the end (what final_stage compares)
-    assert model.holdout_scores["user_id"].n_unique() == model.n_valid_users
+    # every held-out user is still scored once at the end (what final_stage compares), and, this frame being under
+    # oof_max_users, every other labelled user out of fold
+    assert model.holdout_scores["user_id"].n_unique() == model.n_valid_users + model.n_oof_users == frame["user_id"].n_unique()
     assert 0.0 <= model.valid_ndcg10 <= 1.0
     restored = SequenceRanker.from_bytes(model.to_bytes())
     assert restored.epoch_samples == [40, 40]

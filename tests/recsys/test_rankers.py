@@ -3,6 +3,7 @@ a planted next-category pattern, serialization and determinism."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from recsys.rankers.features import feature_columns, grouped_ndcg_at_k, holdout_users
+from recsys.rankers.features import feature_columns, grouped_ndcg_at_k, holdout_users, user_slices
 from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams
 from recsys.runtime import TorchRuntime
 from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA, conform
@@ -193,6 +194,16 @@ def test_holdout_users_is_a_stable_seeded_fraction():
     assert abs(held.mean() - 0.2) < 0.015
     assert np.array_equal(held[::-1], holdout_users(ids[::-1], 0.2, seed=3))  # per-id, order free
     assert not np.array_equal(held, holdout_users(ids, 0.2, seed=4))
+
+
+def test_user_slices_partition_users_with_the_holdout_slice_first():
+    ids = np.arange(1, 20001)
+    slices = user_slices(ids, 0.2, seed=3)
+    assert set(np.unique(slices)) == {0, 1, 2, 3, 4}
+    assert np.array_equal(slices == 0, holdout_users(ids, 0.2, seed=3))
+    assert np.abs(np.bincount(slices) / len(ids) - 0.2).max() < 0.015
+    assert np.array_equal(slices[::-1], user_slices(ids[::-1], 0.2, seed=3))
+    assert set(np.unique(user_slices(ids, 0.3, seed=3))) == {0, 1, 2, 3}  # ceil(1 / 0.3) slices, the last one smaller
 
 
 def test_channel_features_are_scale_free_bounded_and_null_where_not_retrieved():
@@ -407,3 +418,58 @@ def test_sequence_ranker_scales_a_feature_missing_on_every_row_to_zero_without_w
         model = SequenceRanker(params).fit(train, history, items, runtime=TorchRuntime(threads=1, seed=0, log=lambda msg: None))
     assert model.feat_mean[1] == 0.0 and model.feat_std[1] == 1.0
     assert np.isfinite(model.feat_mean).all() and (model._features(train)[:, 1] == 0.0).all()
+
+
+def test_sequence_ranker_with_one_feature_column_fits_and_predicts():
+    """One feature column: polars hands its matrix over as a read-only view, which the in-place scaling must not write to."""
+    from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
+
+    train, history, items = _next_category_world(0, n_users=60)
+    runtime = TorchRuntime(threads=1, seed=0, log=lambda msg: None)
+    params = SequenceRankerParams(feature_cols=("noise__norm",), epochs=1, max_len=12, hidden=8, batch_users=16)
+    model = SequenceRanker(params).fit(train, history, items, runtime=runtime)
+    assert np.isfinite(model.predict(train, history, runtime)).all()
+
+
+def _labelled(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.filter((pl.col("label") > 0).any().over("user_id"))
+
+
+def test_lgbm_scores_every_labelled_user_out_of_fold_for_the_guard(lgbm_model, taste_frames):
+    """Under oof_max_users, holdout_scores covers every labelled user once; each hash slice's scores are those of a model
+    of the same settings trained without that slice (checked by training it here); the served model is unchanged."""
+    train, test = taste_frames
+    labelled = _labelled(train)
+    users = labelled["user_id"].unique().sort()
+    got = lgbm_model.holdout_scores
+    assert got.select("user_id", "item_id").sort(pl.all()).equals(labelled.select("user_id", "item_id").sort(pl.all()))
+    assert lgbm_model.n_oof_users == len(users) - lgbm_model.n_valid_users > 0
+    slices = user_slices(users.to_numpy(), lgbm_model.params.valid_fraction, lgbm_model.params.seed)
+    out = users.filter(pl.Series(slices == 2))
+    without = labelled.filter(~pl.col("user_id").is_in(out.implode())).sort("user_id", "item_id")
+    params = dataclasses.replace(lgbm_model.params, n_estimators=lgbm_model.best_iteration, early_stopping_rounds=0, refit_full=False)
+    alone = LGBMRanker(dataclasses.replace(params, valid_fraction=0.0, min_valid_users=10**9)).fit(without, lgbm_model.feature_cols)
+    mine = labelled.filter(pl.col("user_id").is_in(out.implode())).sort("user_id", "item_id")
+    expected = mine.select("user_id", "item_id").with_columns(pl.Series("score", alone.predict(mine)))
+    assert (
+        got.join(expected, on=["user_id", "item_id"], how="inner").select((pl.col("score") - pl.col("score_right")).abs().max()).item()
+        == 0.0
+    )
+    # the early-stopping slice only, above the size; the served model is the same either way
+    small = LGBMRanker(dataclasses.replace(lgbm_model.params, oof_max_users=10)).fit(train)
+    assert small.n_oof_users == 0 and small.holdout_scores["user_id"].n_unique() == small.n_valid_users
+    assert np.array_equal(small.predict(test), lgbm_model.predict(test))
+
+
+def test_sequence_ranker_scores_every_labelled_user_out_of_fold_for_the_guard(sequence_setup):
+    from recsys.rankers.sequence import SequenceRanker
+
+    model, train, test, history, items, runtime = sequence_setup
+    labelled = _labelled(train)
+    got = model.holdout_scores
+    assert got.select("user_id", "item_id").sort(pl.all()).equals(labelled.select("user_id", "item_id").sort(pl.all()))
+    assert model.n_oof_users == labelled["user_id"].n_unique() - model.n_valid_users > 0
+    assert got["score"].is_finite().all()
+    small = SequenceRanker(dataclasses.replace(model.params, oof_max_users=10)).fit(train, history, items, runtime=runtime)
+    assert small.n_oof_users == 0 and small.holdout_scores["user_id"].n_unique() == small.n_valid_users
+    assert np.array_equal(small.predict(test, history, runtime), model.predict(test, history, runtime))
