@@ -4,14 +4,15 @@
     python bench/bench_scale.py --sizes 200000,2000000          # a subset
     python bench/bench_scale.py --assemble                      # only rebuild the table and plot from saved runs
 
-Each size runs ``python -m orchestration.run --plain`` (exactly what ``make run`` runs) in a fresh subprocess
-with ``RECDAG_DATASET=synthetic:N``, an empty RECDAG_DATA_DIR and its own DAGSTER_HOME. While it runs, a
-sampler reads the child's resident set size (``VmRSS`` of /proc/<pid>/status) every 0.2 s. Each finished
-step's console line ("ok <step> <seconds>s") gives its wall time and, with the time the line arrived, its
-window; the step's peak RSS is the highest sample inside that window. Steps run one after another in that
-process (``execute_in_process``), so a step's peak is the process's peak while that step ran: it includes
-what earlier steps left in memory, and the "growth" column (peak minus the RSS when the step started)
-isolates the step's own allocation. The process's peak RSS (``os.wait4``) is recorded too.
+Each size runs ``python -m orchestration.run --plain`` (exactly what ``make run`` runs) in a fresh subprocess, on a
+snapshot of HEAD (a temporary ``git worktree``, so edits made while it runs are not picked up), with
+``RECDAG_DATASET=synthetic:N``, an empty RECDAG_DATA_DIR and its own DAGSTER_HOME. While it runs, a sampler reads
+the child's resident set size (``VmRSS`` of /proc/<pid>/status) every 0.2 s. Each finished step's console line ("ok
+<step> <seconds>s") gives its wall time and, with the time the line arrived, its window; the step's peak RSS is the
+highest sample inside that window. Steps run one after another in that process (``execute_in_process``), so a step's
+peak is the process's peak while that step ran: it includes what earlier steps left in memory, and the "growth"
+column (peak minus the RSS when the step started) isolates the step's own allocation. The process's peak RSS
+(``os.wait4``) is recorded too.
 
 Per asset, the growth exponent k of time ~ N^k is the least-squares slope of log(wall s) on log(N) over the
 sizes that ran (steps under 0.5 s at every size are marked "fixed cost": their slope measures Dagster's
@@ -77,8 +78,21 @@ class RssSampler(threading.Thread):
         return opened, max(inside + [opened])
 
 
-def run_size(n: int, timeout_s: float, keep: Path | None = None) -> dict:
-    """One whole pipeline on synthetic:n; returns steps, jobs, exit status and peak RSS.
+def snapshot(scratch: Path) -> tuple[Path, str]:
+    """HEAD checked out in a temporary ``git worktree``: a run imports some modules only when a step first
+    needs them, so a run of the working tree itself would mix in files edited while it ran (a 2M run once
+    failed at its 25th minute on an import from a module edited under it). Uncommitted changes are not measured."""
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+    if dirty.strip():
+        print(f"[bench_scale] measuring commit {rev}; the working tree's uncommitted changes are not measured", flush=True)
+    path = scratch / f"code-{rev}"
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(path), rev], cwd=ROOT, check=True, capture_output=True)
+    return path, rev
+
+
+def run_size(n: int, timeout_s: float, keep: Path | None = None, code: Path = ROOT, rev: str = "") -> dict:
+    """One whole pipeline on synthetic:n with the code in ``code``; returns steps, jobs, exit status and peak RSS.
 
     With ``keep``, the data dir and Dagster home are made under ``keep/<n>`` and left there (to rerun
     single steps on the same warehouse); otherwise they are a temporary directory, removed afterwards."""
@@ -90,10 +104,11 @@ def run_size(n: int, timeout_s: float, keep: Path | None = None) -> dict:
         home.mkdir(parents=True)
         shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "RECDAG_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "RECDAG_DATASET": f"synthetic:{n}"}
+        env["PYTHONPATH"] = os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         started = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchestration.run", "--plain"],
-            cwd=ROOT,
+            cwd=code,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -129,6 +144,7 @@ def run_size(n: int, timeout_s: float, keep: Path | None = None) -> dict:
             "tail": tail if os.waitstatus_to_exitcode(status) else [],
             "load_avg": os.getloadavg(),
             "when": time.strftime("%Y-%m-%d %H:%M"),
+            "commit": rev,
         }
 
 
@@ -249,9 +265,14 @@ def main() -> int:
     args = ap.parse_args()
     RUNS.mkdir(exist_ok=True)
     if not args.assemble:
-        for n in [int(s) for s in args.sizes.split(",") if s]:
-            record = run_size(n, args.timeout, args.keep)
-            (RUNS / f"synthetic_{n}.json").write_text(json.dumps(record, indent=1))
+        with tempfile.TemporaryDirectory(prefix="recdag-scale-code-") as scratch:
+            code, rev = snapshot(Path(scratch))
+            try:
+                for n in [int(s) for s in args.sizes.split(",") if s]:
+                    record = run_size(n, args.timeout, args.keep, code, rev)
+                    (RUNS / f"synthetic_{n}.json").write_text(json.dumps(record, indent=1))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(code)], cwd=ROOT, capture_output=True)
     runs = load_runs()
     if not runs:
         print("no runs in bench/scale_runs/", file=sys.stderr)
