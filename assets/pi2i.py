@@ -175,7 +175,7 @@ def pi2i_candidates(
 ) -> dg.MaterializeResult:
     data = load_split(warehouse)
     runtime = compute.runtime(log=context.log.info)
-    frames, said = [], {}
+    frames, said, depths = [], {}, {}
     for fold in FOLDS:
         history, target = data.fold(fold)
         latest = model_store.latest(warehouse, f"pi2i_{fold}")
@@ -185,6 +185,7 @@ def pi2i_candidates(
         users, sample = fold_users(fold, target, history, every_target_user(data.params), with_sample=True)
         said[fold] = sample.describe(f"{fold} users")
         recs = model.recommend(users, k=config.k, exclude_seen=True)
+        depths[fold] = model.serving_depth_  # under the model's max_score_pairs: each trigger list's scored head
         frames.append(with_fold(recs, fold))
     out = pl.concat(frames)
     warehouse.write_table("candidates.pi2i", out)
@@ -194,5 +195,6 @@ def pi2i_candidates(
             "rows": out.height,
             "users": out["user_id"].n_unique(),
             "valid_users": said["valid"],
+            "serving_depth": dg.MetadataValue.json(depths),
         }
     )

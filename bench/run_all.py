@@ -54,6 +54,7 @@ SECTIONS = [
     "results_dense_topk.md",
     "results_scale.md",
     "results_step.md",  # bench_step.py needs a kept run (bench_scale.py --keep): not in SCRIPTS
+    "results_pi2i_budget.md",  # bench_pi2i_budget.py, the same: needs a kept run
 ]
 
 HEADER = """# Benchmark results

@@ -14,7 +14,9 @@ categorical ``user_features`` columns (e.g. the OutRank-selected ones). ``runtim
 recsys.runtime.TorchRuntime; None means TorchRuntime() (CPU, seed 0).
 
 Serving: the user's last ``n_triggers`` distinct items are triggers; every target in a trigger's
-relaxed list is a candidate. PRS scores each (user, trigger, candidate); the score of a candidate
+relaxed list is a candidate (within ``max_score_pairs``, triggers × depth per call; over it, each
+list's co-occurrence-order head that fits, ``serving_depth``, never under 50 slots;
+bench/results_pi2i_budget.md). PRS scores each (user, trigger, candidate); the score of a candidate
 under one trigger is its softmax probability within that trigger's list (what training fits),
 times ``recency_decay ** r`` for the trigger's recency rank r (the softmax removes any per-trigger
 level, so the prior across triggers comes from recency). A candidate reached from several
@@ -56,6 +58,18 @@ from recsys.pi2i.model import PRSConfig, PRSModel
 from recsys.pi2i.train import PRSData, _forward, featurize, train_prs, training_examples
 from recsys.runtime import TorchRuntime
 
+SERVING_DEPTH_FLOOR = 50
+
+
+def serving_depth(n_triggers: int, depth: int, max_pairs: int | None, floor: int = SERVING_DEPTH_FLOOR) -> int:
+    """How deep into each trigger's list serving scores: the whole relaxed list (``depth``) while
+    ``n_triggers * depth`` is within ``max_pairs`` (None: no cap), else the cooc-order head that fits
+    the cap, never shallower than ``floor`` (nor deeper than ``depth``). Scoring cost is one PRS
+    forward per (trigger, slot), so the cap makes it follow the budget instead of the user count."""
+    if not max_pairs or n_triggers * depth <= max_pairs:
+        return depth
+    return min(depth, max(floor, int(max_pairs) // max(n_triggers, 1)))
+
 
 class PI2I:
     name = "pi2i"
@@ -81,6 +95,7 @@ class PI2I:
         cooc_params: dict | None = None,
         swing_params: dict | None = None,
         score_batch_pairs: int = 131_072,
+        max_score_pairs: int | None = 10_000_000,
     ):
         self.params = dict(
             depth=depth,
@@ -102,6 +117,7 @@ class PI2I:
             cooc_params=dict(cooc_params or {}),
             swing_params=dict(swing_params or {}),
             score_batch_pairs=score_batch_pairs,
+            max_score_pairs=max_score_pairs,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -174,7 +190,13 @@ class PI2I:
         t_row, t_user, t_item = t_row[sel], trig.user_pos[sel], trig.item_pos[sel]
         t_rec, t_time = trig.recency[sel], trig.t_last[sel]
         gap = trig.user_t_last[t_user] - t_time
-        d = data.cooc.depth
+        d = serving_depth(len(t_row), data.cooc.depth, p.get("max_score_pairs"))
+        self.serving_depth_ = d
+        if d < data.cooc.depth:
+            self.runtime.log(
+                f"pi2i: {len(t_row)} triggers x depth {data.cooc.depth} is over max_score_pairs={p['max_score_pairs']}: "
+                f"each trigger's list is scored to depth {d} (its cooc-order head)"
+            )
         device = self.runtime.torch_device()
         rows, cands, scores = [], [], []
         per_batch = max(1, p["score_batch_pairs"] // d)

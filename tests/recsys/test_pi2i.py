@@ -14,6 +14,7 @@ from recsys.channels.itemcf import ItemCFChannel, build_swing_index
 from recsys.pi2i import PI2I, PI2IIndexChannel, build_relaxed_index, hit_rate_vs_depth
 from recsys.pi2i.features import CROSS_FEATURES, event_log, sequences, swing_at_slots
 from recsys.pi2i.model import PRSConfig, PRSModel
+from recsys.pi2i.serve import serving_depth
 from recsys.runtime import TorchRuntime
 from recsys.schema import RECOMMENDATION_SCHEMA
 
@@ -183,6 +184,38 @@ def test_score_pairs_and_bytes_roundtrip(planted, trained):
     assert scored.height == pairs.height and scored["pi2i_score"].null_count() == 1
     joined = recs.join(scored, on=["user_id", "item_id"])
     np.testing.assert_allclose(joined["score"], joined["pi2i_score"], rtol=1e-5)
+
+
+def test_serving_depth_follows_the_pair_budget():
+    assert serving_depth(1_000, 300, None) == 300
+    assert serving_depth(1_000, 300, 300_000) == 300  # exactly within the budget
+    assert serving_depth(1_000, 300, 150_000) == 150
+    assert serving_depth(1_000, 300, 10_000) == 50  # never shallower than the floor
+    assert serving_depth(1_000, 30, 10_000) == 30  # the floor never deepens a shallow index
+
+
+def test_pair_budget_scores_each_lists_head_only(planted, trained):
+    _, test, _, _ = planted
+    model, _ = trained
+    users = test["user_id"].unique().sort().head(40)
+    full = model.recommend(users, k=20)
+    assert model.serving_depth_ == PRS_PARAMS["depth"]
+    logs: list[str] = []
+    capped = PI2I.from_bytes(model.to_bytes(), runtime=runtime(0, logs))
+    n_triggers = int(np.isin(model.triggers_.user_pos, model.users_.positions(users.to_numpy())).sum())
+    capped.params["max_score_pairs"] = n_triggers * 60
+    head = capped.recommend(users, k=20)
+    assert capped.serving_depth_ == 60 and any("scored to depth 60" in m for m in logs)
+    # every capped candidate sits in the first 60 slots of some trigger list of its user
+    reach = set()
+    trig = model.triggers_
+    for u in users.to_list():
+        upos = model.users_.positions(np.array([u]))[0]
+        for item_pos in trig.item_pos[trig.user_pos == upos]:
+            targets = model.data_.cooc.targets[item_pos, :60]
+            reach |= {(u, int(model.items_.ids[t])) for t in targets[targets >= 0]}
+    assert all((r["user_id"], r["item_id"]) in reach for r in head.iter_rows(named=True))
+    assert head.height > 0 and not head.equals(full)
 
 
 def test_fit_is_deterministic(planted):
