@@ -24,7 +24,7 @@ from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, current_rankers, split_key
 from assets.retrieval import CHANNEL_STAGES
-from recsys.final_stage import blend, channel_blend, choose_final, guard_table, with_channel_blend
+from recsys.final_stage import blend, channel_blend, choose_final, describe_choice, guard_table, with_channel_blend
 from recsys.metrics.sampling import sample_users, users_in_event_order
 from recsys.rankers.features import holdout_users
 from resources import settings
@@ -129,7 +129,10 @@ def final_stage(
     # the rankers fused with the best channel on these users (bench/results_ranker_cv.md: +2.2% over EASE on the
     # files split's valid CV, where either alone is within noise of EASE)
     channel_blend(valid, kinds, truth, users, config.k)
-    table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed)
+    # the cascade's own output is the default; another candidate replaces it only when ahead by more than one
+    # standard error on these users (recsys/final_stage.py, bench/results_guard_rule.md)
+    default = "blend" if len(passed) > 1 else (passed[0] if passed else None)
+    table = guard_table(valid, kinds, truth, users, n_boot=config.n_boot, seed=config.seed, default=default)
     choice = choose_final(table)
     chosen = choice["stage"]
     test = _chosen_list(warehouse, "test", chosen, choice["kind"], passed, config.k)
@@ -154,7 +157,7 @@ def final_stage(
             "margin_low": [choice["margin_low"]],
             "margin_high": [choice["margin_high"]],
             "n_users": [choice["n_users"]],
-            "candidates": [json.dumps(table.select("stage", "kind", "ndcg").to_dicts())],
+            "candidates": [json.dumps(table.select("stage", "kind", "ndcg", "margin_vs_default", "se_vs_default").to_dicts())],
             "decided_at": [utcnow()],
         }
     )
@@ -164,8 +167,9 @@ def final_stage(
         warehouse.append("models.final_stage", decision, con=con)
         con.commit()
     margin = "" if choice["margin"] is None else f" ({choice['margin']:+.4f} [{choice['margin_low']:+.4f}, {choice['margin_high']:+.4f}])"
+    why = describe_choice(table, choice)
     context.log.info(
-        f"final stage: {chosen} ({choice['kind']}), valid NDCG@10 {choice['ndcg']:.4f} on {choice['n_users']} held-out users; "
+        f"final stage: {chosen} ({choice['kind']}), {why}; valid NDCG@10 {choice['ndcg']:.4f} on {choice['n_users']} held-out users; "
         f"best channel {choice['best_channel']} {choice['best_channel_ndcg'] or 0:.4f}{margin}"
     )
     final = dg.MaterializeResult(
@@ -174,6 +178,7 @@ def final_stage(
             **table_metadata(warehouse, "candidates.final"),
             "chosen": chosen,
             "kind": choice["kind"],
+            "why": why,
             "valid_ndcg10": choice["ndcg"],
             "best_channel": choice["best_channel"] or "",
             "margin_over_best_channel": choice["margin"] if choice["margin"] is not None else 0.0,

@@ -79,3 +79,30 @@ def test_the_rankers_blended_with_the_best_channel_are_a_candidate_built_alike_o
     assert test[name].equals(lists[name])
     # no ranker: nothing to blend
     assert channel_blend({"ease": lists["ease"]}, {"ease": "channel"}, TRUTH, USERS, k=2) is None
+
+
+def test_the_default_stays_unless_the_best_is_ahead_by_more_than_one_standard_error():
+    from recsys.final_stage import describe_choice
+
+    blend_list = _recs({1: [10], 2: [20], 3: [99], 4: [99]})  # 2 hits of 4
+    kinds = {"blend": "blend", "ease": "channel"}
+    # one more hit: per-user differences [0, 0, 1, 0], mean 0.25 = exactly one standard error (0.5 / 2): not enough
+    lists = {"blend": blend_list, "ease": _recs({1: [10], 2: [20], 3: [30], 4: [99]})}
+    table = guard_table(lists, kinds, TRUTH, USERS, n_boot=100, default="blend")
+    assert table["stage"].to_list()[0] == "ease"  # the best on valid ...
+    ease = table.filter(pl.col("stage") == "ease").row(0, named=True)
+    assert ease["margin_vs_default"] == pytest.approx(0.25) and ease["se_vs_default"] == pytest.approx(0.25)
+    choice = choose_final(table)
+    assert choice["stage"] == "blend" and choice["default"] == "blend"  # ... but the default is served
+    assert "not more than 1 SE" in describe_choice(table, choice)
+    assert choose_final(table, margin_se=0.0)["stage"] == "ease"  # plain argmax
+    # two more hits: differences [0, 0, 1, 1], mean 0.5 > one standard error (0.289): the best replaces the default
+    lists["ease"] = _recs({1: [10], 2: [20], 3: [30], 4: [40]})
+    table = guard_table(lists, kinds, TRUTH, USERS, n_boot=100, default="blend")
+    choice = choose_final(table)
+    assert choice["stage"] == "ease" and choice["margin_vs_default"] == pytest.approx(0.5)
+    assert describe_choice(table, choice).startswith("ahead of the default blend by +0.5000")
+    # without a default (no ranker passed): the best; a default that is not a candidate is an error
+    assert choose_final(guard_table(lists, kinds, TRUTH, USERS, n_boot=100))["stage"] == "ease"
+    with pytest.raises(ValueError, match="default candidate 'lgbm_ranker'"):
+        guard_table(lists, kinds, TRUTH, USERS, default="lgbm_ranker")
