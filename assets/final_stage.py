@@ -26,7 +26,6 @@ from assets.rankers import RANKER_STAGES, current_rankers, split_key
 from assets.retrieval import CHANNEL_STAGES
 from recsys.final_stage import blend, channel_blend, choose_final, describe_choice, guard_table, with_channel_blend
 from recsys.metrics.sampling import sample_users, users_in_event_order
-from recsys.rankers.features import holdout_users
 from resources import settings
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
@@ -36,7 +35,6 @@ from resources.warehouse import Warehouse, utcnow
 class FinalStageConfig(dg.Config):
     k: int = 100  # list length kept in candidates.final
     n_boot: int = 1000
-    holdout_fraction: float = 0.2  # when no ranker passed: the same seeded hash slice of the valid users
     seed: int = 0
 
 
@@ -114,9 +112,8 @@ def final_stage(
             users = mine if users is None else users.filter(users.is_in(mine.implode()))
         if listed_sample.sampled:  # rankers trained on an older pool: only the users every channel has lists for
             users = users.filter(users.is_in(listed.cast(users.dtype).implode()))
-    else:
-        everyone = truth["user_id"].unique().sort()
-        users = everyone.filter(pl.Series(holdout_users(everyone, config.holdout_fraction, config.seed)))
+    else:  # no ranker passed: the channels and the pool, whose settings were all searched on these valid users alike: all of them
+        users = truth["user_id"].unique().sort()
     # past the budget, a seeded uniform sample of the held-out users with valid truth (the only ones scored),
     # drawn over their order of first valid-window event (relabelling-free); under it, the users as they are
     budget, sample = settings.eval_users(), None
