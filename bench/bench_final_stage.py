@@ -170,16 +170,24 @@ def main() -> int:
     ap.add_argument("--split-seed", type=int, default=2026)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_final_stage.md"))
     args = ap.parse_args()
-    results = []
+    results, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for scenario in args.scenarios.split(","):
             print(f"[bench_final_stage] {scenario} ...", flush=True)
-            results.append(_run(scenario, Path(tmp), args.split_seed))
+            try:
+                results.append(_run(scenario, Path(tmp), args.split_seed))
+            except RuntimeError as exc:  # one failed scenario must not lose the others' results
+                failed.append(scenario)
+                log = Path(args.out).with_suffix(f".{scenario}.failed.log")
+                log.write_text(str(exc))
+                shutil.copytree(Path(tmp) / scenario / "data" / "logs", log.with_suffix(".logs"), dirs_exist_ok=True)
+                print(f"[bench_final_stage] {scenario} FAILED: output in {log}, its run logs in {log.with_suffix('.logs')}", flush=True)
+                continue
             print(f"[bench_final_stage] {scenario} done in {results[-1]['wall_s']:.0f} s", flush=True)
-    text = render(results, args.split_seed)
+    text = render(results, args.split_seed) + (f"\nFailed scenarios (no row): {', '.join(failed)}.\n" if failed else "")
     Path(args.out).write_text(text)
     print(text)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
