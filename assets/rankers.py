@@ -34,7 +34,7 @@ from assets.features import selected_features
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.event_features import with_selected_attributes
-from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, serving_choice
+from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, served_from_promoted, serving_choice
 from recsys.rankers import feature_columns
 from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
@@ -563,7 +563,7 @@ def _served_now(warehouse: Warehouse) -> tuple[str, str] | None:
         "from train + valid), exported as Parquet. Serves final_stage's choice (the best on held-out valid users of the rankers "
         "whose ndcg_regression check passed, their blend, the pool and every channel) and promotes the rankers it uses; the gate "
         "compares a ranker with the last promoted model of the same name, dataset, protocol and cut-off rule. If no ranker passed, it keeps serving the current lists when they come from the promoted "
-        "comparable model (nothing is promoted; the failed check raises the alert); with no such lists it fails, naming each "
+        "comparable model, or a blend of promoted rankers (recsys.promotion.served_from_promoted; nothing is promoted; the failed check raises the alert); with no such lists it fails, naming each "
         "ranker's valid NDCG@10 and floor. It never serves a model that failed the gate."
     ),
 )
@@ -589,7 +589,7 @@ def recommendations(
         }
         served = _served_now(warehouse)
         why = no_ranker_passed_message(current)
-        if served is None or served not in promoted:
+        if served is None or not served_from_promoted(served, promoted):
             raise dg.Failure(
                 f"promotion gate: no ranker passed ({why}) and serving.recommendations does not hold a promoted comparable "
                 f"model's lists for {' | '.join(key)}; nothing safe to serve. Investigate the regression, or promote a model "

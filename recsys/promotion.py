@@ -91,3 +91,16 @@ def no_ranker_passed_message(rankers: dict[str, dict[str, Any]]) -> str:
         shown = "n/a" if ndcg is None else f"{ndcg:.4f}"
         lines.append(f"{name}: valid NDCG@10 {shown}, floor {'none' if floor is None else f'{floor:.4f}'}")
     return "; ".join(lines) if lines else "no ranker of this run"
+
+
+def served_from_promoted(served: tuple[str, str], promoted: set[tuple[str, str]]) -> bool:
+    """Whether the lists being served, ``(model, model_version)`` of serving.recommendations, come from promoted
+    models: a promoted ``(ranker, version)``, or a blend (``blend`` / ``blend+<channel>``, version ``vA+vB``: the
+    versions of the rankers it fuses, each promoted when it was served) whose every version is a promoted one."""
+    model, version = served
+    if (model, version) in promoted:
+        return True
+    if model == "blend" or model.startswith("blend+"):
+        versions = set(version.split("+"))
+        return bool(versions) and versions <= {v for _, v in promoted}
+    return False

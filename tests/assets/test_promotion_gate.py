@@ -16,7 +16,15 @@ import pytest
 from assets.partitions import daily_partitions, latest_cutoff
 from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.tags import partition_range_tags
-from recsys.promotion import NO_BASELINE, comparison_key, cutoff_rule, gate_verdict, no_ranker_passed_message, serving_choice
+from recsys.promotion import (
+    NO_BASELINE,
+    comparison_key,
+    cutoff_rule,
+    gate_verdict,
+    no_ranker_passed_message,
+    served_from_promoted,
+    serving_choice,
+)
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
@@ -71,6 +79,18 @@ def _save(store, wh, name, payload, ndcg, key, run_id="r", promoted=False, **gat
     return store.save(
         wh, name, payload, {}, {"valid_ndcg10": ndcg}, run_id, promoted, dataset=dataset, protocol=protocol, cutoff_rule=rule, **gate
     )
+
+
+def test_served_blends_count_as_promoted_when_every_ranker_they_fuse_is():
+    promoted = {("lgbm_ranker", "a1"), ("sequence_ranker", "b2")}
+    assert served_from_promoted(("lgbm_ranker", "a1"), promoted)
+    assert not served_from_promoted(("lgbm_ranker", "a0"), promoted)  # an older, no longer promoted version
+    # a backtest served the rankers' blend at one cut-off; at the next none passed: the blend's lists are kept
+    assert served_from_promoted(("blend", "a1+b2"), promoted)
+    assert served_from_promoted(("blend+ease", "a1+b2"), promoted)
+    assert not served_from_promoted(("blend", "a1+b9"), promoted)  # one fused ranker was replaced since
+    # a channel or the pool served by the guard came from no promoted model
+    assert not served_from_promoted(("ease", "channel@1234abcd"), promoted)
 
 
 def test_model_store_compares_like_with_like(tmp_path):
