@@ -24,7 +24,7 @@ from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from assets.rankers import RANKER_STAGES, current_rankers, split_key
 from assets.retrieval import CHANNEL_STAGES
-from recsys.final_stage import blend, channel_blend, choose_final, describe_choice, guard_table, with_channel_blend
+from recsys.final_stage import blend, channel_blend, choose_final, describe_choice, guard_table, ranked_users, with_channel_blend
 from recsys.metrics.sampling import sample_users, users_in_event_order
 from resources import settings
 from resources.datasets import DatasetSource
@@ -106,10 +106,7 @@ def final_stage(
         truth = truth.join(listed.cast(pl.Int64).to_frame(), on="user_id", how="semi")
     valid, kinds = _lists(warehouse, "valid", passed, config.k)
     if passed:  # the users every passed ranker scored with a model blind to their labels (early-stopping slice, or all out of fold)
-        users = None
-        for name in passed:
-            mine = valid[name]["user_id"].unique()
-            users = mine if users is None else users.filter(users.is_in(mine.implode()))
+        users = ranked_users(valid, passed)
         if listed_sample.sampled:  # rankers trained on an older pool: only the users every channel has lists for
             users = users.filter(users.is_in(listed.cast(users.dtype).implode()))
     else:  # no ranker passed: the channels and the pool, whose settings were all searched on these valid users alike: all of them

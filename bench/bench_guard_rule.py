@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from assets.common import fold_truth, load_split  # noqa: E402
 from assets.final_stage import _lists  # noqa: E402
 from assets.rankers import RANKER_STAGES  # noqa: E402
-from recsys.final_stage import KINDS, _per_user, with_channel_blend  # noqa: E402
+from recsys.final_stage import KINDS, _per_user, ranked_users, with_channel_blend  # noqa: E402
 from resources.warehouse import Warehouse  # noqa: E402
 
 RULES = ("argmax", "default unless ahead by 1 SE", "default unless decided", "default", "best channel", "oracle")
@@ -54,11 +54,7 @@ def candidate_matrix(data_dir: str, k: int = 100) -> tuple[np.ndarray, list[str]
     _, _, truth = fold_truth(split, "valid")
     passed = [n for n in RANKER_STAGES if warehouse.table_exists(f"candidates.{n}")]
     lists, kinds = _lists(warehouse, "valid", passed, k)
-    users = None
-    for name in passed:
-        mine = lists[name]["user_id"].unique()
-        users = mine if users is None else users.filter(users.is_in(mine.implode()))
-    users = users.unique().sort()
+    users = ranked_users(lists, passed)
     for channel in [n for n in lists if kinds[n] == "channel"]:
         with_channel_blend(lists, kinds, f"blend+{channel}", k)
     names = list(lists)

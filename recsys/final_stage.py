@@ -65,6 +65,17 @@ def blend(lists: dict[str, pl.DataFrame], k: int) -> pl.DataFrame:
     return fused.select([pl.col(c).cast(t) for c, t in RECOMMENDATION_SCHEMA.items()])
 
 
+def ranked_users(lists: dict[str, pl.DataFrame], rankers: list[str]) -> pl.Series:
+    """The users every one of ``rankers`` has a list for (the guard's held-out users), sorted."""
+    users = None
+    for name in rankers:
+        mine = lists[name]["user_id"].unique()
+        users = mine if users is None else users.filter(users.is_in(mine.implode()))
+    if users is None:
+        raise ValueError("ranked_users needs at least one ranker")
+    return users.sort()
+
+
 def _per_user(recs: pl.DataFrame, truth: pl.DataFrame, users: pl.Series, k: int) -> pl.DataFrame:
     mine = recs.filter(pl.col("user_id").is_in(users.implode()))
     return evaluate(mine, truth.filter(pl.col("user_id").is_in(users.implode())), ks=(k,), metrics=("ndcg",), per_user=True)
