@@ -34,7 +34,16 @@ from assets.features import selected_features
 from assets.metadata import md, table_metadata
 from assets.partitions import cutoff_partitions
 from recsys.event_features import with_selected_attributes
-from recsys.promotion import comparison_key, gate_verdict, no_ranker_passed_message, served_from_promoted, serving_choice
+from recsys.promotion import (
+    DEFAULT_NOISE_Z,
+    comparison_key,
+    gate_measures,
+    gate_verdict,
+    holdout_ndcg,
+    no_ranker_passed_message,
+    served_from_promoted,
+    serving_choice,
+)
 from recsys.rankers import feature_columns
 from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
@@ -200,8 +209,11 @@ class RankerConfig(dg.Config):
     # max_valid_users held-out users per epoch (all are scored once at the end); 0 = no cap. `params` wins.
     max_samples_per_epoch: int = 20_000
     max_valid_users: int = 5_000
-    # promotion gate: valid NDCG@10 may fall at most this share below the last promoted comparable model
+    # promotion gate: held-out valid NDCG@10 (recsys.promotion.holdout_ndcg) may fall at most this share below the
+    # last promoted comparable model's, beyond noise: a ranker below that floor fails only when the shortfall is
+    # more than gate_noise_z standard errors of the difference (0 = the point rule, fail on any shortfall)
     max_ndcg_drop: float = 0.10
+    gate_noise_z: float = DEFAULT_NOISE_Z
 
 
 def _split_params(warehouse: Warehouse) -> dict:
@@ -223,16 +235,20 @@ def _save_judged(
     payload: bytes,
     params: dict,
     metrics: dict,
-    max_drop: float,
+    config: RankerConfig,
 ) -> tuple[dict, dg.AssetCheckResult]:
-    """The promotion gate: judge the model against the last promoted comparable one, save it with the
-    verdict on its registry row, record the check; returns (saved, check result)."""
+    """The promotion gate: judge the model against the last promoted comparable one (like with like:
+    recsys.promotion.gate_measures), save it with the verdict on its registry row, record the check;
+    returns (saved, check result)."""
     dataset, protocol, rule = key
-    ndcg = metrics["valid_ndcg10"]
     promoted = store.latest(warehouse, name, promoted_only=True, dataset=dataset, protocol=protocol, cutoff_rule=rule)
-    baseline = promoted["metrics"].get("valid_ndcg10") if promoted else None
-    passed, details = gate_verdict(ndcg, baseline, max_drop)
+    measured = gate_measures(metrics, promoted["metrics"] if promoted else None)
+    ndcg, baseline = measured["ndcg"], measured["baseline"]
+    passed, details = gate_verdict(
+        ndcg, baseline, config.max_ndcg_drop, measured["se"], measured["baseline_se"], noise_z=config.gate_noise_z
+    )
     details |= {
+        "measure": measured["measure"],
         "dataset": dataset,
         "protocol": protocol,
         "cutoff_rule": rule,
@@ -263,8 +279,10 @@ def _save_judged(
         description=details["reason"],
         metadata={
             "valid_ndcg10": float(ndcg),
+            "measure": measured["measure"],
             "promoted_ndcg10": float(baseline) if baseline is not None else -1.0,
             "floor": float(details["floor"]) if details["floor"] is not None else -1.0,
+            "noise_allowance": float(details["noise_allowance"]),
             "model_version": saved["version"],
             "compared_with": promoted["version"] if baseline is not None else "none",
             "comparison_key": " | ".join(key),
@@ -290,8 +308,9 @@ def _ndcg_gate_spec(asset: str) -> dg.AssetCheckSpec:
         asset=asset,
         blocking=False,
         description=(
-            "ERROR (promotion gate, non-blocking): valid NDCG@10 not more than max_ndcg_drop below the last promoted model "
-            "of the same name, dataset, protocol and cut-off rule; a failing ranker is neither served nor promoted"
+            "ERROR (promotion gate, non-blocking): held-out valid NDCG@10 (every labelled valid user, out of fold) not more "
+            "than max_ndcg_drop below the last promoted model of the same name, dataset, protocol and cut-off rule, beyond "
+            "gate_noise_z standard errors of the difference; a failing ranker is neither served nor promoted"
         ),
     )
 
@@ -326,6 +345,7 @@ def lgbm_ranker(
         "n_train_users": model.n_train_users,
         "n_valid_users": model.n_valid_users,
         **{f"valid_ndcg10_{name}": v for name, v in by_selection.items() if v is not None},
+        **(holdout_ndcg(model.holdout_scores) or {}),
     }
     key = split_key(warehouse, source)
     registry_params = {
@@ -334,9 +354,7 @@ def lgbm_ranker(
         "feature_selection_valid_ndcg10": by_selection,
         "selected_features": [c.removeprefix(CAT_PREFIX) for c in model.feature_cols if c.startswith(CAT_PREFIX)],
     }
-    saved, gate = _save_judged(
-        context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), registry_params, metrics, config.max_ndcg_drop
-    )
+    saved, gate = _save_judged(context, warehouse, model_store, key, "lgbm_ranker", model.to_bytes(), registry_params, metrics, config)
     importance = model.feature_importance().sort("gain", descending=True)
     observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
@@ -467,11 +485,14 @@ def sequence_ranker(
     blocks = _user_blocks(warehouse, "features.ranker_test", -(-config.score_block_users // batch) * batch)
     ranked = [model.recommend(block, _block_history(block, train_events, valid_events), config.k, runtime, width) for block in blocks]
     _write_ranked(warehouse, "sequence_ranker", pl.concat(ranked, how="vertical"), model.holdout_scores, config.k)
-    metrics = {"valid_ndcg10": model.valid_ndcg10, "best_epoch": model.best_epoch, "device": runtime.device}
+    metrics = {
+        "valid_ndcg10": model.valid_ndcg10,
+        "best_epoch": model.best_epoch,
+        "device": runtime.device,
+        **(holdout_ndcg(model.holdout_scores) or {}),
+    }
     key = comparison_key(source.dataset, _split_params(warehouse))
-    saved, gate = _save_judged(
-        context, warehouse, model_store, key, "sequence_ranker", model.to_bytes(), asdict(params), metrics, config.max_ndcg_drop
-    )
+    saved, gate = _save_judged(context, warehouse, model_store, key, "sequence_ranker", model.to_bytes(), asdict(params), metrics, config)
     observe(context, warehouse, "models.registry")
     return dg.MaterializeResult(
         metadata={

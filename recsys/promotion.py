@@ -9,6 +9,14 @@ that; the model store looks up the last promoted model with the same (name, *key
     # ("movielens-100k", "temporal", "temporal:window_days=21")
     passed, details = gate_verdict(0.31, baseline=0.33, max_drop=0.10)   # floor 0.297: passes
 
+What is compared: ``holdout_ndcg`` of the ranker's out-of-fold scores of every labelled valid user
+(``holdout_scores``), with its standard error over users, against the same numbers stored with the
+promoted model. Both come from a few dozen users on a small dataset (ML-100K's temporal valid window:
+about 80; the early-stopping slice alone: about 16), so the verdict allows for their noise: a ranker
+fails only when it is below the floor by more than ``noise_z`` standard errors of the difference
+(``DEFAULT_NOISE_Z`` = 1.645, a one-sided 95% test). A promoted model stored without these numbers is
+compared by its early-stopping ``valid_ndcg10`` against the ranker's, with no allowance, as before.
+
 ``serving_choice`` picks what ``recommendations`` serves from the rankers of a run.
 """
 
@@ -17,7 +25,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import polars as pl
+
+from recsys.rankers.features import LABEL, per_group_ndcg_at_k
+
 NO_BASELINE = "no comparable promoted model"
+# a ranker fails its gate when below the floor by more than this many standard errors of the difference
+DEFAULT_NOISE_Z = 1.645
 
 
 def _num(value: Any) -> str:
@@ -47,29 +61,99 @@ def comparison_key(dataset: str, split_params: dict[str, Any]) -> tuple[str, str
     return dataset, str(split_params.get("protocol") or "unknown"), cutoff_rule(split_params)
 
 
-def gate_verdict(ndcg: float, baseline: float | None, max_drop: float) -> tuple[bool, dict[str, Any]]:
-    """Passed when ``ndcg >= baseline * (1 - max_drop)``; no baseline passes; a NaN NDCG fails.
+def holdout_ndcg(holdout: pl.DataFrame | None, k: int = 10) -> dict[str, float | int] | None:
+    """The gate's measure of a ranker: NDCG@k (per_group_ndcg_at_k: within each user's candidate list, as
+    LightGBM's) over the users of ``holdout`` (user_id, item_id, label, score; a ranker's ``holdout_scores``,
+    every score from a model blind to that user's labels) with a positive label, and its standard error
+    over users. -> {"gate_ndcg10", "gate_ndcg10_se" (from 2 users), "gate_users"}, or None without such a user."""
+    if holdout is None or LABEL not in holdout.columns or holdout.height == 0:
+        return None
+    rows = holdout.sort("user_id")
+    per_user = per_group_ndcg_at_k(rows["user_id"].to_numpy(), rows[LABEL].to_numpy(), rows["score"].to_numpy(), k)
+    n = len(per_user)
+    if n == 0:
+        return None
+    out: dict[str, float | int] = {"gate_ndcg10": float(per_user.mean()), "gate_users": n}
+    if n > 1:  # one user has no spread: no standard error, so the point rule
+        out["gate_ndcg10_se"] = float(per_user.std(ddof=1) / math.sqrt(n))
+    return out
 
-    ``details`` (JSON-able) holds valid_ndcg10, baseline_ndcg10, floor, max_drop and a sentence.
+
+def _finite(x: Any) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def gate_verdict(
+    ndcg: float,
+    baseline: float | None,
+    max_drop: float,
+    se: float | None = None,
+    baseline_se: float | None = None,
+    noise_z: float = DEFAULT_NOISE_Z,
+) -> tuple[bool, dict[str, Any]]:
+    """Passed when ``ndcg >= floor = baseline * (1 - max_drop)``, or, when both standard errors are given,
+    when the shortfall ``floor - ndcg`` is at most ``noise_z * sqrt(se^2 + ((1 - max_drop) * baseline_se)^2)``
+    (the two measures are independent: different users, or the same users scored by different models, taken
+    as independent, which overstates the noise when they are paired). No baseline passes; a NaN NDCG fails;
+    ``noise_z`` 0 is the point rule.
+
+    ``details`` (JSON-able) holds valid_ndcg10, baseline_ndcg10, floor, max_drop, the allowance and a sentence.
     """
     ndcg = float(ndcg)
     floor = None if baseline is None else float(baseline) * (1.0 - max_drop)
+    allowance = 0.0
+    if floor is not None and noise_z > 0 and _finite(se) and _finite(baseline_se):
+        allowance = noise_z * math.sqrt(float(se) ** 2 + ((1.0 - max_drop) * float(baseline_se)) ** 2)
     if math.isnan(ndcg):
         passed, reason = False, "valid NDCG@10 is not a number"
     elif floor is None:
         passed, reason = True, f"valid NDCG@10 {ndcg:.4f}; {NO_BASELINE}"
     else:
-        passed = ndcg >= floor
-        word = "at or above" if passed else "below"
-        reason = f"valid NDCG@10 {ndcg:.4f} {word} the floor {floor:.4f} (promoted {baseline:.4f}, max drop {max_drop:.0%})"
+        promoted = f"(promoted {baseline:.4f}, max drop {max_drop:.0%})"
+        if ndcg >= floor:
+            passed, reason = True, f"valid NDCG@10 {ndcg:.4f} at or above the floor {floor:.4f} {promoted}"
+        elif allowance > 0:
+            passed = floor - ndcg <= allowance
+            reason = (
+                f"valid NDCG@10 {ndcg:.4f} below the floor {floor:.4f} {promoted} by {floor - ndcg:.4f}, "
+                f"{'within' if passed else 'beyond'} the noise allowance {allowance:.4f} ({noise_z:g} SE of the difference)"
+            )
+        else:
+            passed, reason = False, f"valid NDCG@10 {ndcg:.4f} below the floor {floor:.4f} {promoted}"
     details = {
         "valid_ndcg10": None if math.isnan(ndcg) else ndcg,
         "baseline_ndcg10": baseline,
         "floor": floor,
         "max_drop": max_drop,
+        "se": float(se) if _finite(se) else None,
+        "baseline_se": float(baseline_se) if _finite(baseline_se) else None,
+        "noise_allowance": allowance,
         "reason": reason,
     }
     return passed, details
+
+
+def gate_measures(metrics: dict[str, Any], promoted_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """What the gate compares, like with like: the holdout measure (``holdout_ndcg``'s gate_ndcg10 and its
+    SE) of the ranker and of the promoted model when both carry it, else both models' early-stopping
+    ``valid_ndcg10`` without standard errors (a promoted model stored before the holdout measure existed).
+    -> {"ndcg", "se", "baseline", "baseline_se", "measure"} (baseline None without a promoted model)."""
+    promoted_metrics = promoted_metrics or {}
+    if _finite(metrics.get("gate_ndcg10")) and (not promoted_metrics or _finite(promoted_metrics.get("gate_ndcg10"))):
+        return {
+            "ndcg": metrics["gate_ndcg10"],
+            "se": metrics.get("gate_ndcg10_se"),
+            "baseline": promoted_metrics.get("gate_ndcg10"),
+            "baseline_se": promoted_metrics.get("gate_ndcg10_se"),
+            "measure": f"held-out NDCG@10 of {metrics.get('gate_users')} labelled valid users (holdout_ndcg)",
+        }
+    return {
+        "ndcg": metrics.get("valid_ndcg10", float("nan")),
+        "se": None,
+        "baseline": promoted_metrics.get("valid_ndcg10"),
+        "baseline_se": None,
+        "measure": "early-stopping valid NDCG@10",
+    }
 
 
 def serving_choice(rankers: dict[str, dict[str, Any]]) -> str | None:

@@ -334,8 +334,8 @@ def user_slices(user_ids, fraction: float, seed: int = 0) -> np.ndarray:
     return np.where(u < fraction, 0, np.maximum(cut, 1))  # slice 0 exactly as holdout_users, whatever the rounding
 
 
-def grouped_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k (gain 2^label - 1, as LightGBM) over groups with a positive label.
+def per_group_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k (gain 2^label - 1, as LightGBM) of each group with a positive label, in sorted group order.
 
     Ties in ``scores`` keep input order. Groups without a positive are skipped (their NDCG is undefined).
     """
@@ -343,7 +343,7 @@ def grouped_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if len(groups) == 0:
-        return float("nan")
+        return np.empty(0, dtype=np.float64)
     _, g = np.unique(groups, return_inverse=True)
     n_groups = g.max() + 1
     gain = np.exp2(labels) - 1.0
@@ -359,6 +359,10 @@ def grouped_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray
     ideal = dcg(labels)
     actual = dcg(scores)
     has_pos = ideal > 0
-    if not has_pos.any():
-        return float("nan")
-    return float(np.mean(actual[has_pos] / ideal[has_pos]))
+    return actual[has_pos] / ideal[has_pos]
+
+
+def grouped_ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k (``per_group_ndcg_at_k``) over groups with a positive label; NaN when there is none."""
+    per_group = per_group_ndcg_at_k(groups, labels, scores, k)
+    return float(per_group.mean()) if len(per_group) else float("nan")

@@ -21,9 +21,9 @@ the validation NDCG. The remaining users are split by a seeded hash of user_id
 NDCG@``eval_at`` on the held-out users has not improved for ``early_stopping_rounds``. With fewer
 than ``min_valid_users`` held-out users it trains ``n_estimators`` rounds without early stopping
 and ``valid_ndcg10`` is NaN. Rows are sorted by user so groups are contiguous. With at most
-``oof_max_users`` labelled users, ``holdout_scores`` (what the final-stage guard compares) covers every
-one of them out of fold (``out_of_fold``: each other hash slice scored by a model trained without it),
-so the guard reads all labelled users instead of one fifth.
+``oof_max_users`` labelled users, ``holdout_scores`` (user_id, item_id, label, score: what the final-stage
+guard and the promotion gate read) covers every one of them out of fold (``out_of_fold``: each other hash
+slice scored by a model trained without it), so both read all labelled users instead of one fifth.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class LGBMRanker:
         self.categorical_cols: list[str] = []
         self.best_iteration: int = 0
         self.valid_ndcg10: float = float("nan")
-        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
+        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, label, score of the held-out valid users
         self.n_train_users: int = 0
         self.n_valid_users: int = 0
         self._refit_pending = False  # fit(refit=False) leaves the refit_full step to refit_on
@@ -194,7 +194,7 @@ class LGBMRanker:
         # the early-stopping model's scores of the held-out users (before any refit has seen their
         # labels): what the final-stage guard compares with the channels on the same users
         self.holdout_scores = (
-            valid.select("user_id", "item_id").with_columns(
+            valid.select("user_id", "item_id", LABEL).with_columns(
                 pl.Series("score", self.booster.predict(_matrix(valid, self.feature_cols), num_iteration=self.best_iteration))
             )
             if use_valid
@@ -234,7 +234,9 @@ class LGBMRanker:
             data = _dataset(with_pos.filter(~out), self.feature_cols, self.categorical_cols)
             booster = lgb.train(p.lgb_params(), data, num_boost_round=max(1, self.best_iteration))
             parts.append(
-                scored.select("user_id", "item_id").with_columns(pl.Series("score", booster.predict(_matrix(scored, self.feature_cols))))
+                scored.select("user_id", "item_id", LABEL).with_columns(
+                    pl.Series("score", booster.predict(_matrix(scored, self.feature_cols)))
+                )
             )
             self.n_oof_users += scored["user_id"].n_unique()
         self.holdout_scores = pl.concat(parts)

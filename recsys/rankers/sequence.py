@@ -204,7 +204,7 @@ class SequenceRanker:
         self.feat_std = np.ones(0, np.float32)
         self.best_epoch = 0
         self.valid_ndcg10 = float("nan")
-        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, score of the held-out valid users
+        self.holdout_scores: pl.DataFrame | None = None  # user_id, item_id, label, score of the held-out valid users
         self.n_oof_users = 0  # labelled users scored out of fold beyond the early-stopping slice (oof_max_users)
         self.train_losses: list[float] = []
         self.valid_history: list[float] = []
@@ -350,10 +350,10 @@ class SequenceRanker:
         labels = frame[LABEL].cast(pl.Float32).to_numpy()
         held_row = is_valid[np.searchsorted(users, user_col)]
         train_rows, valid_rows = np.flatnonzero(~held_row), np.flatnonzero(held_row)
-        valid_keys = frame.select("user_id", "item_id")[valid_rows]
+        valid_keys = frame.select("user_id", "item_id", LABEL)[valid_rows]
         # out-of-fold scores for every labelled user (small frames only): the rows are kept for the extra fits
         oof = use_valid and len(users) <= p.oof_max_users
-        kept = (users, user_col, tokens, feats, labels, frame.select("user_id", "item_id"), token_cat, n_categories) if oof else None
+        kept = (users, user_col, tokens, feats, labels, frame.select("user_id", "item_id", LABEL), token_cat, n_categories) if oof else None
         del frame
 
         train_lists = _pack(
@@ -421,7 +421,7 @@ class SequenceRanker:
         return self
 
     def _out_of_fold(self, kept: tuple, history: pl.DataFrame, runtime: TorchRuntime) -> pl.DataFrame:
-        """user_id, item_id, score of every labelled user outside the early-stopping slice, out of fold: the same
+        """user_id, item_id, label, score of every labelled user outside the early-stopping slice, out of fold: the same
         seeded hash cut into ceil(1 / valid_fraction) slices (``user_slices``; slice 0 is the early-stopping
         slice), each other slice scored by a fresh network trained on every other labelled user for the best
         epoch count. No user is scored by a network that saw its labels; the served network is not changed."""

@@ -20,7 +20,9 @@ from recsys.promotion import (
     NO_BASELINE,
     comparison_key,
     cutoff_rule,
+    gate_measures,
     gate_verdict,
+    holdout_ndcg,
     no_ranker_passed_message,
     served_from_promoted,
     serving_choice,
@@ -57,6 +59,60 @@ def test_gate_verdict():
     assert gate_verdict(0.33, 0.33, 0.0)[0] and not gate_verdict(0.33, 0.33, -0.01)[0]  # negative drop: must improve
     assert not gate_verdict(math.nan, None, 0.1)[0]
     json.dumps(gate_verdict(math.nan, 0.2, 0.1)[1])  # details are JSON
+
+
+def test_gate_verdict_allows_for_noise_only_when_both_errors_are_known():
+    # floor 0.297; allowance 1.645 * sqrt(0.03^2 + (0.9 * 0.04)^2) = 0.0771
+    passed, details = gate_verdict(0.25, 0.33, 0.1, se=0.03, baseline_se=0.04)
+    assert passed and details["noise_allowance"] == pytest.approx(1.645 * math.hypot(0.03, 0.036))
+    assert "within the noise allowance 0.0771" in details["reason"]
+    # beyond the allowance: a regression the data shows
+    passed, details = gate_verdict(0.21, 0.33, 0.1, se=0.03, baseline_se=0.04)
+    assert not passed and "beyond the noise allowance" in details["reason"]
+    # at the boundary the ranker passes; just past it, it fails
+    edge = 0.297 - 1.645 * math.hypot(0.03, 0.036)
+    assert gate_verdict(edge + 1e-9, 0.33, 0.1, se=0.03, baseline_se=0.04)[0]
+    assert not gate_verdict(edge - 1e-6, 0.33, 0.1, se=0.03, baseline_se=0.04)[0]
+    # noise_z 0, or a missing / non-finite error: the point rule
+    assert not gate_verdict(0.25, 0.33, 0.1, se=0.03, baseline_se=0.04, noise_z=0)[0]
+    assert not gate_verdict(0.25, 0.33, 0.1, se=0.03, baseline_se=None)[0]
+    assert not gate_verdict(0.25, 0.33, 0.1, se=math.nan, baseline_se=0.04)[0]
+    assert gate_verdict(0.25, 0.33, 0.1, se=0.03)[1]["noise_allowance"] == 0.0
+    json.dumps(gate_verdict(0.25, 0.33, 0.1, se=0.03, baseline_se=0.04)[1])
+
+
+def test_holdout_ndcg_per_user_mean_and_standard_error():
+    # user 1: the positive ranked first (1.0); user 2: the positive second of two (1 / log2(3)); user 3: no positive
+    holdout = pl.DataFrame(
+        {
+            "user_id": [2, 1, 1, 2, 3],
+            "item_id": [5, 1, 2, 6, 7],
+            "label": [1, 1, 0, 0, 0],
+            "score": [0.1, 0.9, 0.2, 0.8, 0.5],
+        }
+    )
+    got = holdout_ndcg(holdout)
+    per_user = [1.0, 1.0 / math.log2(3.0)]
+    assert got["gate_users"] == 2 and got["gate_ndcg10"] == pytest.approx(sum(per_user) / 2)
+    assert got["gate_ndcg10_se"] == pytest.approx(abs(per_user[0] - per_user[1]) / 2)  # sd (ddof 1) / sqrt(2)
+    one = holdout_ndcg(holdout.filter(pl.col("user_id") == 1))
+    assert one == {"gate_ndcg10": 1.0, "gate_users": 1}  # no spread from one user: no standard error
+    assert holdout_ndcg(None) is None and holdout_ndcg(holdout.drop("label")) is None
+    assert holdout_ndcg(holdout.filter(pl.col("user_id") == 3)) is None
+
+
+def test_gate_measures_compare_like_with_like():
+    new = {"valid_ndcg10": 0.26, "gate_ndcg10": 0.30, "gate_ndcg10_se": 0.03, "gate_users": 80}
+    both = gate_measures(new, {"valid_ndcg10": 0.39, "gate_ndcg10": 0.33, "gate_ndcg10_se": 0.04})
+    assert (both["ndcg"], both["se"], both["baseline"], both["baseline_se"]) == (0.30, 0.03, 0.33, 0.04)
+    assert "80 labelled valid users" in both["measure"]
+    assert gate_measures(new, None)["baseline"] is None and gate_measures(new, None)["ndcg"] == 0.30
+    # a promoted model stored before the holdout measure: both early-stopping scores, no allowance
+    legacy = gate_measures(new, {"valid_ndcg10": 0.39})
+    assert (legacy["ndcg"], legacy["se"], legacy["baseline"], legacy["baseline_se"]) == (0.26, None, 0.39, None)
+    assert legacy["measure"] == "early-stopping valid NDCG@10"
+    # a ranker without the holdout measure is compared by valid_ndcg10 too
+    assert gate_measures({"valid_ndcg10": 0.26}, {"valid_ndcg10": 0.39, "gate_ndcg10": 0.33})["baseline"] == 0.39
 
 
 def test_serving_choice_only_among_passed():
@@ -215,6 +271,15 @@ def test_failing_gate_still_evaluates_and_records_the_verdict(gated):
     assert row["gate_passed"] is False and row["promoted"] is False
     assert (row["dataset"], row["protocol"], row["cutoff_rule"]) == gated["key"]
     assert details["baseline_version"] == gated["unbeatable"]["version"] and details["floor"] == pytest.approx(0.99 * 0.9)
+    # the stored promoted model has no holdout measure: like with like, both early-stopping scores, no allowance
+    assert details["measure"] == "early-stopping valid NDCG@10" and details["noise_allowance"] == 0.0
+    # the new model carries its holdout measure for the next gate: every labelled valid user, out of fold
+    metrics = wh.query(
+        "SELECT CAST(metrics AS VARCHAR) AS m FROM models.registry WHERE name = 'lgbm_ranker' AND run_id = $r", {"r": run_id}
+    )
+    metrics = json.loads(metrics["m"][0])
+    assert 0.0 <= metrics["gate_ndcg10"] <= 1.0 and metrics["gate_ndcg10_se"] > 0
+    assert metrics["gate_users"] > metrics["n_valid_users"]  # more than the early-stopping slice
     check = wh.query(
         "SELECT passed, severity FROM quality.check_results WHERE asset = 'lgbm_ranker' AND \"check\" = 'ndcg_regression' AND run_id = $r",
         {"r": run_id},

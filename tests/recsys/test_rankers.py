@@ -442,7 +442,9 @@ def test_lgbm_scores_every_labelled_user_out_of_fold_for_the_guard(lgbm_model, t
     labelled = _labelled(train)
     users = labelled["user_id"].unique().sort()
     got = lgbm_model.holdout_scores
-    assert got.select("user_id", "item_id").sort(pl.all()).equals(labelled.select("user_id", "item_id").sort(pl.all()))
+    # each row with its own label (what the promotion gate's holdout_ndcg reads)
+    keys = ["user_id", "item_id", "label"]
+    assert got.select(keys).sort(pl.all()).equals(labelled.select(keys).cast({"label": got["label"].dtype}).sort(pl.all()))
     assert lgbm_model.n_oof_users == len(users) - lgbm_model.n_valid_users > 0
     slices = user_slices(users.to_numpy(), lgbm_model.params.valid_fraction, lgbm_model.params.seed)
     out = users.filter(pl.Series(slices == 2))
@@ -467,7 +469,8 @@ def test_sequence_ranker_scores_every_labelled_user_out_of_fold_for_the_guard(se
     model, train, test, history, items, runtime = sequence_setup
     labelled = _labelled(train)
     got = model.holdout_scores
-    assert got.select("user_id", "item_id").sort(pl.all()).equals(labelled.select("user_id", "item_id").sort(pl.all()))
+    keys = ["user_id", "item_id", "label"]
+    assert got.select(keys).sort(pl.all()).equals(labelled.select(keys).cast({"label": got["label"].dtype}).sort(pl.all()))
     assert model.n_oof_users == labelled["user_id"].n_unique() - model.n_valid_users > 0
     assert got["score"].is_finite().all()
     small = SequenceRanker(dataclasses.replace(model.params, oof_max_users=10)).fit(train, history, items, runtime=runtime)
