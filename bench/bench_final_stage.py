@@ -112,7 +112,12 @@ def _read(path: Path, pooled: bool) -> dict:
         decisions = con.execute(
             "SELECT cutoff, stage, kind, valid_ndcg10, best_channel, margin, n_users FROM models.final_stage ORDER BY decided_at"
         ).pl()
-    return {"metrics": metrics, "paired": paired, "decisions": decisions}
+        # each ranker's promotion-gate verdict, in training order (one per ranker per cut-off)
+        gates = con.execute(
+            "SELECT name, gate_passed, gate_details->>'reason' AS reason FROM models.registry "
+            "WHERE name IN ('lgbm_ranker', 'sequence_ranker') ORDER BY trained_at"
+        ).pl()
+    return {"metrics": metrics, "paired": paired, "decisions": decisions, "gates": gates}
 
 
 def _cell(metrics: pl.DataFrame, stage: str) -> str:
@@ -157,6 +162,10 @@ def render(results: list[dict], split_seed: int) -> str:
             f"| {res['scenario']} | {_cell(m, 'final')} | {chosen} | {_cell(m, 'ease')} | {best}: {_cell(m, best) if best else 'n/a'} | "
             f"{ratio} | {_vs(res['paired'], 'ease')} | {_vs(res['paired'], best) if best else 'n/a'} | {res['wall_s']:.0f} |"
         )
+    lines += ["", "Promotion-gate verdicts per scenario (each ranker, in training order; a backtest has one per cut-off):", ""]
+    for res in results:
+        for r in res["gates"].iter_rows(named=True):
+            lines.append(f"- {res['scenario']}: {r['name']} {'passed' if r['gate_passed'] else 'FAILED'}: {r['reason']}")
     lines += ["", "Every stage (NDCG@10 [95% interval]) per scenario:", ""]
     for res in results:
         m = res["metrics"].sort("value", descending=True)
