@@ -130,11 +130,10 @@ def test_serving_choice_only_among_passed():
 # --- model store on a real warehouse ---------------------------------------------------------
 
 
-def _save(store, wh, name, payload, ndcg, key, run_id="r", promoted=False, **gate):
+def _save(store, wh, name, payload, ndcg, key, run_id="r", promoted=False, metrics=None, **gate):
     dataset, protocol, rule = key
-    return store.save(
-        wh, name, payload, {}, {"valid_ndcg10": ndcg}, run_id, promoted, dataset=dataset, protocol=protocol, cutoff_rule=rule, **gate
-    )
+    scores = {"valid_ndcg10": ndcg, **(metrics or {})}
+    return store.save(wh, name, payload, {}, scores, run_id, promoted, dataset=dataset, protocol=protocol, cutoff_rule=rule, **gate)
 
 
 def test_served_blends_count_as_promoted_when_every_ranker_they_fuse_is():
@@ -231,7 +230,11 @@ def gated(tmp_path_factory):
     )
     assert ingest.success
     key = comparison_key(DATASET, TEMPORAL)
-    unbeatable = _save(store, wh, "lgbm_ranker", b"previous model", 0.99, key, run_id=PREVIOUS_RUN, promoted=True, gate_passed=True)
+    # measured as the gate measures now (held-out NDCG@10 of 300 users, its standard error): unreachable beyond noise
+    held_out = {"gate_ndcg10": 0.99, "gate_ndcg10_se": 0.005, "gate_users": 300}
+    unbeatable = _save(
+        store, wh, "lgbm_ranker", b"previous model", 0.99, key, run_id=PREVIOUS_RUN, promoted=True, metrics=held_out, gate_passed=True
+    )
     # promoted later but on another dataset: a gate comparing across datasets would pass against it
     _save(store, wh, "lgbm_ranker", b"other dataset", 0.0, comparison_key("movielens-100k", TEMPORAL), run_id="x", promoted=True)
     served = pl.DataFrame({"user_id": [1, 1], "item_id": [10, 11], "score": [2.0, 1.0], "rank": [1, 2]}).with_columns(
@@ -271,15 +274,17 @@ def test_failing_gate_still_evaluates_and_records_the_verdict(gated):
     assert row["gate_passed"] is False and row["promoted"] is False
     assert (row["dataset"], row["protocol"], row["cutoff_rule"]) == gated["key"]
     assert details["baseline_version"] == gated["unbeatable"]["version"] and details["floor"] == pytest.approx(0.99 * 0.9)
-    # the stored promoted model has no holdout measure: like with like, both early-stopping scores, no allowance
-    assert details["measure"] == "early-stopping valid NDCG@10" and details["noise_allowance"] == 0.0
-    # the new model carries its holdout measure for the next gate: every labelled valid user, out of fold
+    # the held-out measure of every labelled valid user, out of fold (more than the early-stopping slice), against the
+    # promoted model's: below the floor by more than the noise allowance the two standard errors make
     metrics = wh.query(
         "SELECT CAST(metrics AS VARCHAR) AS m FROM models.registry WHERE name = 'lgbm_ranker' AND run_id = $r", {"r": run_id}
     )
     metrics = json.loads(metrics["m"][0])
-    assert 0.0 <= metrics["gate_ndcg10"] <= 1.0 and metrics["gate_ndcg10_se"] > 0
-    assert metrics["gate_users"] > metrics["n_valid_users"]  # more than the early-stopping slice
+    assert metrics["gate_users"] > metrics["n_valid_users"] and metrics["gate_ndcg10_se"] > 0
+    assert details["measure"] == f"held-out NDCG@10 of {metrics['gate_users']} labelled valid users (holdout_ndcg)"
+    assert details["valid_ndcg10"] == pytest.approx(metrics["gate_ndcg10"]) and details["baseline_se"] == 0.005
+    assert details["noise_allowance"] == pytest.approx(1.645 * math.hypot(metrics["gate_ndcg10_se"], 0.9 * 0.005))
+    assert details["floor"] - details["valid_ndcg10"] > details["noise_allowance"] and "beyond the noise allowance" in details["reason"]
     check = wh.query(
         "SELECT passed, severity FROM quality.check_results WHERE asset = 'lgbm_ranker' AND \"check\" = 'ndcg_regression' AND run_id = $r",
         {"r": run_id},
