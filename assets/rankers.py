@@ -47,11 +47,13 @@ from recsys.promotion import (
 from recsys.rankers import feature_columns
 from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
+from recsys.rankers.stacking import eligible, label_window, stacked_rows
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.engine import SqlEngine
 from resources.model_store import ModelStore
 from resources.ranker_frames import fold_frames
+from resources.training_windows import TrainingWindows
 from resources.warehouse import Warehouse
 
 RANKER_STAGES = ("lgbm_ranker", "sequence_ranker")
@@ -214,6 +216,11 @@ class RankerConfig(dg.Config):
     # more than gate_noise_z standard errors of the difference (0 = the point rule, fail on any shortfall)
     max_ndcg_drop: float = 0.10
     gate_noise_z: float = DEFAULT_NOISE_Z
+    # LightGBM only: stack the labelled lists of up to this many earlier cut-offs of the same comparison key (a
+    # backtest's or a schedule's earlier partitions, archived by each run under <data dir>/training_windows) as more
+    # training rows, newest first, within max_train_rows; only windows whose labels ended before this one's began
+    # (recsys.rankers.stacking). A split without a label window (leave-last-out, files) stacks nothing. 0 = none.
+    stack_windows: int = 0
 
 
 def _split_params(warehouse: Warehouse) -> dict:
@@ -331,9 +338,14 @@ def lgbm_ranker(
     # only the labelled lists (bounded by RECDAG_TRAIN_USERS, then by max_train_rows) leave DuckDB
     valid, train_rows = _labelled_rows_within(warehouse, "features.ranker_valid", config.max_train_rows)
     context.log.info(f"lgbm_ranker: trains on {train_rows}")
+    key = split_key(warehouse, source)
+    extra, stacked = _stacked_windows(warehouse, key, valid, config)
+    if stacked:
+        context.log.info(f"lgbm_ranker: + {extra['user_id'].n_unique():,} lists of earlier windows {stacked}")
     # OutRank's two feature lists (MI-only, 3MR) × the settings grid, judged on held-out valid users
     feature_sets = _feature_sets(warehouse, valid, config.feature_selections)
-    choice = fit_feature_sets(valid, feature_sets, config.params, config.params_grid, log=context.log.info)
+    choice = fit_feature_sets(valid, feature_sets, config.params, config.params_grid, log=context.log.info, extra_train=extra)
+    del extra
     model, params, tried = choice.model, choice.params, choice.tried
     context.log.info(f"lgbm_ranker: feature selection {choice.selection!r} won on held-out valid NDCG@10 {choice.scores}")
     ranked = [model.recommend(block, k=config.k) for block in _user_blocks(warehouse, "features.ranker_test", config.score_block_users)]
@@ -346,10 +358,12 @@ def lgbm_ranker(
         "n_valid_users": model.n_valid_users,
         **{f"valid_ndcg10_{name}": v for name, v in by_selection.items() if v is not None},
         **(holdout_ndcg(model.holdout_scores) or {}),
+        "n_stacked_lists": model.n_extra_lists,
     }
-    key = split_key(warehouse, source)
     registry_params = {
         **asdict(params),
+        "stack_windows": config.stack_windows,
+        "stacked_windows": stacked,
         "feature_selection": choice.selection,
         "feature_selection_valid_ndcg10": by_selection,
         "selected_features": [c.removeprefix(CAT_PREFIX) for c in model.feature_cols if c.startswith(CAT_PREFIX)],
@@ -366,6 +380,7 @@ def lgbm_ranker(
             "feature_importance": md(importance, 40),
             "settings_tried": md(tried),
             "train_rows": train_rows,  # max_train_rows: "N of M rows of labelled lists ..." or "all M rows ..."
+            "stacked_windows": dg.MetadataValue.json(stacked),  # earlier cut-offs' label windows trained on too
             "feature_selection": choice.selection,
             "feature_selection_lists": dg.MetadataValue.json(
                 {n: [c.removeprefix(CAT_PREFIX) for c in cols if c.startswith(CAT_PREFIX)] for n, cols in feature_sets.items()}
@@ -373,6 +388,30 @@ def lgbm_ranker(
         },
         check_results=[gate],
     )
+
+
+def _stacked_windows(
+    warehouse: Warehouse, key: tuple[str, str, str], valid: pl.DataFrame, config: RankerConfig
+) -> tuple[pl.DataFrame | None, list[str]]:
+    """(earlier windows' rows to stack, shaped like ``valid``, or None; their label windows as text), then this
+    cut-off's labelled lists archived for later cut-offs. Windows are taken newest first while the rows stay
+    within ``max_train_rows`` with ``valid``'s."""
+    bounds = label_window(_split_params(warehouse))
+    if bounds is None:
+        return None, []
+    archive = TrainingWindows(warehouse.data_dir)
+    usable = eligible(archive.windows(key), bounds, config.stack_windows)
+    if config.max_train_rows and usable:
+        room, kept = config.max_train_rows - valid.height, []
+        for window, rows in zip(usable, archive.row_counts(usable)):
+            if rows > room:
+                break
+            kept.append(window)
+            room -= rows
+        usable = kept
+    extra = stacked_rows(valid, [w.rows for w in usable])
+    archive.save(key, bounds, valid)
+    return extra, [f"{w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M}" for w in usable]
 
 
 def _labelled_rows_within(warehouse: Warehouse, table: str, budget: int) -> tuple[pl.DataFrame, str]:

@@ -97,8 +97,18 @@ def _matrix(frame: pl.DataFrame, cols: Sequence[str]) -> np.ndarray:
 
 
 def _group_sizes(user_ids: np.ndarray) -> np.ndarray:
-    _, counts = np.unique(user_ids, return_counts=True)
-    return counts
+    """Sizes of the runs of equal ids, in row order: one query group per contiguous user (the frames are
+    sorted by user; stacked windows' rows follow, each (window, user) its own run, recsys.rankers.stacking)."""
+    user_ids = np.asarray(user_ids)
+    if len(user_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1]])
+    return np.diff(np.r_[starts, len(user_ids)])
+
+
+def _with_extra(part: pl.DataFrame, extra: pl.DataFrame | None) -> pl.DataFrame:
+    """``part``'s rows, then the stacked windows' rows (training sides only; never scored or held out)."""
+    return part if extra is None or extra.height == 0 else pl.concat([part, extra.select(part.columns)], how="vertical")
 
 
 def _dataset(part: pl.DataFrame, cols: Sequence[str], cats: Sequence[str], reference: lgb.Dataset | None = None) -> lgb.Dataset:
@@ -144,6 +154,8 @@ class LGBMRanker:
         self._refit_pending = False  # fit(refit=False) leaves the refit_full step to refit_on
         self._oof_pending = False  # and the out-of-fold scores to out_of_fold
         self.n_oof_users: int = 0  # labelled users scored out of fold beyond the early-stopping slice
+        self._extra: pl.DataFrame | None = None  # stacked earlier windows' rows, training sides only (fit's extra_train)
+        self.n_extra_lists: int = 0  # their (window, user) lists
 
     def fit(
         self,
@@ -152,12 +164,19 @@ class LGBMRanker:
         categorical_cols: Sequence[str] | None = None,
         log: Callable[[str], None] | None = None,
         refit: bool = True,
+        extra_train: pl.DataFrame | None = None,
     ) -> LGBMRanker:
         """Fit on ``frame``; with ``refit`` False the ``refit_full`` step is left to ``refit_on``
-        (``fit_feature_sets`` fits every candidate without it and refits only the winner)."""
+        (``fit_feature_sets`` fits every candidate without it and refits only the winner).
+
+        ``extra_train``: earlier cut-offs' labelled lists shaped like ``frame`` (``stacking.stacked_rows``),
+        added to the training side of every fit (this one, ``out_of_fold``'s, ``refit_on``'s) and never held
+        out or scored: early stopping, ``valid_ndcg10`` and ``holdout_scores`` read ``frame``'s users only."""
         if LABEL not in frame.columns:
             raise ValueError("fit needs a 'label' column (build_ranker_frame(..., target=...))")
         p = self.params
+        self._extra = extra_train if extra_train is not None and extra_train.height else None
+        self.n_extra_lists = 0 if self._extra is None else len(_group_sizes(self._extra["user_id"].to_numpy()))
         self.feature_cols = list(feature_cols) if feature_cols is not None else feature_columns(frame)
         cats = categorical_cols if categorical_cols is not None else categorical_columns(frame)
         self.categorical_cols = [c for c in cats if c in self.feature_cols]
@@ -175,7 +194,7 @@ class LGBMRanker:
         train, valid = with_pos.filter(~pl.Series(is_valid)), with_pos.filter(pl.Series(is_valid))
         self.n_train_users, self.n_valid_users = train["user_id"].n_unique(), (valid["user_id"].n_unique() if use_valid else 0)
 
-        dtrain = _dataset(train, self.feature_cols, self.categorical_cols)
+        dtrain = _dataset(_with_extra(train, self._extra), self.feature_cols, self.categorical_cols)
         callbacks, valid_sets, valid_names = [], [], []
         if use_valid:
             valid_sets, valid_names = [_dataset(valid, self.feature_cols, self.categorical_cols, reference=dtrain)], ["valid"]
@@ -207,7 +226,8 @@ class LGBMRanker:
             self.refit_on(frame)
         if log is not None:
             log(
-                f"lgbm_ranker: {self.n_train_users} train users, {self.n_valid_users} early-stopping users "
+                f"lgbm_ranker: {self.n_train_users} train users (+{self.n_extra_lists} lists of earlier windows), "
+                f"{self.n_valid_users} early-stopping users "
                 f"(+{self.n_oof_users} scored out of fold), "
                 f"best_iteration={self.best_iteration}, valid ndcg@{p.eval_at}={self.valid_ndcg10:.4f}"
             )
@@ -231,7 +251,7 @@ class LGBMRanker:
             scored = with_pos.filter(out)
             if scored.height == 0:
                 continue
-            data = _dataset(with_pos.filter(~out), self.feature_cols, self.categorical_cols)
+            data = _dataset(_with_extra(with_pos.filter(~out), self._extra), self.feature_cols, self.categorical_cols)
             booster = lgb.train(p.lgb_params(), data, num_boost_round=max(1, self.best_iteration))
             parts.append(
                 scored.select("user_id", "item_id", LABEL).with_columns(
@@ -249,10 +269,12 @@ class LGBMRanker:
         fit that used early stopping with ``refit_full`` set; otherwise nothing to do."""
         if not self._refit_pending:
             return self
-        data = _dataset(_labelled_users(frame), self.feature_cols, self.categorical_cols)
+        data = _dataset(_with_extra(_labelled_users(frame), self._extra), self.feature_cols, self.categorical_cols)
         self.booster = lgb.train(self.params.lgb_params(), data, num_boost_round=max(1, self.best_iteration))
         self.best_iteration = self.booster.current_iteration()
         self._refit_pending = False
+        if not self._oof_pending:
+            self._extra = None  # every fit that trains on it is done
         return self
 
     def _require(self) -> lgb.Booster:
@@ -329,11 +351,13 @@ def fit_feature_sets(
     base_params: dict | None = None,
     params_grid: Sequence[dict] = ({},),
     log: Callable[[str], None] | None = None,
+    extra_train: pl.DataFrame | None = None,
 ) -> FeatureSetChoice:
     """Fit one model per (feature list, setting) and keep the best held-out valid NDCG@10.
 
     Every fit splits the same users the same way (``holdout_users`` by seed), so the scores are
-    comparable. Ties go to the earlier feature list, then the earlier setting. Two lists with the
+    comparable (``extra_train``, stacked earlier windows, joins every fit's training side alike). Ties go to
+    the earlier feature list, then the earlier setting. Two lists with the
     same columns are fitted once (the second list gets the first's scores). The candidates are
     compared on their early-stopping models; only the winner gets the out-of-fold scores and the ``refit_full`` retraining
     (the same model a refit of every candidate would have picked, at one refit instead of one per fit)."""
@@ -348,7 +372,9 @@ def fit_feature_sets(
             fitted[key] = []
             for extra in grid:
                 params = LGBMRankerParams(**{**(base_params or {}), **extra})
-                fitted[key].append((LGBMRanker(params).fit(frame, feature_cols=list(cols), log=log, refit=False), params))
+                fitted[key].append(
+                    (LGBMRanker(params).fit(frame, feature_cols=list(cols), log=log, refit=False, extra_train=extra_train), params)
+                )
         for extra, (model, params) in zip(grid, fitted[key]):
             rows.append({"selection": name, "setting": str(extra), "n_features": len(cols), "valid_ndcg10": model.valid_ndcg10})
             if best is None or _score(model) > _score(best[0]):
