@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import backtest, candidates, evaluation, features, final_stage, ingestion, pi2i, rankers, retrieval, split
+from assets import backtest, candidates, evaluation, features, final_stage, ingestion, pi2i, rankers, retrieval, serving, split
 from assets.catalog import SHARED_TABLES
 from orchestration.jobs import JOBS
 from orchestration.landing import LANDING_SENSORS
@@ -20,7 +20,7 @@ from resources.model_store import ModelStore
 from resources.settings import alert_webhook_url
 from resources.warehouse import Warehouse
 
-ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, final_stage, evaluation, backtest]
+ASSET_MODULES = [ingestion, split, features, candidates, pi2i, retrieval, rankers, final_stage, serving, evaluation, backtest]
 
 
 def build_resources() -> dict:
