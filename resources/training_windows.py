@@ -6,7 +6,9 @@ stacked with runs of the same dataset, protocol and cut-off rule)::
     <data_dir>/training_windows/<sha1 of the key, 16 hex>/<start>__<end>.parquet
 
 (``start``/``end``: the label window, ``YYYYMMDDTHHMMSS``). A rerun of a cut-off replaces its file (written
-under a temporary name, then renamed). Reading is lazy (``pl.scan_parquet``): only the windows a fit
+under a temporary name, then renamed). Each key keeps its newest ``keep`` windows (default ``KEEP`` = 10, by the
+end of the label window); older files are removed when a window is saved, so a daily schedule's archive stays
+bounded (at 2M events a window's labelled lists are up to ``max_train_rows`` = 1M rows). Reading is lazy (``pl.scan_parquet``): only the windows a fit
 stacks are read. recsys.rankers.stacking says which windows may be stacked and how.
 """
 
@@ -23,6 +25,7 @@ import polars as pl
 from recsys.rankers.stacking import Window
 
 _FMT = "%Y%m%dT%H%M%S"
+KEEP = 10  # windows kept per comparison key: several times any useful stack_windows
 
 
 class TrainingWindows:
@@ -32,8 +35,9 @@ class TrainingWindows:
     def _dir(self, key: tuple[str, ...]) -> Path:
         return self.root / hashlib.sha1("\x1f".join(key).encode("utf-8")).hexdigest()[:16]
 
-    def save(self, key: tuple[str, ...], bounds: tuple[datetime, datetime], rows: pl.DataFrame) -> Path:
-        """Keep ``rows`` (a cut-off's labelled lists) as the window ``bounds`` of ``key``, replacing it."""
+    def save(self, key: tuple[str, ...], bounds: tuple[datetime, datetime], rows: pl.DataFrame, keep: int = KEEP) -> Path:
+        """Keep ``rows`` (a cut-off's labelled lists) as the window ``bounds`` of ``key``, replacing it; then only the
+        newest ``keep`` windows of ``key`` stay."""
         folder = self._dir(key)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "key.txt").write_text("\n".join(key) + "\n")
@@ -46,6 +50,9 @@ class TrainingWindows:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        by_end = sorted(folder.glob("*__*.parquet"), key=lambda p: p.stem.split("__")[1])
+        for old in by_end[: max(0, len(by_end) - max(1, keep))]:
+            old.unlink()
         return path
 
     def windows(self, key: tuple[str, ...]) -> list[Window]:

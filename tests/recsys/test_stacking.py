@@ -123,3 +123,6 @@ def test_archive_keeps_one_file_per_window_and_key(tmp_path):
     assert archive.row_counts(got) == [1, 1] and len(archive.windows(other)) == 1
     assert archive.windows(("other", "x", "y")) == []
     assert not list((tmp_path / "training_windows").rglob(".tmp-*"))
+    # only the newest `keep` windows stay (by the end of their labels)
+    archive.save(key, (D(1998, 3, 10), D(1998, 4, 1)), rows, keep=2)
+    assert [w.end for w in archive.windows(key)] == [D(1998, 3, 10), D(1998, 4, 1)]
