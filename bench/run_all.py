@@ -57,6 +57,7 @@ SECTIONS = [
     "results_pi2i_budget.md",  # bench_pi2i_budget.py, the same: needs a kept run
     "results_guard_rule.md",  # bench_guard_rule.py needs finished runs' warehouses (--runs): not in SCRIPTS
     "results_seed_spread.md",  # bench_seed_spread.py needs a finished run (--data-dir): not in SCRIPTS
+    "results_stack_windows.md",  # bench_stack_windows.py needs a finished backtest's archive (--data-dir): not in SCRIPTS
 ]
 
 HEADER = """# Benchmark results
