@@ -43,7 +43,7 @@ from recsys.promotion import (
 from recsys.rankers import feature_columns
 from recsys.rankers.features import CAT_PREFIX, LABEL, cutoff_mode_for
 from recsys.rankers.lgbm import fit_feature_sets, rank_frame
-from recsys.rankers.stacking import eligible, label_window, stacked_rows
+from recsys.rankers.stacking import eligible, label_window, stacked_rows, within_budget
 from resources.compute import ComputeResource
 from resources.datasets import DatasetSource
 from resources.engine import SqlEngine
@@ -401,13 +401,7 @@ def _stacked_windows(
     archive = TrainingWindows(warehouse.data_dir)
     usable = eligible(archive.windows(key), bounds, config.stack_windows)
     if config.max_train_rows and usable:
-        room, kept = config.max_train_rows - valid.height, []
-        for window, rows in zip(usable, archive.row_counts(usable)):
-            if rows > room:
-                break
-            kept.append(window)
-            room -= rows
-        usable = kept
+        usable = within_budget(usable, archive.row_counts(usable), config.max_train_rows - valid.height)
     extra = stacked_rows(valid, [w.rows for w in usable])
     archive.save(key, bounds, valid)
     return extra, [f"{w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M}" for w in usable]

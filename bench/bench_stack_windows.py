@@ -12,8 +12,8 @@ candidate lists of every labelled user of that window, each scored by a model th
 user's labels (``recsys.promotion.holdout_ndcg``). The test fold is never read.
 
 Per cut-off and number of stacked windows: the measure; pooled over cut-offs ((cut-off, user) units): the
-paired difference to no stacking with a bootstrap 95% interval (users resampled within each cut-off) and
-a paired t-test p-value. Every candidate feature column is used (the archive holds the union of OutRank's
+paired difference to no stacking (``recsys.backtest.pooled_paired_test``: bootstrap 95% interval with users
+resampled within each cut-off, and a paired t-test p-value). Every candidate feature column is used (the archive holds the union of OutRank's
 lists); the asset additionally chooses between OutRank's lists. Results go to ``--out`` (newest first).
 """
 
@@ -27,14 +27,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recsys.rankers.features import LABEL, feature_columns, per_group_ndcg_at_k  # noqa: E402
+from recsys.backtest import pooled_paired_test  # noqa: E402
+from recsys.promotion import holdout_per_user  # noqa: E402
+from recsys.rankers.features import LABEL, feature_columns  # noqa: E402
 from recsys.rankers.lgbm import fit_feature_sets  # noqa: E402
 from recsys.rankers.stacking import eligible, stacked_rows  # noqa: E402
 from resources.training_windows import TrainingWindows  # noqa: E402
@@ -42,32 +42,24 @@ from resources.training_windows import TrainingWindows  # noqa: E402
 GRID = [{}, {"num_leaves": 7, "min_data_in_leaf": 50}]  # RankerConfig.params_grid's default
 
 
-def per_user(holdout: pl.DataFrame) -> pl.DataFrame:
-    """user_id, ndcg: the gate's per-user measure of a model's out-of-fold scores."""
-    rows = holdout.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id")
-    users = rows["user_id"].unique(maintain_order=True)
-    return pl.DataFrame(
-        {"user_id": users, "ndcg": per_group_ndcg_at_k(rows["user_id"].to_numpy(), rows[LABEL].to_numpy(), rows["score"].to_numpy())}
+def _units(measure: pl.DataFrame, cutoff: str, stacked: int) -> pl.DataFrame:
+    """The measure as recsys.backtest's per-user frame: (cut-off, user) units of NDCG@10, keyed by ``stacked``."""
+    return measure.select(
+        pl.lit(stacked).alias("stacked"),
+        pl.lit(cutoff).alias("cutoff"),
+        "user_id",
+        pl.lit("ndcg").alias("metric"),
+        pl.lit(10).alias("k"),
+        pl.col("ndcg").alias("value"),
     )
 
 
-def paired(diffs: list[np.ndarray], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float, float, int]:
-    """(mean, 2.5%, 97.5%, p, units) of per-unit differences pooled over strata (cut-offs), bootstrap within strata."""
-    pooled = np.concatenate(diffs)
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        boots[b] = np.concatenate([d[rng.integers(0, len(d), len(d))] for d in diffs]).mean()
-    p = float(stats.ttest_1samp(pooled, 0.0).pvalue) if len(pooled) > 1 and pooled.std() > 0 else float("nan")
-    return float(pooled.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)), p, len(pooled)
-
-
-def run(data_dir: Path, max_windows: int) -> tuple[list[dict], dict[int, list[np.ndarray]], str]:
+def run(data_dir: Path, max_windows: int) -> tuple[list[dict], pl.DataFrame, str]:
     archive = TrainingWindows(data_dir)
     folders = sorted(p for p in archive.root.iterdir() if p.is_dir()) if archive.root.exists() else []
     if not folders:
         raise SystemExit(f"no archived training windows under {archive.root}: run a backtest with this commit first")
-    rows, diffs = [], {n: [] for n in range(1, max_windows + 1)}
+    rows, units = [], []
     key = tuple((folders[0] / "key.txt").read_text().split("\n")[:3])
     windows = archive.windows(key)
     for current in windows:
@@ -76,13 +68,12 @@ def run(data_dir: Path, max_windows: int) -> tuple[list[dict], dict[int, list[np
             continue
         frame = current.rows.collect().filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id", "item_id")
         cols = feature_columns(frame)
-        base = None
         for n in range(0, len(earlier) + 1):
             extra = stacked_rows(frame, [w.rows for w in earlier[:n]])
             started = time.monotonic()
             choice = fit_feature_sets(frame, {"all": cols}, None, GRID, extra_train=extra)
             wall = time.monotonic() - started
-            measure = per_user(choice.model.holdout_scores)
+            measure = holdout_per_user(choice.model.holdout_scores)
             rows.append(
                 {
                     "window": f"{current.start:%Y-%m-%d} .. {current.end:%Y-%m-%d}",
@@ -94,16 +85,25 @@ def run(data_dir: Path, max_windows: int) -> tuple[list[dict], dict[int, list[np
                     "wall_s": wall,
                 }
             )
-            if n == 0:
-                base = measure
-            else:
-                joined = measure.join(base, on="user_id", suffix="_base")
-                diffs[n].append((joined["ndcg"] - joined["ndcg_base"]).to_numpy())
+            units.append(_units(measure, rows[-1]["window"], n))
             print(f"[bench_stack_windows] {rows[-1]}", flush=True)
-    return rows, diffs, " | ".join(key)
+    return rows, pl.concat(units), " | ".join(key)
 
 
-def render(rows: list[dict], diffs: dict[int, list[np.ndarray]], key: str, data_dir: Path) -> str:
+def paired(units: pl.DataFrame, max_windows: int) -> pl.DataFrame:
+    """Per number of stacked windows n: stacked − none on the (cut-off, user) units of the cut-offs that have n
+    earlier windows (recsys.backtest.pooled_paired_test: stratified paired bootstrap, paired t-test)."""
+    parts = []
+    for n in range(1, max_windows + 1):
+        with_n = units.filter(pl.col("stacked") == n)
+        if with_n.height == 0:
+            continue
+        base = units.filter((pl.col("stacked") == 0) & pl.col("cutoff").is_in(with_n["cutoff"].unique().implode()))
+        parts.append(pooled_paired_test(with_n.drop("stacked"), base.drop("stacked"), n_boot=2000).with_columns(pl.lit(n).alias("stacked")))
+    return pl.concat(parts)
+
+
+def render(rows: list[dict], units: pl.DataFrame, key: str, data_dir: Path, max_windows: int) -> str:
     frame = pl.DataFrame(rows)
     lines = [
         f"### Stacked training windows, valid only ({datetime.now():%Y-%m-%d %H:%M}, {platform.machine()}, {os.cpu_count()} cores)",
@@ -124,11 +124,11 @@ def render(rows: list[dict], diffs: dict[int, list[np.ndarray]], key: str, data_
         "| stacked windows | cut-offs | (cut-off, user) units | mean difference [95% bootstrap] | paired t p |",
         "|---|---|---|---|---|",
     ]
-    for n, parts in diffs.items():
-        if not parts:
-            continue
-        mean, lo, hi, p, units = paired(parts)
-        lines.append(f"| {n} | {len(parts)} | {units} | {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] | {p:.3g} |")
+    for r in paired(units, max_windows).iter_rows(named=True):
+        lines.append(
+            f"| {r['stacked']} | {r['n_cutoffs']} | {r['n_users']} | {r['mean_diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}] | "
+            f"{r['p_value']:.3g} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -139,8 +139,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_stack_windows.md"))
     args = ap.parse_args()
     data_dir = Path(args.data_dir)
-    rows, diffs, key = run(data_dir, args.max_windows)
-    section = render(rows, diffs, key, data_dir)
+    rows, units, key = run(data_dir, args.max_windows)
+    section = render(rows, units, key, data_dir, args.max_windows)
     out = Path(args.out)
     title = "## Stacked training windows (bench/bench_stack_windows.py)\n\n"
     old = out.read_text().removeprefix(title) if out.exists() else ""

@@ -61,15 +61,22 @@ def comparison_key(dataset: str, split_params: dict[str, Any]) -> tuple[str, str
     return dataset, str(split_params.get("protocol") or "unknown"), cutoff_rule(split_params)
 
 
+def holdout_per_user(holdout: pl.DataFrame, k: int = 10) -> pl.DataFrame:
+    """user_id, ndcg: NDCG@k (per_group_ndcg_at_k: within each user's candidate list, as LightGBM's) of each
+    user of ``holdout`` (user_id, item_id, label, score; a ranker's ``holdout_scores``, every score from a
+    model blind to that user's labels) with a positive label, in user order."""
+    rows = holdout.filter((pl.col(LABEL) > 0).any().over("user_id")).sort("user_id")
+    users = rows["user_id"].unique(maintain_order=True)
+    ndcg = per_group_ndcg_at_k(rows["user_id"].to_numpy(), rows[LABEL].to_numpy(), rows["score"].to_numpy(), k)
+    return pl.DataFrame({"user_id": users, "ndcg": ndcg})
+
+
 def holdout_ndcg(holdout: pl.DataFrame | None, k: int = 10) -> dict[str, float | int] | None:
-    """The gate's measure of a ranker: NDCG@k (per_group_ndcg_at_k: within each user's candidate list, as
-    LightGBM's) over the users of ``holdout`` (user_id, item_id, label, score; a ranker's ``holdout_scores``,
-    every score from a model blind to that user's labels) with a positive label, and its standard error
-    over users. -> {"gate_ndcg10", "gate_ndcg10_se" (from 2 users), "gate_users"}, or None without such a user."""
+    """The gate's measure of a ranker: the mean of ``holdout_per_user`` and its standard error over users.
+    -> {"gate_ndcg10", "gate_ndcg10_se" (from 2 users), "gate_users"}, or None without a labelled user."""
     if holdout is None or LABEL not in holdout.columns or holdout.height == 0:
         return None
-    rows = holdout.sort("user_id")
-    per_user = per_group_ndcg_at_k(rows["user_id"].to_numpy(), rows[LABEL].to_numpy(), rows["score"].to_numpy(), k)
+    per_user = holdout_per_user(holdout, k)["ndcg"].to_numpy()
     n = len(per_user)
     if n == 0:
         return None

@@ -65,6 +65,19 @@ def eligible(windows: Sequence[Window], current: tuple[datetime, datetime], n: i
     return sorted(before, key=lambda w: w.end, reverse=True)[:n]
 
 
+def within_budget(windows: Sequence[Window], sizes: Sequence[int], room: int) -> list[Window]:
+    """The leading ``windows`` (newest first, as ``eligible`` gives them) whose rows (``sizes``) fit in ``room``
+    together; ``room`` <= 0 with sizes to fit keeps none. Stops at the first that does not fit, so a kept
+    window is never older than a dropped one."""
+    kept = []
+    for window, rows in zip(windows, sizes, strict=True):
+        if rows > room:
+            break
+        kept.append(window)
+        room -= rows
+    return kept
+
+
 def stacked_rows(frame: pl.DataFrame, windows: Sequence[pl.DataFrame | pl.LazyFrame]) -> pl.DataFrame | None:
     """The labelled lists of ``windows`` as rows shaped like ``frame`` (its columns, dtypes and order), each
     (window, user) one query with a negative ``user_id`` (-1, -2, ... in window then user order, rows by

@@ -11,7 +11,7 @@ import pytest
 
 from recsys.rankers.features import grouped_ndcg_at_k
 from recsys.rankers.lgbm import LGBMRanker, LGBMRankerParams, _group_sizes
-from recsys.rankers.stacking import Window, eligible, label_window, stacked_rows
+from recsys.rankers.stacking import Window, eligible, label_window, stacked_rows, within_budget
 from resources.training_windows import TrainingWindows
 
 D = dt.datetime
@@ -32,6 +32,13 @@ def test_eligible_windows_end_before_the_current_labels_begin_newest_first():
     assert eligible(ws, current, 0) == []
     # a later cut-off (a backfill run out of order) and an overlapping one are never stacked
     assert eligible(ws, (D(2024, 1, 10), D(2024, 1, 17)), 5) == [ws[0]]
+
+
+def test_within_budget_keeps_the_newest_windows_that_fit_and_never_skips_one():
+    ws = [Window(D(2024, 1, 1), D(2024, 1, e), pl.DataFrame()) for e in (29, 22, 15)]  # newest first
+    assert within_budget(ws, [40, 30, 10], 75) == ws[:2]
+    assert within_budget(ws, [40, 50, 10], 75) == ws[:1]  # the third fits, but an older window never replaces a newer
+    assert within_budget(ws, [40, 30, 10], 0) == []
 
 
 def test_stacked_rows_are_shaped_like_the_frame_one_query_per_window_and_user():
