@@ -1,4 +1,5 @@
-"""What the in-process Dagster tests share: resources on a temporary data dir, and ingesting every day."""
+"""What the in-process Dagster tests share: resources on a temporary data dir, ingesting every day, and
+quick settings for the whole DAG."""
 
 from __future__ import annotations
 
@@ -12,6 +13,15 @@ from orchestration.tags import partition_range_tags
 from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
+
+# Small, quick settings for the DAG downstream of `interactions` on the test-wide synthetic log: one
+# epoch for the torch models, a shallow PI2I scoring depth, fewer bootstrap draws.
+FAST_OPS = {
+    "candidates_two_tower": {"config": {"params": {"epochs": 1}}},
+    "pi2i_scorer": {"config": {"params": {"epochs": 1, "depth": 100}}},
+    "sequence_ranker": {"config": {"params": {"epochs": 3}}},
+    "evaluation": {"config": {"n_boot": 100}},
+}
 
 
 def local_resources(data_dir: Path, dataset: str, **overrides) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import polars as pl
-from dagster_support import ingest_every_day, local_resources
+from dagster_support import FAST_OPS, ingest_every_day, local_resources
 
 from orchestration.definitions import all_assets, all_checks
 from recsys.sources.movielens import ML100K_FLAG_GENRES
@@ -138,10 +138,8 @@ def write_movielens(log: Log, folder: Path) -> Path:
 
 
 def fast_ops(seed: int = 0) -> dict:
-    """Small, quick settings (as tests/assets/test_pipeline.py's FAST) with every seed set to ``seed``."""
-    from test_pipeline import FAST
-
-    ops = {name: {"config": {**body["config"]}} for name, body in FAST.items()}
+    """Small, quick settings (dagster_support.FAST_OPS) with every seed set to ``seed``."""
+    ops = {name: {"config": {**body["config"]}} for name, body in FAST_OPS.items()}
     ops["sequence_ranker"]["config"]["params"] = {**ops["sequence_ranker"]["config"]["params"], "epochs": 2}
     ops["evaluation"]["config"]["n_boot"] = 20  # intervals are not compared: bootstrap draws follow user ids
     ops["candidates_als"] = {"config": {"params": {"random_state": seed, "iterations": 5}}}

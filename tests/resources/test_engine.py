@@ -1,5 +1,7 @@
 """The engine switch: one SQL definition on DuckDB and on Spark (local mode), exchanging Parquet
-day-partitions through the lake (resources/engine.py, resources/lake.py)."""
+day-partitions through the lake (resources/engine.py, resources/lake.py). The whole DAG runs here once
+per engine on the test-wide synthetic log: the DuckDB run is also the whole-pipeline test of the
+default engine (every stage evaluated), so the suite pays for it once."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from resources.engine import SqlEngine, spark_config, to_spark_sql
 from resources.lake import Lake
 from resources.warehouse import load_sql
 
-pytestmark = pytest.mark.heavy(370)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(450)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 pytest.importorskip("pyspark", reason="the spark extra (requirements-test.lock installs it)")
 
@@ -228,27 +230,107 @@ def test_per_user_metrics_statement_equals_recsys_on_both_engines(tmp_path):
         SqlEngine(engine="duckdb").per_user_metrics(recs.with_columns(pl.lit(1).alias("rank")), truth, DEFAULT_KS, METRICS)
 
 
-def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested):
-    """Everything downstream of the clean interactions, under each engine (the split, OutRank's input rows,
-    item CF's and Swing's indexes, the rankers' history features and the per-user accuracy on Spark under
-    spark): the same staging.split, ranker frames, final lists and eval.metrics (values and bootstrap
-    intervals) to float rounding."""
+@pytest.fixture(scope="module")
+def pipeline(ingested):
+    """``pipeline(engine)``: the DAG downstream of `interactions` (dagster_support.FAST_OPS) on that engine's
+    ingested log, run once per module on first use: (data dir, resources, instance, result)."""
     from assets.partitions import latest_cutoff
     from orchestration.definitions import all_assets, all_checks
-    from tests.assets.test_pipeline import FAST
+    from tests.assets.dagster_support import FAST_OPS
 
-    index_on = {}
-    for kind, (_, resources) in ingested.items():
-        with dg.instance_for_test() as instance:
+    runs = {}
+
+    def run(kind: str) -> tuple:
+        if kind not in runs:
+            data, resources = ingested[kind]
+            instance = dg.DagsterInstance.ephemeral()
             result = dg.materialize(
                 [*all_assets, *all_checks],
                 selection=dg.AssetSelection.assets("interactions").downstream(include_self=False),
                 resources=resources,
                 instance=instance,
                 partition_key=latest_cutoff(),
-                run_config={"ops": FAST},
+                run_config={"ops": FAST_OPS},
             )
-        assert result.success
+            assert result.success, kind
+            runs[kind] = (data, resources, instance, result)
+        return runs[kind]
+
+    return run
+
+
+def test_the_whole_pipeline_on_duckdb_evaluates_every_stage(pipeline):
+    """The default engine: every stage lands in eval.metrics with intervals, the rankers and PI2I in the
+    registry, the lists served and exported, the HTML report and the evaluation's metadata tables; the
+    pool rebuilt in small user blocks equals the one built in the default block."""
+    from assets.partitions import latest_cutoff
+    from orchestration.definitions import all_assets, all_checks
+
+    data, resources, instance, downstream = pipeline("duckdb")
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        stages = {r[0] for r in con.execute("SELECT DISTINCT stage FROM eval.metrics WHERE fold = 'test'").fetchall()}
+        n_recs = con.execute("SELECT count(*) FROM serving.recommendations").fetchone()[0]
+        selected = con.execute("SELECT count(*) FROM features.selected_features").fetchone()[0]
+        ci_ok = con.execute("SELECT bool_and(ci_low <= value AND value <= ci_high) FROM eval.metrics WHERE ci_low IS NOT NULL").fetchone()[
+            0
+        ]
+        registry = {r[0] for r in con.execute("SELECT name FROM models.registry").fetchall()}
+    expected = {
+        *("pop", "itemcf", "swing", "als", "ease", "two_tower", "content", "tgh", "pi2i_index", "pi2i", "pool"),
+        *("lgbm_ranker", "sequence_ranker"),
+    }
+    assert expected <= stages
+    assert n_recs > 0 and selected > 0 and ci_ok
+    assert {"lgbm_ranker", "sequence_ranker", "pi2i_valid", "pi2i_test"} <= registry
+    assert (data / "exports" / "recommendations.parquet").exists()
+    # the HTML report, and the headline as a Dagster table (shown inline on the asset page) with its schema
+    report = data / "exports" / "report.html"
+    assert report.exists() and report.stat().st_size > 10_000
+    html = report.read_text()
+    assert "lgbm_ranker" in html and html.count("<img") >= 3 and "Holm" in html
+    # the evaluation step also writes eval.last_paired_test (asset last_paired_test, assets/catalog.py)
+    [materialization] = [m for m in downstream.asset_materializations_for_node("evaluation") if m.asset_key == dg.AssetKey("evaluation")]
+    meta = materialization.metadata
+    assert meta["dagster/table_name"].value == "eval.per_user" and meta["dagster/partition_row_count"].value > 0
+    assert meta["report"].path == str(report)
+    table = meta["headline"]
+    columns = {c.name: c.type for c in table.schema.columns}
+    assert columns["stage"] == "string" and columns["users"] == "int"
+    assert all(columns[c] == "float" for c in ("ndcg@10", "ndcg 95% low", "ndcg 95% high", "recall@10", "hit_rate@10"))
+    assert expected <= {r.data["stage"] for r in table.records}
+    assert all(r.data["ndcg 95% low"] <= r.data["ndcg@10"] <= r.data["ndcg 95% high"] for r in table.records)
+    paired = meta["paired_tests_holm"]  # the ranker chosen on valid against every other stage, Holm-adjusted
+    assert {c.name: c.type for c in paired.schema.columns}["decided_95"] == "bool"
+    assert expected - {r.data["stage"] for r in paired.records} <= {r.data["versus"] for r in paired.records}
+    assert all(r.data["p_value"] <= r.data["p_holm"] <= 1 and r.data["decided_95"] == (r.data["p_holm"] < 0.05) for r in paired.records)
+
+    # candidate_pool builds per block of users: rebuilt in blocks of 97 users (the synthetic log has a few
+    # hundred per fold, so several blocks each; every block queries every channel, so 7 cost a minute),
+    # both of its tables are the ones the default block wrote
+    def pool_tables() -> dict:
+        return {t: _rows(data, f"SELECT * FROM candidates.{t} ORDER BY ALL") for t in ("pool", "pool_ranked")}
+
+    whole = pool_tables()
+    assert len(whole["pool"]) > 1000
+    rebuilt = dg.materialize(
+        [*all_assets, *all_checks],
+        selection=["candidate_pool"],
+        resources=resources,
+        instance=instance,
+        partition_key=latest_cutoff(),
+        run_config={"ops": {"candidate_pool": {"config": {"block_users": 97}}}},
+    )
+    assert rebuilt.success and pool_tables() == whole
+
+
+def test_the_whole_pipeline_on_spark_gives_duckdbs_metrics(ingested, pipeline):
+    """Everything downstream of the clean interactions, under each engine (the split, OutRank's input rows,
+    item CF's and Swing's indexes, the rankers' history features and the per-user accuracy on Spark under
+    spark): the same staging.split, ranker frames, final lists and eval.metrics (values and bootstrap
+    intervals) to float rounding."""
+    index_on = {}
+    for kind in ENGINES:
+        result = pipeline(kind)[-1]
         for stage in ("itemcf", "swing"):
             [m] = result.asset_materializations_for_node(f"candidates_{stage}")
             index_on[kind, stage] = m.metadata.get("item_index_built_on")
