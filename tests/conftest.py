@@ -32,3 +32,22 @@ def pytest_collection_modifyitems(items):
     hands whole modules to its 2 workers in this order (pytest-xdist ``--dist loadfile``): started last, a
     5-minute module would run alone at the end while the other worker idles."""
     items.sort(key=lambda item: -_heavy_seconds(item))  # stable: file and test order kept within a weight
+
+
+_TIMELINE = os.environ.get("RECDAG_TEST_TIMELINE")  # a file: one line per test (worker, start, end, seconds, id)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With RECDAG_TEST_TIMELINE=<file>, each test (setup, call and teardown) appends when and on which
+    xdist worker it ran: the data for the ``heavy`` weights above and for finding the suite's idle tail."""
+    if not _TIMELINE:
+        yield
+        return
+    import time
+
+    start = time.time()
+    yield
+    end = time.time()
+    with open(_TIMELINE, "a") as out:
+        out.write(f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}\t{start:.1f}\t{end:.1f}\t{end - start:.1f}\t{item.nodeid}\n")

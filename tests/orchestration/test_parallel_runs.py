@@ -14,12 +14,15 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "assets"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dagster_support import ingest_every_day, local_resources  # noqa: E402
 
 from assets.partitions import daily_partitions  # noqa: E402
+
+pytestmark = pytest.mark.heavy(55)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
