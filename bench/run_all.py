@@ -58,13 +58,15 @@ SECTIONS = [
     "results_guard_rule.md",  # bench_guard_rule.py needs finished runs' warehouses (--runs): not in SCRIPTS
     "results_seed_spread.md",  # bench_seed_spread.py needs a finished run (--data-dir): not in SCRIPTS
     "results_stack_windows.md",  # bench_stack_windows.py needs a finished backtest's archive (--data-dir): not in SCRIPTS
+    "results_gpu.md",  # bench_gpu.py needs a machine with a GPU: not in SCRIPTS
 ]
 
 HEADER = """# Benchmark results
 
 Every number here comes from a script in `bench/`, run on this project's 2-core machine, with the
 peer library measured side by side in the same run and peak RSS recorded. Re-run with
-`make bench` (or one script alone) and commit the regenerated sections.
+`make bench` (or one script alone) and commit the regenerated sections. The GPU section alone ran on
+a lent machine with an NVIDIA H200 (it says so).
 """
 
 

@@ -274,9 +274,11 @@ class TwoTowerChannel:
 
         device = self.runtime.torch_device()
         item_cat_t = torch.from_numpy(np.r_[self.item_cat_, self.n_cats_]).to(device)
-        with torch.no_grad(), self.runtime.autocast():
-            ctx_t = torch.from_numpy(ctx).to(device)
-            uv = self.model_.user_vec(torch.from_numpy(user_pos.astype(np.int64)).to(device), ctx_t, item_cat_t[ctx_t])
+        with torch.no_grad():
+            with self.runtime.autocast():
+                ctx_t = torch.from_numpy(ctx).to(device)
+                uv = self.model_.user_vec(torch.from_numpy(user_pos.astype(np.int64)).to(device), ctx_t, item_cat_t[ctx_t])
+            # the scores in fp32 outside autocast (under bf16 autocast a product is bf16, which numpy cannot hold)
             return (uv.float() @ self.item_vecs_.T).cpu().numpy()
 
     def _hit_rate(self, val_rows, seq_user, seq_item, start, val_seen) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
@@ -48,6 +49,31 @@ def test_two_tower_epoch_trains_on_the_budget(synthetic):
     assert model.recommend(history["user_id"].unique().head(5), k=10).height == 50
     clone = TwoTowerChannel.from_bytes(model.to_bytes(), runtime=RUNTIME)
     assert clone.max_samples_per_epoch == 700 and clone.history_ == model.history_
+
+
+@dataclass(frozen=True)
+class _CpuBf16Runtime(TorchRuntime):
+    """bf16 autocast on the CPU: the dtypes ``precision='bf16'`` gives on cuda (a product under autocast is
+    bf16), so those paths run on a machine without a GPU."""
+
+    def autocast(self):
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+
+
+def test_torch_stages_train_and_score_under_bf16_autocast(synthetic):
+    """A bf16 run (ComputeResource precision='bf16' on a GPU) trains and recommends: scores leave torch as
+    float32 (found on an H200: the two-tower's validation scores reached numpy as bf16 and raised)."""
+    from recsys.pi2i.serve import PI2I
+
+    history, items = synthetic
+    runtime = _CpuBf16Runtime(threads=1, seed=0, log=lambda m: None)
+    users = history["user_id"].unique().head(10)
+    tower = TwoTowerChannel(dim=16, epochs=1, batch_size=256, max_val_users=25).fit(history, items, runtime=runtime)
+    recs = tower.recommend(users, k=10)
+    assert recs.height == 100 and recs["score"].is_finite().all()
+    pi2i = PI2I(epochs=1, depth=50).fit(history, items=items, runtime=runtime)
+    recs = pi2i.recommend(users, k=10)
+    assert recs.height > 0 and recs["score"].is_finite().all()
 
 
 def test_two_tower_within_budget_trains_as_without_one(synthetic):
