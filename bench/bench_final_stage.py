@@ -2,6 +2,7 @@
 
     python bench/bench_final_stage.py                       # every scenario, writes bench/results_final_stage.md
     python bench/bench_final_stage.py --scenarios files,llo
+    python bench/bench_final_stage.py --scenarios synthetic --synthetic synthetic:1000000
 
 Scenarios (each `python -m orchestration.run` in a fresh subprocess on a fresh data dir and Dagster
 home, ML-100K copied from data/sources when cached):
@@ -10,15 +11,16 @@ home, ML-100K copied from data/sources when cached):
   ratings shuffled, the first 80% train, the next 10% valid, the rest test, as RecBole's
   ``RS: [0.8, 0.1, 0.1]`` with ``group_by: user``), as RecBole atomic files, ``RECDAG_SPLIT=files:<dir>``.
 - ``llo``: ML-100K, leave-last-out (``RECDAG_SPLIT=leave_last_out``).
-- ``synthetic``: ``synthetic:200000``, default temporal protocol.
+- ``synthetic``: ``--synthetic`` (default ``synthetic:200000``), default temporal protocol.
 - ``temporal``: ML-100K, default temporal protocol (newest cut-off).
 - ``backtest``: ML-100K, ``--backtest 4``: the pooled headline and paired tests over 4 cut-offs.
 
 Per scenario, from the warehouse the run wrote (test fold, all users): NDCG@10 with its bootstrap
 95% interval of the final stage, of EASE and of the best channel on test, the paired difference
 final − EASE and final − best channel (bootstrap interval, Holm-corrected p across every stage, as
-``eval.last_paired_test`` / ``eval.pooled_paired_test`` hold it), what the guard chose on valid
-(``models.final_stage``) and the wall time. Test is only read here, after every choice was made on
+``eval.last_paired_test`` / ``eval.pooled_paired_test`` hold it), whether the final stage's interval lies
+wholly above every channel's ("separated"), what the guard chose on valid (``models.final_stage``) and
+the wall time. Test is only read here, after every choice was made on
 valid inside the run.
 """
 
@@ -68,7 +70,7 @@ def random_split(inter: Path, out: Path, seed: int) -> Path:
     return out
 
 
-def _run(scenario: str, tmp: Path, split_seed: int) -> dict:
+def _run(scenario: str, tmp: Path, split_seed: int, synthetic: str = "synthetic:200000") -> dict:
     data, home = tmp / scenario / "data", tmp / scenario / "home"
     home.mkdir(parents=True)
     shutil.copy(ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
@@ -83,7 +85,7 @@ def _run(scenario: str, tmp: Path, split_seed: int) -> dict:
     elif scenario == "llo":
         env["RECDAG_SPLIT"] = "leave_last_out"
     elif scenario == "synthetic":
-        env["RECDAG_DATASET"] = "synthetic:200000"
+        env["RECDAG_DATASET"] = synthetic
     elif scenario == "backtest":
         args.append("--backtest")
         args.append("4")
@@ -92,7 +94,8 @@ def _run(scenario: str, tmp: Path, split_seed: int) -> dict:
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{scenario}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return {"scenario": scenario, "wall_s": wall, **_read(data / "warehouse.duckdb", pooled=scenario == "backtest")}
+    label = f"{scenario} ({synthetic.split(':', 1)[1]})" if scenario == "synthetic" else scenario
+    return {"scenario": label, "wall_s": wall, **_read(data / "warehouse.duckdb", pooled=scenario == "backtest")}
 
 
 def _read(path: Path, pooled: bool) -> dict:
@@ -136,6 +139,20 @@ def _vs(paired: pl.DataFrame, versus: str) -> str:
     return f"{r['mean_diff']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}], p_holm {r['p_holm']:.3g}, {'decided' if r['decided_95'] else 'not decided'}"
 
 
+def separation(metrics: pl.DataFrame) -> str:
+    """Whether the final stage's 95% interval lies wholly above every channel's: 'separated', or the
+    channels whose upper bound reaches the final's lower bound."""
+    final = metrics.filter(pl.col("stage") == "final")
+    channels = metrics.filter(pl.col("stage").is_in(CHANNELS) & pl.col("ci_high").is_not_null())
+    if final.is_empty() or final["ci_low"][0] is None or channels.is_empty():
+        return "n/a"
+    low = final["ci_low"][0]
+    overlap = channels.filter(pl.col("ci_high") >= low).sort("ci_high", descending=True)
+    if overlap.is_empty():
+        return f"separated (final low {low:.4f} > every channel's high, max {channels['ci_high'].max():.4f})"
+    return "overlaps " + ", ".join(f"{r['stage']} (high {r['ci_high']:.4f} ≥ final low {low:.4f})" for r in overlap.iter_rows(named=True))
+
+
 def render(results: list[dict], split_seed: int) -> str:
     lines = [
         "## The final stage against every channel (bench/bench_final_stage.py)",
@@ -144,8 +161,8 @@ def render(results: list[dict], split_seed: int) -> str:
         f"intervals; paired differences with Holm correction across every stage (the run's own tables). Machine: {platform.machine()}, "
         f"{os.cpu_count()} cores (shared); files split seed {split_seed}.",
         "",
-        "| scenario | final | guard's choice on valid (held-out users) | EASE | best channel on test | final / EASE | final − EASE | final − best channel | wall s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | final | guard's choice on valid (held-out users) | EASE | best channel on test | final / EASE | final − EASE | final − best channel | intervals vs every channel | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         m = res["metrics"]
@@ -160,7 +177,7 @@ def render(results: list[dict], split_seed: int) -> str:
         )
         lines.append(
             f"| {res['scenario']} | {_cell(m, 'final')} | {chosen} | {_cell(m, 'ease')} | {best}: {_cell(m, best) if best else 'n/a'} | "
-            f"{ratio} | {_vs(res['paired'], 'ease')} | {_vs(res['paired'], best) if best else 'n/a'} | {res['wall_s']:.0f} |"
+            f"{ratio} | {_vs(res['paired'], 'ease')} | {_vs(res['paired'], best) if best else 'n/a'} | {separation(m)} | {res['wall_s']:.0f} |"
         )
     lines += ["", "Promotion-gate verdicts per scenario (each ranker, in training order; a backtest has one per cut-off):", ""]
     for res in results:
@@ -177,6 +194,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--split-seed", type=int, default=2026)
+    ap.add_argument("--synthetic", default="synthetic:200000", help="the synthetic scenario's dataset (synthetic:<interactions>)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results_final_stage.md"))
     args = ap.parse_args()
     results, failed = [], []
@@ -184,7 +202,7 @@ def main() -> int:
         for scenario in args.scenarios.split(","):
             print(f"[bench_final_stage] {scenario} ...", flush=True)
             try:
-                results.append(_run(scenario, Path(tmp), args.split_seed))
+                results.append(_run(scenario, Path(tmp), args.split_seed, args.synthetic))
             except RuntimeError as exc:  # one failed scenario must not lose the others' results
                 failed.append(scenario)
                 log = Path(args.out).with_suffix(f".{scenario}.failed.log")

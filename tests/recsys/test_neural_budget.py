@@ -74,6 +74,12 @@ def test_torch_stages_train_and_score_under_bf16_autocast(synthetic):
     pi2i = PI2I(epochs=1, depth=50).fit(history, items=items, runtime=runtime)
     recs = pi2i.recommend(users, k=10)
     assert recs.height > 0 and recs["score"].is_finite().all()
+    from recsys.rankers.sequence import SequenceRanker, SequenceRankerParams
+
+    frame, seq_history = _sequence_world()
+    small = SequenceRankerParams(feature_cols=(), epochs=1, max_len=6, hidden=16, layers=1, mlp_hidden=16, batch_users=8)
+    ranker = SequenceRanker(small).fit(frame, seq_history, runtime=runtime)
+    assert 0.0 <= ranker.valid_ndcg10 <= 1.0 and np.isfinite(ranker.predict(frame, seq_history, runtime)).all()
 
 
 def test_two_tower_within_budget_trains_as_without_one(synthetic):
