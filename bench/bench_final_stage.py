@@ -102,13 +102,13 @@ def _read(path: Path, pooled: bool) -> dict:
     with duckdb.connect(str(path), read_only=True) as con:
         if pooled:
             metrics = con.execute(
-                "SELECT stage, value, ci_low, ci_high FROM eval.metrics WHERE cutoff = 'pooled' AND metric = 'ndcg' AND k = 10 "
+                "SELECT stage, value, ci_low, ci_high, n_users FROM eval.metrics WHERE cutoff = 'pooled' AND metric = 'ndcg' AND k = 10 "
                 "AND cohort = 'all' AND run_id = (SELECT run_id FROM eval.metrics WHERE cutoff = 'pooled' ORDER BY evaluated_at DESC LIMIT 1)"
             ).pl()
             paired = con.execute("SELECT * FROM eval.pooled_paired_test").pl()
         else:
             metrics = con.execute(
-                "SELECT stage, value, ci_low, ci_high FROM eval.metrics WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 "
+                "SELECT stage, value, ci_low, ci_high, n_users FROM eval.metrics WHERE fold = 'test' AND metric = 'ndcg' AND k = 10 "
                 "AND cohort = 'all' AND cutoff <> 'pooled' AND run_id = (SELECT run_id FROM eval.last_paired_test LIMIT 1)"
             ).pl()
             paired = con.execute("SELECT * FROM eval.last_paired_test").pl()
@@ -186,7 +186,11 @@ def render(results: list[dict], split_seed: int) -> str:
     lines += ["", "Every stage (NDCG@10 [95% interval]) per scenario:", ""]
     for res in results:
         m = res["metrics"].sort("value", descending=True)
-        lines.append(f"- **{res['scenario']}**: " + "; ".join(f"{r['stage']} {r['value']:.4f}" for r in m.iter_rows(named=True)))
+        users = res["metrics"].filter(pl.col("stage") == "final")["n_users"]
+        lines.append(
+            f"- **{res['scenario']}** ({users[0] if users.len() else 'n/a'} test users): "
+            + "; ".join(f"{r['stage']} {r['value']:.4f}" for r in m.iter_rows(named=True))
+        )
     return "\n".join(lines) + "\n"
 
 
