@@ -55,10 +55,12 @@ backtest: venv $(ENGINE_DEPS) $(DAGSTER_HOME)/dagster.yaml
 
 # Everything the tests need is set up here: the browser (tools/ensure_chromium.sh) and Java for the Spark engine.
 # The suite runs in TEST_WORKERS processes (pytest-xdist), a whole test file per process so that a module's
-# fixtures are built once; TEST_WORKERS=0 runs it in this process.
+# fixtures are built once; TEST_WORKERS=0 runs it in this process. Files are handed out in the collection's
+# order, the longest (pytest.mark.heavy, tests/conftest.py) first: xdist's default reorder by test count
+# (--no-loadscope-reorder turns it off) had started 7-minute modules last.
 TEST_WORKERS ?= 2
 test: venv-test browser java lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 test-all: venv-test browser java
 	$(PY) -m pytest -q tests -m ''

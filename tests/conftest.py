@@ -29,8 +29,9 @@ def _heavy_seconds(item) -> float:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """The modules marked ``heavy(seconds)`` first, longest first; the rest in their usual order. ``make test``
-    hands whole modules to its 2 workers in this order (pytest-xdist ``--dist loadfile``): started last, a
-    5-minute module would run alone at the end while the other worker idles."""
+    hands whole modules to its 2 workers in this order (pytest-xdist ``--dist loadfile --no-loadscope-reorder``;
+    without the last flag xdist reorders modules by their number of tests): started last, a 5-minute module
+    would run alone at the end while the other worker idles."""
     items.sort(key=lambda item: -_heavy_seconds(item))  # stable: file and test order kept within a weight
 
 

@@ -42,7 +42,7 @@ from invariance_support import (
 
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 
-pytestmark = pytest.mark.heavy(390)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(450)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 N_INTERACTIONS = 20_000
 CUTOFF = cutoff_partitions.get_partition_keys()[-2]  # an earlier cut-off: events after its test window exist

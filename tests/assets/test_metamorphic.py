@@ -30,7 +30,7 @@ from metamorphic_support import (
 
 from assets.partitions import CUTOFF_WINDOW_DAYS, cutoff_partitions
 
-pytestmark = pytest.mark.heavy(170)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(240)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 N_INTERACTIONS = 30_000
 TOLERANCE = 1e-12

@@ -31,7 +31,7 @@ from resources.datasets import DatasetSource
 from resources.model_store import ModelStore
 from resources.warehouse import Warehouse
 
-pytestmark = pytest.mark.heavy(80)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(70)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 TEMPORAL = {"protocol": "temporal", "window_days": 3, "cutoff": "2017-12-01", "t_valid_start": "2017-11-28 00:00:00", "n_train_rows": 10}
 

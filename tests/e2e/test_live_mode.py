@@ -30,7 +30,7 @@ from e2e_support import (
 from assets.partitions import live_cutoffs
 from orchestration.replay import replay
 
-pytestmark = pytest.mark.heavy(170)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(230)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e-live"

@@ -26,7 +26,7 @@ import pytest
 from assets.partitions import daily_partitions
 from resources.datasets import DatasetSource
 
-pytestmark = pytest.mark.heavy(90)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(70)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ET = dg.DagsterEventType

@@ -22,7 +22,7 @@ from dagster_support import ingest_every_day, local_resources  # noqa: E402
 
 from assets.partitions import daily_partitions  # noqa: E402
 
-pytestmark = pytest.mark.heavy(55)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(50)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

@@ -26,7 +26,7 @@ from recsys.metrics import (
     paired_test,
 )
 
-pytestmark = pytest.mark.heavy(120)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(50)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 RANX_NAME = {
     "hit_rate": "hit_rate",

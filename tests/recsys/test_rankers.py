@@ -17,7 +17,7 @@ from recsys.runtime import TorchRuntime
 from recsys.schema import INTERACTION_SCHEMA, RECOMMENDATION_SCHEMA, conform
 from resources.ranker_frames import build_ranker_frame
 
-pytestmark = pytest.mark.heavy(60)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(55)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 T0 = dt.datetime(2024, 1, 1)
 CUTOFF = T0 + dt.timedelta(days=30)

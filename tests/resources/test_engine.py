@@ -19,7 +19,7 @@ from resources.engine import SqlEngine, spark_config, to_spark_sql
 from resources.lake import Lake
 from resources.warehouse import load_sql
 
-pytestmark = pytest.mark.heavy(450)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(520)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 pytest.importorskip("pyspark", reason="the spark extra (requirements-test.lock installs it)")
 

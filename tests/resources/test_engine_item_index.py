@@ -30,7 +30,7 @@ from recsys.channels.item_index import build_cooc_index
 from resources.engine import SqlEngine, to_spark_sql
 from resources.warehouse import load_sql
 
-pytestmark = pytest.mark.heavy(60)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(30)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 SQL = "index/cooc_neighbours"
 SCORE_REL = 1e-5  # float32 products and sums in the builder vs DOUBLE in SQL

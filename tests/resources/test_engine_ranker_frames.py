@@ -16,7 +16,7 @@ from resources.engine import SqlEngine, to_spark_sql
 from resources.ranker_frames import build_ranker_frame, fold_frames, split_frame
 from resources.warehouse import Warehouse, load_sql
 
-pytestmark = pytest.mark.heavy(60)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(80)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 T0 = dt.datetime(2024, 3, 1)
 TYPES = ["click", "rate", "cart", "buy", "view", "fav"]

@@ -28,7 +28,7 @@ from test_engine_item_index import Agreement, _assert_agrees, agreement, history
 from recsys.channels.item_index import build_swing_index
 from resources.engine import SqlEngine
 
-pytestmark = pytest.mark.heavy(55)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(60)  # rough serial seconds of this module: scheduled first (tests/conftest.py)
 
 SQL = "index/swing_neighbours"
 NO_CAP = 10**9  # the builder's None for a cap
