@@ -27,7 +27,6 @@ import os
 import platform
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -35,18 +34,13 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_neural_budget import synthetic_log  # noqa: E402  (the same synthetic log and catalogue)
+
 from recsys.metrics import evaluate  # noqa: E402
 from recsys.runtime import TorchRuntime  # noqa: E402
 from recsys.split import temporal_split  # noqa: E402
-from recsys.synthetic import SyntheticConfig, SyntheticWorld, generate_day  # noqa: E402
 
 K = 100
-
-
-def synthetic_log(n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    world = SyntheticWorld.build(SyntheticConfig(n_interactions=n))
-    c = world.config
-    return pl.concat([generate_day(world, c.start + timedelta(days=d)) for d in range(c.n_days)]), world.items()
 
 
 def runtimes() -> list[tuple[str, TorchRuntime]]:
